@@ -1,0 +1,73 @@
+"""``medseg convert INPUT OUTPUT``: any supported scan to NIfTI, NRRD or MHA."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="convert a scan or DICOM series to NIfTI, NRRD or MHA",
+        description="Convert a scan (NIfTI, NRRD, MHA/MHD, DICOM file or folder) to NIfTI "
+        "(.nii/.nii.gz), NRRD (.nrrd/.nhdr) or MetaImage (.mha/.mhd); the output format follows "
+        "the extension. The geometry is kept exactly; outputs are written atomically.",
+    )
+    p.add_argument("input", help="image file, DICOM file, or folder of DICOM files")
+    p.add_argument("output", help="output file (or folder with --all)")
+    p.add_argument("--series", help="DICOM series to convert (id or series number)")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="convert every series of a DICOM folder into OUTPUT (a folder), one file each",
+    )
+    p.add_argument(
+        "--resample-uneven",
+        action="store_true",
+        help="resample DICOM series with uneven spacing, missing slices or gantry tilt onto a "
+        "regular grid (otherwise they are refused)",
+    )
+    p.add_argument("--slice-spacing", type=float, help="slice spacing (mm) for --resample-uneven")
+    p.add_argument(
+        "--window",
+        metavar="NAME|L,W",
+        help="apply a CT window (preset name or level,width) and write float32 in [0, 1]",
+    )
+    p.add_argument("--format", default="nii.gz", help="output extension with --all (default nii.gz)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from medseg.api import convert, convert_all
+
+    if args.all:
+        results = convert_all(
+            args.input,
+            args.output,
+            extension=args.format,
+            resample_uneven=args.resample_uneven,
+            slice_spacing=args.slice_spacing,
+            window=args.window,
+            overwrite=args.overwrite,
+        )
+        failed = [r for r in results if r["status"] != "ok"]
+        for r in results:
+            status = r["status"] if r["status"] != "ok" else f"-> {r['output']}"
+            sys.stdout.write(f"{r['series_id']} {status}\n")
+        return 0 if not failed else 12
+    out = convert(
+        args.input,
+        args.output,
+        series=args.series,
+        resample_uneven=args.resample_uneven,
+        slice_spacing=args.slice_spacing,
+        window=args.window,
+        overwrite=args.overwrite,
+    )
+    log.info("wrote %s", out)
+    return 0

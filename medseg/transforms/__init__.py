@@ -1,0 +1,1 @@
+"""Transforms: intensity (windowing, normalisation), and later spatial and augmentation."""
