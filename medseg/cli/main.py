@@ -21,6 +21,8 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "info": "info",
     "convert": "convert",
+    "manifest": "manifest",
+    "train": "train",
 }
 
 

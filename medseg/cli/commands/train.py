@@ -1,0 +1,73 @@
+"""``medseg train PIPELINE --output RUN``: train a pipeline into a run folder."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a pipeline (YAML) into a run folder",
+        description="Train the model of a pipeline config. The run folder receives the resolved config, "
+        "the preprocessing plan, the split, checkpoints (last and best), metrics.csv, TensorBoard logs "
+        "and curves.png. Works under torchrun for distributed training (gloo on CPU, nccl on GPU).",
+    )
+    p.add_argument(
+        "pipeline", nargs="?", help="pipeline YAML (optional with --resume: the run's config is used)"
+    )
+    p.add_argument("--output", "-o", required=True, help="run folder")
+    p.add_argument(
+        "--data-root",
+        help="folder that relative manifest paths start from "
+        "(default: $MEDSEG_DATA_ROOT, else the manifest's folder)",
+    )
+    p.add_argument("--fold", type=int, help="cross-validation fold (0-based) of data.folds")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output where it stopped")
+    p.add_argument(
+        "--extend-epochs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="train N epochs past the planned end (continues the run)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set training.epochs=5 (repeatable)",
+    )
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+    from pathlib import Path
+
+    from medseg.config import load_pipeline
+    from medseg.errors import ConfigError
+    from medseg.training import Trainer
+
+    resume = args.resume or args.extend_epochs > 0
+    if args.extend_epochs < 0:
+        raise ConfigError("--extend-epochs must be positive")
+    if args.pipeline:
+        config = load_pipeline(args.pipeline, args.set)
+    elif resume:
+        config = load_pipeline(Path(args.output) / "config.yaml", args.set)
+    else:
+        raise ConfigError("no pipeline given", hint="pass a pipeline YAML, or --resume an existing run")
+    if logging.getLogger("medseg").level > logging.INFO:
+        logging.getLogger("medseg.training").setLevel(logging.INFO)
+    Trainer(
+        config,
+        args.output,
+        data_root=args.data_root,
+        fold=args.fold,
+        device=args.device,
+        resume=resume,
+        extend_epochs=args.extend_epochs,
+    ).fit()
+    return 0

@@ -1,0 +1,85 @@
+"""Load pipeline YAML into a validated :class:`PipelineConfig` (``yaml.safe_load``, never eval)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from medseg.config.schema import PipelineConfig
+from medseg.errors import ConfigError, InputNotFoundError
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {dotted}: {key} is not a section")
+    node[keys[-1]] = value
+
+
+def _format_errors(exc: Any, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{where}: {msg}")
+    return f"invalid pipeline config {source}: " + "; ".join(parts)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "(dict)") -> PipelineConfig:
+    """Validate a plain dictionary as a pipeline config.
+
+    Raises:
+        ConfigError: naming every invalid or unknown key.
+    """
+    from pydantic import ValidationError
+
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            _format_errors(exc, source),
+            hint="see docs/configuration.md for every key and its meaning",
+        ) from None
+
+
+def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
+    """Read and validate a pipeline YAML file.
+
+    Args:
+        path: The YAML file.
+        overrides: ``key.sub=value`` strings applied before validation (values parsed as YAML),
+            e.g. ``["training.epochs=5", "model.params.features=[8,16,32]"]``.
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputNotFoundError(f"no such pipeline config: {p}", hint="give the path of a YAML file")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p} is not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p} must hold a mapping of sections (data, model, training...)")
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"bad override {item!r}", hint="write overrides as section.key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        _set_dotted(data, key.strip(), value)
+    return config_from_dict(data, str(p))
+
+
+def dump_config(config: PipelineConfig) -> str:
+    """The config as YAML text (what a run folder records)."""
+    import yaml
+
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

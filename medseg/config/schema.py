@@ -1,0 +1,198 @@
+"""The schema of a pipeline YAML file (``pipelines/*.yaml``).
+
+Every section is a pydantic model with ``extra="forbid"``: a misspelt key is
+an error that names the key and the section, never silently ignored.
+Objects (model, loss) are chosen by registry name, never by import path.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Normalization(str, Enum):
+    """Intensity normalisation applied by the preprocessing plan."""
+
+    ZSCORE = "zscore"  # MR: z-score over the foreground of each case
+    CT = "ct"  # CT: clip to dataset percentiles (0.5, 99.5) of foreground HU, then dataset z-score
+    WINDOW = "window"  # CT: a named or custom HU window, scaled to [0, 1]
+    PERCENTILE = "percentile"  # clip each case to its own percentiles, then scale to [0, 1]
+    NONE = "none"
+
+
+class DataConfig(_Strict):
+    """Where the cases come from."""
+
+    manifest: str = Field(
+        description="MSD dataset.json or a medseg manifest (JSON/YAML); relative "
+        "paths resolve against --data-root / $MEDSEG_DATA_ROOT, else the file's folder"
+    )
+    data_root: str | None = Field(None, description="folder that relative paths in the manifest start from")
+    val_fraction: float = Field(
+        0.2,
+        ge=0.0,
+        lt=1.0,
+        description="share of cases held out for validation "
+        "when the manifest gives no split and no fold is chosen",
+    )
+    folds: int = Field(5, ge=2, le=20, description="number of folds for --fold k cross-validation")
+    cache_dir: str | None = Field(None, description="preprocessed-case cache (default: ~/.cache/medseg)")
+
+
+class PreprocessingConfig(_Strict):
+    """Recorded with the model; prediction replays it exactly."""
+
+    orientation: str = Field("RAS", description="canonical orientation every case is reoriented to")
+    target_spacing: list[float] | str | None = Field(
+        "median", description="mm per axis, 'median' (dataset median, as nnU-Net) or null (keep)"
+    )
+    normalization: Normalization = Normalization.ZSCORE
+    window: str | None = Field(None, description="CT window preset or 'L,W' for normalization: window")
+    crop_foreground: bool = Field(
+        True, description="crop each case to the bounding box of its non-background"
+    )
+    slice_axis: int | None = Field(
+        None,
+        description="2D models on 3D volumes: the axis slices are taken "
+        "along (default: the axis with the largest spacing)",
+    )
+
+    @field_validator("target_spacing")
+    @classmethod
+    def _spacing(cls, v: Any) -> Any:
+        if isinstance(v, str) and v != "median":
+            raise ValueError("target_spacing must be a list of mm, 'median' or null")
+        if isinstance(v, list) and (len(v) not in (2, 3) or any(s <= 0 for s in v)):
+            raise ValueError("target_spacing needs 2 or 3 positive values")
+        return v
+
+    @model_validator(mode="after")
+    def _window_needed(self) -> PreprocessingConfig:
+        if self.normalization is Normalization.WINDOW and not self.window:
+            raise ValueError("normalization 'window' needs a window (preset name or 'L,W')")
+        return self
+
+
+class ModelConfig(_Strict):
+    """The network, by registry name (see ``medseg models``)."""
+
+    name: str = Field(description="registry name: unet, dynunet, uctransnet, deeplabv3, deeplabv3plus")
+    spatial_dims: int = Field(3, ge=2, le=3)
+    params: dict[str, Any] = Field(default_factory=dict, description="family parameters (medseg models)")
+
+
+class LossConfig(_Strict):
+    """The loss, by registry name."""
+
+    name: str = Field("dice_focal", description="dice_focal, dice_ce, focal, ce, tversky")
+    params: dict[str, Any] = Field(default_factory=dict)
+    deep_supervision_weights: list[float] | None = Field(
+        None, description="weights of the deep-supervision outputs (default: halving per level)"
+    )
+
+
+class AugmentationConfig(_Strict):
+    """Random augmentation, applied identically to image and label. Probabilities are per patch."""
+
+    enabled: bool = True
+    elastic_p: float = Field(0.2, ge=0, le=1)
+    elastic_sigma: float = Field(6.0, gt=0, description="smoothness of the displacement field (voxels)")
+    elastic_magnitude: float = Field(3.0, ge=0, description="largest displacement (voxels)")
+    rotation_p: float = Field(0.2, ge=0, le=1)
+    rotation_degrees: float = Field(15.0, ge=0, le=180)
+    scaling_p: float = Field(0.2, ge=0, le=1)
+    scaling_range: tuple[float, float] = (0.85, 1.25)
+    flip_p: float = Field(0.5, ge=0, le=1, description="per axis")
+    flip_axes: list[int] | None = Field(None, description="axes to flip (default: all)")
+    gamma_p: float = Field(0.3, ge=0, le=1)
+    gamma_range: tuple[float, float] = (0.7, 1.5)
+    contrast_p: float = Field(0.15, ge=0, le=1)
+    contrast_range: tuple[float, float] = (0.75, 1.25)
+    brightness_p: float = Field(0.15, ge=0, le=1)
+    brightness_range: tuple[float, float] = (0.75, 1.25)
+    noise_p: float = Field(0.1, ge=0, le=1)
+    noise_std: float = Field(0.1, ge=0)
+    blur_p: float = Field(0.1, ge=0, le=1)
+    blur_sigma: tuple[float, float] = (0.5, 1.0)
+
+
+class Optimizer(str, Enum):
+    SGD = "sgd"
+    ADAMW = "adamw"
+
+
+class Schedule(str, Enum):
+    POLY = "poly"
+    COSINE = "cosine"
+
+
+class TrainingConfig(_Strict):
+    """Optimisation, sampling and checkpointing."""
+
+    epochs: int = Field(100, ge=1)
+    iterations_per_epoch: int = Field(50, ge=1)
+    batch_size: int = Field(2, ge=1)
+    patch_size: list[int] = Field(description="patch (voxels) per spatial axis of the model")
+    foreground_oversample: float = Field(
+        0.33, ge=0, le=1, description="share of patches centred on a labelled voxel"
+    )
+    optimizer: Optimizer = Optimizer.SGD
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.99, ge=0, lt=1)
+    weight_decay: float = Field(3e-5, ge=0)
+    schedule: Schedule = Schedule.POLY
+    warmup_epochs: int = Field(0, ge=0)
+    grad_clip: float | None = Field(12.0, gt=0)
+    amp: bool = Field(True, description="mixed precision on CUDA (ignored on CPU)")
+    val_every: int = Field(5, ge=1, description="validate every N epochs (and after the last)")
+    val_overlap: float = Field(0.5, ge=0, lt=1)
+    seed: int = 0
+    num_workers: int = Field(1, ge=0)
+    deep_supervision: bool = Field(False, description="train on the model's deep-supervision outputs")
+    max_minutes: float | None = Field(None, gt=0, description="stop after this wall-clock budget")
+
+    @field_validator("patch_size")
+    @classmethod
+    def _patch(cls, v: list[int]) -> list[int]:
+        if len(v) not in (2, 3) or any(p < 1 for p in v):
+            raise ValueError("patch_size needs 2 or 3 positive sizes")
+        return v
+
+
+class InferenceConfig(_Strict):
+    """Defaults for prediction with the trained model."""
+
+    overlap: float = Field(0.5, ge=0, lt=1)
+    tta: bool = Field(False, description="mirror test-time augmentation")
+    batch_size: int = Field(2, ge=1)
+
+
+class PipelineConfig(_Strict):
+    """A whole pipeline: data, preprocessing, model, loss, augmentation, training, inference."""
+
+    name: str
+    description: str = ""
+    labels: dict[int, str] | None = Field(None, description="class index -> name (default: the manifest's)")
+    data: DataConfig
+    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+    model: ModelConfig
+    loss: LossConfig = Field(default_factory=LossConfig)
+    augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
+    training: TrainingConfig
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+
+    @model_validator(mode="after")
+    def _dims_agree(self) -> PipelineConfig:
+        if len(self.training.patch_size) != self.model.spatial_dims:
+            raise ValueError(
+                f"training.patch_size has {len(self.training.patch_size)} sizes but the model is "
+                f"{self.model.spatial_dims}D"
+            )
+        return self

@@ -1,0 +1,17 @@
+"""Inference: sliding-window prediction, prediction of whole scans and of folders."""
+
+from medseg.inference.sliding_window import (
+    BlendMode,
+    SlidingWindowInferer,
+    sliding_window_inference,
+    sliding_window_labels,
+    window_starts,
+)
+
+__all__ = [
+    "BlendMode",
+    "SlidingWindowInferer",
+    "sliding_window_inference",
+    "sliding_window_labels",
+    "window_starts",
+]

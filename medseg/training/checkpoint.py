@@ -1,0 +1,69 @@
+"""Checkpoints: written atomically, read with ``torch.load(weights_only=True)``."""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medseg.errors import CorruptFileError, InputNotFoundError
+from medseg.io.atomic import write_bytes_atomic
+
+FORMAT = "medseg-checkpoint/1"
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch random states in a form ``weights_only`` loading accepts."""
+    np_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "gauss": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(tuple(v if not isinstance(v, list) else tuple(v) for v in state["python"]))
+    n = state["numpy"]
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
+    torch.set_rng_state(state["torch"])
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` (tensors, numbers, strings, lists, dicts) atomically."""
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buf)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely (no arbitrary objects are unpickled).
+
+    Raises:
+        InputNotFoundError: no file at ``path``.
+        CorruptFileError: not a medseg checkpoint, or damaged.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputNotFoundError(f"no checkpoint at {p}")
+    try:
+        state = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CorruptFileError(
+            f"cannot load checkpoint {p}: {str(exc).splitlines()[0][:200]}",
+            hint="it is damaged or not a medseg checkpoint",
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CorruptFileError(f"{p} is not a medseg training checkpoint")
+    return state

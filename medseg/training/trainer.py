@@ -1,0 +1,450 @@
+"""The training loop: :class:`Trainer` (and the :func:`train` shortcut).
+
+A run folder holds everything needed to predict later and to resume:
+``config.yaml`` (resolved), ``plan.json``, ``splits.json``, ``checkpoints/last.pt``
+and ``best.pt`` (self-contained: model config, weights, plan, labels, optimiser
+and random states), ``metrics.csv``, ``tensorboard/`` and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medseg.config import PipelineConfig, dump_config
+from medseg.errors import ConfigError, MedsegError
+from medseg.io.atomic import write_text_atomic
+from medseg.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from medseg.training.distributed import DistInfo, barrier, broadcast_flag, cleanup, init_distributed
+from medseg.training.schedule import lr_factor
+
+log = logging.getLogger(__name__)
+
+METRIC_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "val_dice_mean", "lr", "seconds"]
+
+
+class _EpochSampler(torch.utils.data.Sampler[int]):
+    """This rank's share of the epoch: sample ``i`` of ``n`` is global index ``epoch * n + i``,
+    rank ``r`` of ``w`` takes ``i = r, r + w, ...`` (disjoint shards, none missed)."""
+
+    def __init__(self, n: int, rank: int, world: int) -> None:
+        self.n, self.rank, self.world = n, rank, world
+        self.epoch = 0
+
+    def __iter__(self):
+        return iter(range(self.epoch * self.n + self.rank, (self.epoch + 1) * self.n, self.world))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.world))
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when available; ``cuda`` without a GPU is a user error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MedsegError(
+            "--device cuda was asked for but no CUDA GPU is available",
+            hint="use --device cpu or --device auto",
+        )
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise MedsegError(f"unknown device {device!r}", hint="use auto, cpu or cuda")
+    return torch.device(device)
+
+
+class Trainer:
+    """Train a pipeline into a run folder.
+
+    Args:
+        config: The validated pipeline.
+        run_dir: Output folder (created).
+        data_root: Folder relative manifest paths start from (else $MEDSEG_DATA_ROOT).
+        fold: Cross-validation fold (0-based) of ``config.data.folds``; None = manifest split
+            or a held-out fraction.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        resume: Continue from ``run_dir/checkpoints/last.pt``.
+        extend_epochs: Train this many epochs past the planned end (implies resume).
+    """
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        run_dir: str | Path,
+        data_root: str | None = None,
+        fold: int | None = None,
+        device: str = "auto",
+        resume: bool = False,
+        extend_epochs: int = 0,
+    ) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.data_root = data_root
+        self.fold = fold
+        self.device = resolve_device(device)
+        self.resume = resume or extend_epochs > 0
+        self.extend_epochs = int(extend_epochs)
+        self.dist = DistInfo()
+        self.history: list[dict[str, Any]] = []
+
+    # -- setup ------------------------------------------------------------------------------
+    def _check_run_dir(self) -> None:
+        last = self.run_dir / "checkpoints" / "last.pt"
+        if self.resume and not last.is_file():
+            raise MedsegError(
+                f"nothing to resume in {self.run_dir}: no checkpoints/last.pt",
+                hint="start the run without --resume",
+            )
+        if not self.resume and last.is_file():
+            raise MedsegError(
+                f"{self.run_dir} already holds a training run",
+                hint="pass --resume to continue it, or choose another --output",
+            )
+
+    def _build(self, n_classes: int, in_channels: int) -> None:
+        from medseg.losses import DeepSupervision, build_loss
+        from medseg.models import build_model
+
+        cfg = self.config
+        params = dict(cfg.model.params)
+        if cfg.training.deep_supervision:
+            params["deep_supervision"] = True
+        torch.manual_seed(cfg.training.seed)
+        self.model = build_model(cfg.model.name, cfg.model.spatial_dims, in_channels, n_classes, **params)
+        self.model.to(self.device)
+        base_loss = build_loss(cfg.loss.name, n_classes, **cfg.loss.params)
+        self.loss = DeepSupervision(base_loss, cfg.loss.deep_supervision_weights)
+        t = cfg.training
+        if t.optimizer.value == "sgd":
+            self.optimizer = torch.optim.SGD(
+                self.model.parameters(),
+                lr=t.lr,
+                momentum=t.momentum,
+                nesterov=t.momentum > 0,
+                weight_decay=t.weight_decay,
+            )
+        else:
+            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.net = self.model
+        if self.dist.enabled:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.amp_dtype = None
+        if t.amp and self.device.type == "cuda":
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
+
+    def _loader(self, data) -> torch.utils.data.DataLoader:
+        from medseg.data.sampling import PatchDataset
+        from medseg.transforms.augmentation import Augmenter
+
+        t = self.config.training
+        per_epoch = t.iterations_per_epoch * t.batch_size
+        per_epoch = (
+            int(math.ceil(per_epoch / (self.dist.world_size * t.batch_size)))
+            * self.dist.world_size
+            * t.batch_size
+        )
+        self.samples_per_epoch = per_epoch
+        aug = Augmenter(self.config.augmentation, self.config.model.spatial_dims, t.patch_size)
+        dataset = _IndexedPatches(
+            PatchDataset(
+                data.train,
+                t.patch_size,
+                per_epoch,
+                aug,
+                t.foreground_oversample,
+                t.seed,
+                slice_axis=data.slice_axis if data.slice_axis is not None else 2,
+            )
+        )
+        self.sampler = _EpochSampler(per_epoch, self.dist.rank, self.dist.world_size)
+        workers = t.num_workers
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_size=t.batch_size,
+            sampler=self.sampler,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            worker_init_fn=_worker_init if workers > 0 else None,
+            pin_memory=self.device.type == "cuda",
+            drop_last=False,
+        )
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def _state(self, epoch: int, step: int, best: float) -> dict[str, Any]:
+        return {
+            "model_config": self.model.medseg_config,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "best": best,
+            "rng": rng_state(),
+            "plan": self.data.plan.to_json(),
+            "config": self.config.model_dump(mode="json"),
+            "slice_axis": self.data.slice_axis,
+        }
+
+    def _write_metrics(self) -> None:
+        names = [self.data.plan.labels[c] for c in sorted(self.data.plan.labels) if c > 0]
+        cols = METRIC_COLUMNS + [f"val_dice_{n}" for n in names]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for row in self.history:
+            w.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        write_text_atomic(self.run_dir / "metrics.csv", buf.getvalue())
+        try:
+            from medseg.reporting import plot_curves
+        except ImportError:  # reporting extras not present
+            return
+        try:
+            plot_curves(self.run_dir / "metrics.csv", self.run_dir / "curves.png")
+        except Exception as exc:  # a plot must never stop training
+            log.warning("could not draw curves.png: %s", exc)
+
+    def _read_history(self, upto_epoch: int) -> None:
+        path = self.run_dir / "metrics.csv"
+        if not path.is_file():
+            return
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        self.history = [
+            {k: (float(v) if v not in ("", None) else None) for k, v in r.items()}
+            for r in rows
+            if int(float(r["epoch"])) <= upto_epoch
+        ]
+        for r in self.history:
+            r["epoch"] = int(r["epoch"])
+            r["step"] = int(r["step"])
+
+    # -- main -------------------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        """Train; returns the final metrics (last row of metrics.csv)."""
+        from medseg.training.setup import prepare_data
+
+        cfg, t = self.config, self.config.training
+        self.dist = init_distributed(self.device)
+        if self.device.type == "cuda" and self.dist.enabled:
+            self.device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.device)
+        try:
+            if self.dist.is_main:
+                self._check_run_dir()
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            barrier(self.dist)
+            self.data = prepare_data(
+                cfg,
+                self.data_root,
+                self.fold,
+                self.run_dir if self.dist.is_main else None,
+                check=self.dist.is_main,
+            )
+            n_classes = max(self.data.plan.labels) + 1
+            self._build(n_classes, self.data.plan.n_channels)
+            start_epoch, step, best = 0, 0, -1.0
+            if self.resume:
+                state = load_checkpoint(self.run_dir / "checkpoints" / "last.pt", map_location=self.device)
+                self.model.load_state_dict(state["model"])
+                self.optimizer.load_state_dict(state["optimizer"])
+                self.scaler.load_state_dict(state["scaler"])
+                set_rng_state(state["rng"])
+                start_epoch, step, best = int(state["epoch"]) + 1, int(state["step"]), float(state["best"])
+                self._read_history(int(state["epoch"]))
+                log.info("resuming after epoch %d (step %d)", start_epoch, step)
+            epochs = t.epochs + self.extend_epochs
+            if self.extend_epochs:
+                cfg.training.epochs = epochs  # the schedule stretches to the new end
+            if self.dist.is_main:
+                write_text_atomic(self.run_dir / "config.yaml", dump_config(cfg))
+            loader = self._loader(self.data)
+            return self._loop(loader, start_epoch, epochs, step, best)
+        finally:
+            cleanup(self.dist)
+
+    def _loop(self, loader, start_epoch: int, epochs: int, step: int, best: float) -> dict[str, Any]:
+        from medseg.progress import track
+
+        t = self.config.training
+        writer = self._tensorboard()
+        total_steps = epochs * len(loader)
+        t0 = time.monotonic()
+        budget = t.max_minutes * 60 if t.max_minutes else None
+        last_row: dict[str, Any] = {}
+        for epoch in range(start_epoch, epochs):
+            self.sampler.epoch = epoch
+            self.net.train()
+            losses = []
+            e0 = time.monotonic()
+            batches = track(loader, f"epoch {epoch + 1}/{epochs}") if self.dist.is_main else loader
+            for image, label in batches:
+                progress = step / max(total_steps, 1)
+                if budget:
+                    progress = max(progress, (time.monotonic() - t0) / budget)
+                lr = t.lr * lr_factor(
+                    t.schedule.value, int(progress * total_steps), total_steps, t.warmup_epochs * len(loader)
+                )
+                for g in self.optimizer.param_groups:
+                    g["lr"] = lr
+                losses.append(self._step(image, label))
+                step += 1
+            stop = budget is not None and broadcast_flag(self.dist, time.monotonic() - t0 >= budget)
+            train_loss = float(np.mean(losses)) if losses else float("nan")
+            if self.dist.enabled:
+                tl = torch.tensor([train_loss], dtype=torch.float64)
+                torch.distributed.all_reduce(tl)
+                train_loss = float(tl.item()) / self.dist.world_size
+            row: dict[str, Any] = {
+                "epoch": epoch,
+                "step": step,
+                "train_loss": round(train_loss, 6),
+                "lr": lr,
+                "seconds": round(time.monotonic() - e0, 3),
+            }
+            last = epoch == epochs - 1 or stop
+            if self.dist.is_main and self.data.val and ((epoch + 1) % t.val_every == 0 or last):
+                row.update(self._validate())
+            if self.dist.is_main:
+                self.history.append(row)
+                score = row.get("val_dice_mean")
+                improved = score is not None and not math.isnan(score) and score > best
+                if improved:
+                    best = float(score)
+                state = self._state(epoch, step, best)
+                save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state)
+                if improved or (not self.data.val and last):
+                    save_checkpoint(self.run_dir / "checkpoints" / "best.pt", state)
+                self._write_metrics()
+                self._log_epoch(row, epochs, writer)
+            barrier(self.dist)
+            last_row = row
+            if stop:
+                log.info("time budget of %.1f min reached after epoch %d", t.max_minutes, epoch + 1)
+                break
+        if writer is not None:
+            writer.close()
+        return last_row
+
+    def _step(self, image: torch.Tensor, label: torch.Tensor) -> float:
+        t = self.config.training
+        image = image.to(self.device, non_blocking=True)
+        label = label.to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(
+            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+        ):
+            out = self.net(image)
+            out = [o.float() for o in out] if isinstance(out, list | tuple) else out.float()
+            loss = self.loss(out, label)
+        if not torch.isfinite(loss):
+            raise MedsegError(
+                "the loss became NaN or infinite",
+                hint="lower training.lr, enable grad_clip, or check the labels and intensities",
+            )
+        self.scaler.scale(loss).backward()
+        if t.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def _validate(self) -> dict[str, Any]:
+        from medseg.training.validation import dice_per_class, predict_logits
+
+        t = self.config.training
+        self.model.eval()
+        n_classes = max(self.data.plan.labels) + 1
+        dices, losses = [], []
+        for case in self.data.val:
+            logits = predict_logits(
+                self.model,
+                case.image,
+                t.patch_size,
+                t.val_overlap,
+                self.device,
+                batch_size=max(1, t.batch_size),
+                slice_axis=self.data.slice_axis,
+            )
+            losses.append(float(self.loss.loss(logits[None], case.label[None].long())))
+            pred = logits.argmax(0).numpy()
+            dices.append(dice_per_class(pred, case.label.numpy(), n_classes))
+        per_class = np.nanmean(np.array(dices, dtype=float), axis=0)
+        names = [self.data.plan.labels[c] for c in range(1, n_classes)]
+        out: dict[str, Any] = {
+            "val_loss": round(float(np.mean(losses)), 6),
+            "val_dice_mean": round(float(np.nanmean(per_class)), 6),
+        }
+        for n, d in zip(names, per_class):
+            out[f"val_dice_{n}"] = round(float(d), 6)
+        return out
+
+    def _tensorboard(self):
+        if not self.dist.is_main:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+            return None
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def _log_epoch(self, row: dict[str, Any], epochs: int, writer) -> None:
+        msg = (
+            f"epoch {row['epoch'] + 1}/{epochs} loss {row['train_loss']:.4f} "
+            f"lr {row['lr']:.2e} {row['seconds']:.1f}s"
+        )
+        if "val_dice_mean" in row:
+            per = ", ".join(
+                f"{k[9:]} {v:.3f}"
+                for k, v in row.items()
+                if k.startswith("val_dice_") and k != "val_dice_mean"
+            )
+            msg += f" | val dice {row['val_dice_mean']:.4f} ({per})"
+        log.info(msg)
+        if writer is not None:
+            for k, v in row.items():
+                if k not in ("epoch", "step") and v is not None:
+                    writer.add_scalar(k, v, row["step"])
+            writer.flush()
+
+
+class _IndexedPatches(torch.utils.data.Dataset):
+    """Maps global sample index ``epoch * n + i`` onto the patch dataset's epoch and item."""
+
+    def __init__(self, patches) -> None:
+        self.patches = patches
+
+    def __len__(self) -> int:
+        return len(self.patches)
+
+    def __getitem__(self, index: int):
+        epoch, i = divmod(int(index), len(self.patches))
+        self.patches.epoch = epoch
+        return self.patches[i]
+
+
+def train(config: PipelineConfig | str | Path, run_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """Train a pipeline (a config or the path of its YAML) into ``run_dir``."""
+    from medseg.config import load_pipeline
+
+    if not isinstance(config, PipelineConfig):
+        config = load_pipeline(config)
+    if not isinstance(config, PipelineConfig):  # pragma: no cover
+        raise ConfigError("not a pipeline config")
+    return Trainer(config, run_dir, **kwargs).fit()

@@ -1,0 +1,130 @@
+"""Intensity augmentation on image patches (labels are never touched).
+
+Each transform is a frozen dataclass holding its exact parameters (the
+deterministic twin); :func:`random_intensity` draws them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class IntensityTransform:
+    """Base class: ``__call__(image [C, *spatial]) -> image``."""
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        return {"name": type(self).__name__, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class Gamma(IntensityTransform):
+    """Gamma on the patch rescaled to [0, 1], then mapped back to its range (per channel)."""
+
+    gamma: float
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(image)
+        for c in range(image.shape[0]):
+            x = image[c]
+            lo, hi = x.min(), x.max()
+            rng = (hi - lo).clamp_min(1e-7)
+            out[c] = ((x - lo) / rng).pow(self.gamma) * rng + lo
+        return out
+
+
+@dataclass(frozen=True)
+class Contrast(IntensityTransform):
+    """Scale deviations from the channel mean by ``factor``, keeping the value range."""
+
+    factor: float
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        dims = tuple(range(1, image.ndim))
+        mean = image.mean(dim=dims, keepdim=True)
+        lo = image.amin(dim=dims, keepdim=True)
+        hi = image.amax(dim=dims, keepdim=True)
+        return torch.maximum(torch.minimum((image - mean) * self.factor + mean, hi), lo)
+
+
+@dataclass(frozen=True)
+class Brightness(IntensityTransform):
+    """Multiply intensities by ``factor``."""
+
+    factor: float
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return image * self.factor
+
+
+@dataclass(frozen=True)
+class GaussianNoise(IntensityTransform):
+    """Add zero-mean Gaussian noise of ``std`` drawn from generator ``seed``."""
+
+    std: float
+    seed: int
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed)
+        return image + torch.randn(image.shape, generator=g, dtype=image.dtype) * self.std
+
+
+@dataclass(frozen=True)
+class GaussianBlur(IntensityTransform):
+    """Separable Gaussian blur of ``sigma`` voxels."""
+
+    sigma: float
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        nd = image.ndim - 1
+        radius = max(1, int(round(3 * self.sigma)))
+        x = torch.arange(-radius, radius + 1, dtype=image.dtype)
+        k = torch.exp(-0.5 * (x / self.sigma) ** 2)
+        k = k / k.sum()
+        out = image[None]
+        conv = torch.nn.functional.conv2d if nd == 2 else torch.nn.functional.conv3d
+        c = image.shape[0]
+        for ax in range(nd):
+            shape = [1] * nd
+            shape[ax] = k.numel()
+            weight = k.reshape(1, 1, *shape).repeat(c, 1, *([1] * nd))
+            pad = [0] * (2 * nd)
+            pad[2 * (nd - 1 - ax)] = radius
+            pad[2 * (nd - 1 - ax) + 1] = radius
+            out = conv(torch.nn.functional.pad(out, pad, mode="replicate"), weight, groups=c)
+        return out[0]
+
+
+def random_intensity(
+    rng: np.random.Generator,
+    *,
+    gamma_p: float,
+    gamma_range: tuple[float, float],
+    contrast_p: float,
+    contrast_range: tuple[float, float],
+    brightness_p: float,
+    brightness_range: tuple[float, float],
+    noise_p: float,
+    noise_std: float,
+    blur_p: float,
+    blur_sigma: tuple[float, float],
+) -> list[IntensityTransform]:
+    """Draw the intensity transforms of one patch, in the order they are applied."""
+    out: list[IntensityTransform] = []
+    if rng.random() < noise_p and noise_std > 0:
+        out.append(GaussianNoise(float(rng.uniform(0, noise_std)), int(rng.integers(2**31))))
+    if rng.random() < blur_p:
+        out.append(GaussianBlur(float(rng.uniform(*blur_sigma))))
+    if rng.random() < brightness_p:
+        out.append(Brightness(float(rng.uniform(*brightness_range))))
+    if rng.random() < contrast_p:
+        out.append(Contrast(float(rng.uniform(*contrast_range))))
+    if rng.random() < gamma_p:
+        out.append(Gamma(float(rng.uniform(*gamma_range))))
+    return out

@@ -1,0 +1,286 @@
+"""The preprocessing :class:`Plan`: what a model was trained on, replayed exactly at prediction.
+
+Order of the steps, per case (each recorded in a :class:`CaseRecord`):
+
+1. **Reorient** to the plan's canonical orientation (axis permutation/flips, exact).
+2. **Crop** to the bounding box of the non-zero region (optional).
+3. **Resample** to the target spacing (edge-aligned; images linear, labels nearest).
+4. **Normalise** intensities (z-score, CT percentile clip + dataset z-score, CT window, or
+   per-case percentiles).
+
+:meth:`Plan.invert` undoes 3, 2 and 1 for a label map (nearest) or probabilities (linear),
+giving an array on the source grid with the source affine.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from medseg import geometry
+from medseg.transforms.preprocess.resample import resample_array, resampled_affine, resampled_shape
+from medseg.volume import Volume, VolumeMeta
+
+PLAN_VERSION = 1
+
+
+@dataclass
+class CaseRecord:
+    """What the plan did to one case (enough to invert it)."""
+
+    source_shape: list[int]
+    source_affine: list[list[float]]
+    reoriented_shape: list[int]
+    crop_start: list[int]
+    crop_stop: list[int]
+    resampled_shape: list[int]
+    affine: list[list[float]]  # affine of the preprocessed grid
+    norm: list[dict[str, float]] = field(default_factory=list)  # per channel
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CaseRecord:
+        return cls(**d)
+
+
+@dataclass
+class PreprocessedCase:
+    """A case on the preprocessed grid: ``image`` [C, *spatial] float32, ``label`` [*spatial]."""
+
+    image: np.ndarray
+    label: np.ndarray | None
+    record: CaseRecord
+
+
+@dataclass
+class Plan:
+    """Dataset-level preprocessing settings plus the dataset fingerprint they came from."""
+
+    orientation: str = "RAS"
+    target_spacing: list[float | None] | None = None
+    normalization: str = "zscore"
+    window: str | None = None
+    crop_foreground: bool = True
+    n_channels: int = 1
+    labels: dict[int, str] = field(default_factory=lambda: {0: "background"})
+    ct_stats: list[dict[str, float]] | None = None  # per channel: lo, hi, mean, std
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    version: int = PLAN_VERSION
+
+    # -- construction ----------------------------------------------------------------
+    @classmethod
+    def from_dataset(
+        cls,
+        cases: list[tuple[Volume, Volume | None]],
+        labels: dict[int, str],
+        orientation: str = "RAS",
+        target_spacing: list[float] | str | None = "median",
+        normalization: str = "zscore",
+        window: str | None = None,
+        crop_foreground: bool = True,
+        keep_axes: tuple[int, ...] = (),
+    ) -> Plan:
+        """Fingerprint the training cases (spacings, shapes, CT intensities) and fix the settings.
+
+        Args:
+            cases: (image [i, j, k, c], label) pairs of the training cases.
+            keep_axes: axes never resampled (e.g. the slice axis of single-slice 2D images).
+        """
+        spacings, shapes, fg_values = [], [], []
+        rng = np.random.default_rng(0)
+        for image, label in cases:
+            arr, aff = geometry.reorient_array(image.array, image.affine, orientation)
+            spacings.append(geometry.spacing(aff))
+            shapes.append(arr.shape[:3])
+            if normalization == "ct" and label is not None:
+                lab, _ = geometry.reorient_array(label.array, label.affine, orientation)
+                fg = arr[lab > 0]
+                if fg.size:
+                    fg_values.append(fg[rng.choice(len(fg), min(len(fg), 10000), replace=False)])
+        median_spacing = np.median(np.array(spacings), axis=0).tolist()
+        if target_spacing == "median":
+            target = [float(s) for s in median_spacing]
+        elif target_spacing is None:
+            target = None
+        else:
+            target = [float(s) for s in target_spacing]
+            if len(target) == 2:  # 2D model: in-plane spacing, keep the third axis
+                target = [*target, None]
+        if target is not None:
+            for ax in keep_axes:
+                target[ax] = None
+        ct_stats = None
+        n_channels = cases[0][0].array.shape[3] if cases[0][0].array.ndim == 4 else 1
+        if normalization == "ct":
+            if not fg_values:
+                raise ValueError("CT normalisation needs labelled training cases")
+            vals = (
+                np.concatenate(fg_values).reshape(-1, n_channels)
+                if n_channels > 1
+                else np.concatenate(fg_values).reshape(-1, 1)
+            )
+            ct_stats = []
+            for c in range(n_channels):
+                v = vals[:, c].astype(np.float64)
+                lo, hi = np.percentile(v, [0.5, 99.5])
+                clipped = np.clip(v, lo, hi)
+                ct_stats.append(
+                    {
+                        "lo": float(lo),
+                        "hi": float(hi),
+                        "mean": float(clipped.mean()),
+                        "std": float(clipped.std()),
+                    }
+                )
+        return cls(
+            orientation=orientation,
+            target_spacing=target,
+            normalization=normalization,
+            window=window,
+            crop_foreground=crop_foreground,
+            n_channels=n_channels,
+            labels=dict(labels),
+            ct_stats=ct_stats,
+            fingerprint={
+                "n_cases": len(cases),
+                "median_spacing": median_spacing,
+                "median_shape": np.median(np.array(shapes), axis=0).tolist(),
+                "min_shape": np.min(np.array(shapes), axis=0).tolist(),
+                "max_shape": np.max(np.array(shapes), axis=0).tolist(),
+            },
+        )
+
+    # -- serialisation -------------------------------------------------------------------
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["labels"] = {str(k): v for k, v in self.labels.items()}
+        return json.dumps(d, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        d = json.loads(text)
+        if d.get("version") != PLAN_VERSION:
+            raise ValueError(f"unsupported plan version {d.get('version')}")
+        d["labels"] = {int(k): v for k, v in d["labels"].items()}
+        return cls(**d)
+
+    def settings_key(self) -> str:
+        """A hash of everything that changes the preprocessed arrays (cache key)."""
+        import hashlib
+
+        return hashlib.sha1(self.to_json().encode()).hexdigest()[:16]
+
+    # -- forward ---------------------------------------------------------------------------
+    def apply(self, image: Volume, label: Volume | None = None) -> PreprocessedCase:
+        """Preprocess one case. ``image`` holds channels on axis 3 (or is 3D for one channel)."""
+        arr = image.array if image.array.ndim == 4 else image.array[..., np.newaxis]
+        if arr.shape[3] != self.n_channels:
+            raise ValueError(f"plan expects {self.n_channels} channel(s), image has {arr.shape[3]}")
+        arr_r, aff_r = geometry.reorient_array(arr, image.affine, self.orientation)
+        lab_r = None
+        if label is not None:
+            lab_r, _ = geometry.reorient_array(label.array, label.affine, self.orientation)
+        shape_r = arr_r.shape[:3]
+        if self.crop_foreground:
+            nz = np.any(arr_r != 0, axis=3)
+            if lab_r is not None:
+                nz |= lab_r > 0
+            if nz.any():
+                idx = np.nonzero(nz)
+                start = [int(i.min()) for i in idx]
+                stop = [int(i.max()) + 1 for i in idx]
+            else:
+                start, stop = [0, 0, 0], list(shape_r)
+        else:
+            start, stop = [0, 0, 0], list(shape_r)
+        sl = tuple(slice(a, b) for a, b in zip(start, stop))
+        arr_c = arr_r[sl]
+        aff_c = aff_r.copy()
+        aff_c[:3, 3] = (aff_r @ [*start, 1.0])[:3]
+        lab_c = lab_r[sl] if lab_r is not None else None
+        shape_c = arr_c.shape[:3]
+        if self.target_spacing is None:
+            shape_s = shape_c
+        else:
+            shape_s = resampled_shape(shape_c, geometry.spacing(aff_c), self.target_spacing)
+        img = resample_array(arr_c.astype(np.float32), shape_s, order=1)
+        aff_s = resampled_affine(aff_c, shape_c, shape_s)
+        lab = resample_array(lab_c, shape_s, order=0) if lab_c is not None else None
+        img, norm = self._normalize(img)
+        record = CaseRecord(
+            source_shape=list(image.spatial_shape),
+            source_affine=image.affine.tolist(),
+            reoriented_shape=list(shape_r),
+            crop_start=start,
+            crop_stop=stop,
+            resampled_shape=list(shape_s),
+            affine=aff_s.tolist(),
+            norm=norm,
+        )
+        image_out = np.ascontiguousarray(np.moveaxis(img, 3, 0), dtype=np.float32)
+        label_out = np.ascontiguousarray(lab).astype(np.uint8) if lab is not None else None
+        return PreprocessedCase(image_out, label_out, record)
+
+    def _normalize(self, img: np.ndarray) -> tuple[np.ndarray, list[dict[str, float]]]:
+        from medseg.transforms.intensity import apply_window
+
+        out = np.empty_like(img, dtype=np.float32)
+        stats = []
+        for c in range(img.shape[3]):
+            x = img[..., c]
+            if self.normalization == "zscore":
+                mean, std = float(x.mean()), float(x.std())
+                out[..., c] = (x - mean) / max(std, 1e-8)
+                stats.append({"mean": mean, "std": std})
+            elif self.normalization == "ct":
+                s = self.ct_stats[c]  # type: ignore[index]
+                out[..., c] = (np.clip(x, s["lo"], s["hi"]) - s["mean"]) / max(s["std"], 1e-8)
+                stats.append(dict(s))
+            elif self.normalization == "window":
+                out[..., c] = apply_window(x, self.window or "soft_tissue")
+                stats.append({})
+            elif self.normalization == "percentile":
+                lo, hi = (float(v) for v in np.percentile(x, [0.5, 99.5]))
+                out[..., c] = (np.clip(x, lo, hi) - lo) / max(hi - lo, 1e-8)
+                stats.append({"lo": lo, "hi": hi})
+            elif self.normalization == "none":
+                out[..., c] = x
+                stats.append({})
+            else:
+                raise ValueError(f"unknown normalization {self.normalization!r}")
+        return out, stats
+
+    # -- inverse -----------------------------------------------------------------------------
+    def invert(self, array: np.ndarray, record: CaseRecord, order: int = 0, fill: float = 0) -> Volume:
+        """Map an array on the preprocessed grid back onto the case's source grid.
+
+        Args:
+            array: ``[*spatial]`` labels (``order=0``) or ``[C, *spatial]`` probabilities (``order=1``).
+            record: The case's record from :meth:`apply`.
+            order: 0 nearest (labels), 1 linear (probabilities).
+            fill: Value outside the cropped region (background).
+        """
+        channels_first = array.ndim == 4
+        arr = np.moveaxis(array, 0, -1) if channels_first else array
+        shape_c = [b - a for a, b in zip(record.crop_start, record.crop_stop)]
+        back = resample_array(arr, shape_c, order=order)
+        full_shape = list(record.reoriented_shape) + list(arr.shape[3:])
+        full = np.full(full_shape, fill, dtype=back.dtype)
+        sl = tuple(slice(a, b) for a, b in zip(record.crop_start, record.crop_stop))
+        full[sl] = back
+        source_affine = np.array(record.source_affine)
+        source_codes = geometry.orientation_code(source_affine)
+        reoriented_affine = geometry.reorient_array(
+            np.zeros(record.source_shape, dtype=np.uint8), source_affine, self.orientation
+        )[1]
+        out, out_affine = geometry.reorient_array(full, reoriented_affine, source_codes)
+        if not geometry.same_grid(out_affine, out.shape, source_affine, record.source_shape, 1e-3):
+            raise RuntimeError("inverse preprocessing did not land on the source grid (bug)")
+        if channels_first:
+            out = np.moveaxis(out, -1, 0)
+        return Volume(np.ascontiguousarray(out) if not channels_first else out, source_affine, VolumeMeta())
