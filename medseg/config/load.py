@@ -75,6 +75,12 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
         except yaml.YAMLError:
             value = raw
         _set_dotted(data, key.strip(), value)
+    data_section = data.get("data")
+    if isinstance(data_section, dict):  # relative paths in a pipeline are relative to its folder
+        for key in ("manifest", "data_root", "cache_dir"):
+            value = data_section.get(key)
+            if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+                data_section[key] = str((p.resolve().parent / value).resolve())
     return config_from_dict(data, str(p))
 
 

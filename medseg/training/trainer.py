@@ -38,9 +38,12 @@ class _EpochSampler(torch.utils.data.Sampler[int]):
     def __init__(self, n: int, rank: int, world: int) -> None:
         self.n, self.rank, self.world = n, rank, world
         self.epoch = 0
+        self.seen: list[int] = []  # every global index handed out (disjoint across ranks)
 
     def __iter__(self):
-        return iter(range(self.epoch * self.n + self.rank, (self.epoch + 1) * self.n, self.world))
+        indices = range(self.epoch * self.n + self.rank, (self.epoch + 1) * self.n, self.world)
+        self.seen.extend(indices)
+        return iter(indices)
 
     def __len__(self) -> int:
         return len(range(self.rank, self.n, self.world))
@@ -97,6 +100,11 @@ class Trainer:
         self.extend_epochs = int(extend_epochs)
         self.dist = DistInfo()
         self.history: list[dict[str, Any]] = []
+
+    @property
+    def sampler_indices_seen(self) -> list[int]:
+        """Global sample indices this rank trained on (each epoch's shard)."""
+        return list(self.sampler.seen)
 
     # -- setup ------------------------------------------------------------------------------
     def _check_run_dir(self) -> None:

@@ -1,0 +1,68 @@
+"""Sliding-window inference equals MONAI's and the bounded-memory label path equals its argmax."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.inferers import sliding_window_inference as monai_swi
+
+from medseg.inference import (
+    SlidingWindowInferer,
+    sliding_window_inference,
+    sliding_window_labels,
+    window_starts,
+)
+
+
+def _net(in_ch=1, out_ch=3, nd=3):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d if nd == 3 else torch.nn.Conv2d
+    return torch.nn.Sequential(
+        conv(in_ch, 6, 3, padding=1), torch.nn.ReLU(), conv(6, out_ch, 3, padding=1)
+    ).eval()
+
+
+CASES = [
+    ((1, 1, 40, 51, 29), (24, 24, 16), 0.5),
+    ((2, 1, 20, 61, 33), (32, 32, 32), 0.25),  # smaller than the window along an axis: padded
+    ((1, 2, 37, 37, 37), (16, 20, 12), 0.7),
+]
+
+
+@pytest.mark.parametrize(("shape", "roi", "overlap"), CASES)
+@pytest.mark.parametrize("mode", ["gaussian", "constant"])
+def test_equals_monai(shape, roi, overlap, mode):
+    net = _net(in_ch=shape[1])
+    x = torch.randn(*shape)
+    ref = monai_swi(x, roi, 3, net, overlap=overlap, mode=mode)
+    ours = sliding_window_inference(x, net, roi, overlap=overlap, batch_size=3, mode=mode)
+    assert ours.shape == ref.shape
+    assert (ours - ref).abs().max().item() <= 1e-4
+
+
+def test_2d_and_class_form():
+    net = _net(nd=2)
+    x = torch.randn(1, 1, 70, 45)
+    ref = monai_swi(x, (32, 32), 2, net, overlap=0.5, mode="gaussian")
+    inferer = SlidingWindowInferer((32, 32), overlap=0.5, batch_size=2)
+    assert (inferer(x, net) - ref).abs().max().item() <= 1e-4
+    assert torch.equal(inferer.labels(x, net), ref[0].argmax(0).to(torch.uint8))
+
+
+@pytest.mark.parametrize(("shape", "roi", "overlap"), [c for c in CASES if c[0][0] == 1])
+def test_chunked_labels_equal_full_argmax(shape, roi, overlap):
+    net = _net(in_ch=shape[1])
+    x = torch.randn(*shape)
+    full = sliding_window_inference(x, net, roi, overlap=overlap)
+    labels = sliding_window_labels(x, net, roi, overlap=overlap, batch_size=2)
+    assert torch.equal(labels, full[0].argmax(0).to(torch.uint8))
+
+
+def test_window_placement_and_validation():
+    assert window_starts(10, 10, 0.5) == [0]
+    assert window_starts(100, 40, 0.5) == [0, 20, 40, 60]
+    assert window_starts(101, 40, 0.5) == [0, 20, 40, 60, 61]
+    with pytest.raises(ValueError, match="overlap"):
+        sliding_window_inference(torch.zeros(1, 1, 8, 8), _net(nd=2), (4, 4), overlap=1.0)
+    with pytest.raises(ValueError, match="roi_size has 3 sizes"):
+        sliding_window_inference(torch.zeros(1, 1, 8, 8), _net(nd=2), (4, 4, 4))
