@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "convert": "convert",
     "manifest": "manifest",
     "train": "train",
+    "predict": "predict",
 }
 
 

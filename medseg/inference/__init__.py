@@ -1,5 +1,7 @@
 """Inference: sliding-window prediction, prediction of whole scans and of folders."""
 
+from medseg.inference.postprocess import PostprocessOptions, postprocess
+from medseg.inference.predictor import MirrorTTA, Prediction, Predictor
 from medseg.inference.sliding_window import (
     BlendMode,
     SlidingWindowInferer,
@@ -10,7 +12,12 @@ from medseg.inference.sliding_window import (
 
 __all__ = [
     "BlendMode",
+    "MirrorTTA",
+    "PostprocessOptions",
+    "Prediction",
+    "Predictor",
     "SlidingWindowInferer",
+    "postprocess",
     "sliding_window_inference",
     "sliding_window_labels",
     "window_starts",

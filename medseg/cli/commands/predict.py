@@ -1,0 +1,86 @@
+"""``medseg predict``: masks for a scan or a folder of scans, on each scan's own grid."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="predict masks for a scan or a folder of scans (NIfTI/NRRD/MHA/DICOM)",
+        description="Predict one mask per scan with a trained model. Inputs: a file, a DICOM folder, or a "
+        "folder tree of image files and DICOM series. Each mask lies on its scan's grid (same shape and "
+        "affine), uint8 labels. Finished cases are skipped unless --overwrite; every output is written "
+        "atomically; failures are listed and do not stop the batch (exit status 14 if any failed). "
+        "Under torchrun the cases are shared out across processes.",
+    )
+    p.add_argument("--model", "-m", required=True, help="run folder or checkpoint file")
+    p.add_argument("--input", "-i", required=True, help="scan, DICOM folder, or folder of scans")
+    p.add_argument("--output", "-o", required=True, help="output folder")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1) (default: the model's)")
+    p.add_argument("--batch-size", type=int, help="windows per forward pass (default: the model's)")
+    p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mirror test-time augmentation (default: the model's setting)",
+    )
+    p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    p.add_argument("--probabilities", action="store_true", help="also write per-class probability maps")
+    p.add_argument("--keep-largest", action="store_true", help="keep the largest component of each class")
+    p.add_argument(
+        "--min-size",
+        type=float,
+        default=0.0,
+        metavar="MM3",
+        help="remove components smaller than this volume (mm^3)",
+    )
+    p.add_argument("--fill-holes", action="store_true", help="fill holes in each class")
+    p.add_argument(
+        "--format",
+        default="nifti",
+        help="comma-separated outputs: nifti, dicom-seg, rtstruct (DICOM inputs) (default nifti)",
+    )
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which checkpoint of a run")
+    p.add_argument("--overwrite", action="store_true", help="predict cases whose output already exists")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from medseg.errors import ConfigError
+    from medseg.inference import Predictor
+    from medseg.inference.batch import predict_folder
+    from medseg.inference.postprocess import PostprocessOptions
+
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    unknown = [f for f in formats if f not in ("nifti", "dicom-seg", "rtstruct")]
+    if unknown or ("nifti" not in formats and not formats):
+        raise ConfigError(f"unknown --format {', '.join(unknown)}", hint="use nifti, dicom-seg, rtstruct")
+    if args.overlap is not None and not 0 <= args.overlap < 1:
+        raise ConfigError(f"--overlap must be in [0, 1), got {args.overlap}")
+    if args.min_size < 0:
+        raise ConfigError("--min-size must be >= 0")
+    predictor = Predictor.from_run(
+        args.model,
+        device=args.device,
+        checkpoint=args.checkpoint,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        tta=args.tta,
+        amp=args.amp,
+    )
+    options = PostprocessOptions(args.keep_largest, args.min_size, args.fill_holes)
+    result = predict_folder(
+        predictor,
+        args.input,
+        args.output,
+        overwrite=args.overwrite,
+        probabilities=args.probabilities,
+        postprocessing=options,
+        formats=tuple(f for f in formats),
+    )
+    sys.stdout.write(result.table() + "\n")
+    return result.exit_code

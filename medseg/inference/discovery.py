@@ -1,0 +1,115 @@
+"""Find the scans to predict under a path: image files and DICOM series, mixed and nested.
+
+Every scan becomes a :class:`CaseInput` with a stable, readable id (the path
+relative to the input root without extension, ``/`` replaced by ``__``; for
+DICOM series the folder, plus ``_S<number>`` when a folder holds several
+series). Whatever cannot be a scan is reported as :class:`Skipped` with the
+reason, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from medseg.errors import InputNotFoundError
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+_DATA_FILE_SUFFIXES = (".raw", ".zraw", ".raw.gz")
+
+
+@dataclass(frozen=True)
+class CaseInput:
+    """One scan to predict."""
+
+    id: str
+    path: Path
+    series: str | None = None  # DICOM series id within ``path`` (a folder or file)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A path that is not a readable scan, with the reason."""
+
+    path: Path
+    reason: str
+
+
+def _image_suffix(path: Path) -> str | None:
+    name = path.name.lower()
+    return next((s for s in IMAGE_SUFFIXES if name.endswith(s)), None)
+
+
+def _case_id(rel: str) -> str:
+    text = re.sub(r"[^A-Za-z0-9._-]+", "_", rel.replace("/", "__")).strip("_")
+    return text or "scan"
+
+
+def discover(path: str | Path) -> tuple[list[CaseInput], list[Skipped]]:
+    """Scans under ``path`` (a file, a DICOM folder, or a tree of both) and what was skipped."""
+    from medseg.io.dicom.scan import scan_dicom
+
+    root = Path(path)
+    if not root.exists():
+        raise InputNotFoundError(f"no such file or folder: {root}", hint="check the --input path")
+    if root.is_file():
+        suffix = _image_suffix(root)
+        if suffix:
+            return [CaseInput(_case_id(root.name[: -len(suffix)]), root)], []
+        scan = scan_dicom(root)
+        if scan.series:
+            return [CaseInput(_case_id(root.stem), root, scan.series[0].id)], []
+        reason = scan.corrupt[0][1] if scan.corrupt else "not an image (NIfTI, NRRD, MHA or DICOM)"
+        return [], [Skipped(root, reason)]
+    cases: list[CaseInput] = []
+    skipped: list[Skipped] = []
+    other: list[Path] = []
+    for p in sorted(root.rglob("*")):
+        if any(part.startswith(".") for part in p.relative_to(root).parts):
+            continue
+        if p.is_dir():
+            if not any(p.iterdir()):
+                skipped.append(Skipped(p, "empty folder"))
+            continue
+        suffix = _image_suffix(p)
+        if suffix:
+            rel = str(p.relative_to(root))[: -len(suffix)]
+            cases.append(CaseInput(_case_id(rel), p))
+        elif p.name.lower().endswith(_DATA_FILE_SUFFIXES):
+            continue  # data files next to .mhd/.nhdr headers
+        else:
+            other.append(p)
+    if other:
+        scan = scan_dicom(root)
+        dicom_files: set[Path] = set()
+        if scan is not None:
+            by_folder: dict[Path, list] = defaultdict(list)
+            for s in scan.series:
+                folder = Path(s.files[0]).parent
+                by_folder[folder].append(s)
+                dicom_files.update(Path(f) for f in s.files)
+            for folder, series in sorted(by_folder.items()):
+                rel = str(folder.relative_to(root)) if folder != root else root.name
+                for s in series:
+                    suffix = ""
+                    if len(series) > 1:
+                        number = s.summary()["series_number"]
+                        suffix = f"_S{number}" if number is not None else f"_{s.id[-8:]}"
+                    cases.append(CaseInput(_case_id(rel) + suffix, folder, s.id))
+            for f, reason in scan.corrupt:
+                skipped.append(Skipped(Path(f), reason))
+                dicom_files.add(Path(f))
+            for f, kind in scan.non_image:
+                skipped.append(Skipped(Path(f), f"DICOM {kind} object, not an image"))
+                dicom_files.add(Path(f))
+        for p in other:
+            if p not in dicom_files:
+                skipped.append(Skipped(p, "not an image (NIfTI, NRRD, MHA or DICOM)"))
+    ids: dict[str, int] = defaultdict(int)
+    unique = []
+    for c in cases:  # make ids unique (e.g. a.nii and a.nii.gz)
+        ids[c.id] += 1
+        unique.append(c if ids[c.id] == 1 else CaseInput(f"{c.id}_{ids[c.id]}", c.path, c.series))
+    return unique, sorted(skipped, key=lambda s: str(s.path))

@@ -1,0 +1,226 @@
+"""Predict one scan with a trained model and map the mask back onto the scan's own grid."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medseg.errors import InputNotFoundError, MedsegError
+from medseg.inference.postprocess import PostprocessOptions, postprocess
+from medseg.inference.sliding_window import sliding_window_inference, sliding_window_labels
+from medseg.transforms.preprocess import Plan
+from medseg.volume import Volume
+
+log = logging.getLogger(__name__)
+
+
+class MirrorTTA(torch.nn.Module):
+    """Average the network's output over all mirrorings of the spatial axes (test-time augmentation)."""
+
+    def __init__(self, network: torch.nn.Module, axes: Sequence[int]) -> None:
+        super().__init__()
+        self.network = network
+        self.axes = list(axes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import itertools
+
+        out = None
+        n = 0
+        for k in range(len(self.axes) + 1):
+            for combo in itertools.combinations(self.axes, k):
+                dims = [a + 2 for a in combo]
+                y = self.network(torch.flip(x, dims) if dims else x)
+                if isinstance(y, list | tuple):
+                    y = y[0]
+                y = torch.flip(y, dims) if dims else y
+                out = y.float() if out is None else out + y.float()
+                n += 1
+        return out / n
+
+
+@dataclass
+class Prediction:
+    """A predicted label map on the source grid, with optional probabilities and a record."""
+
+    labels: Volume
+    probabilities: Volume | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _find_checkpoint(path: Path, which: str) -> Path:
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for name in (f"{which}.pt", "best.pt", "last.pt"):
+            for candidate in (path / "checkpoints" / name, path / name):
+                if candidate.is_file():
+                    return candidate
+        raise InputNotFoundError(
+            f"no checkpoint in {path}", hint="give a run folder made by 'medseg train' or a checkpoint file"
+        )
+    raise InputNotFoundError(f"no such model: {path}", hint="give a run folder or a checkpoint (.pt)")
+
+
+class Predictor:
+    """A trained model with the preprocessing it was trained with.
+
+    Args:
+        model: The network (eval mode is set here).
+        plan: The preprocessing plan recorded with the model.
+        patch_size: Sliding-window size (the training patch size).
+        device: Where the network runs.
+        slice_axis: For 2D models on 3D scans, the axis slices are taken along.
+        overlap, batch_size, tta, amp: Sliding-window settings.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        plan: Plan,
+        patch_size: Sequence[int],
+        device: torch.device | str = "cpu",
+        slice_axis: int | None = None,
+        overlap: float = 0.5,
+        batch_size: int = 2,
+        tta: bool = False,
+        amp: bool = False,
+        model_name: str | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.plan = plan
+        self.patch_size = [int(p) for p in patch_size]
+        self.slice_axis = slice_axis
+        self.overlap = overlap
+        self.batch_size = batch_size
+        self.tta = tta
+        self.amp = amp
+        self.model_name = model_name or getattr(model, "medseg_config", {}).get("name", "model")
+
+    @classmethod
+    def from_run(
+        cls, path: str | Path, device: str = "auto", checkpoint: str = "best", **overrides: Any
+    ) -> Predictor:
+        """Load a run folder (or one checkpoint file): it holds the model config, weights and plan."""
+        from medseg.models import build_model
+        from medseg.training.checkpoint import load_checkpoint
+        from medseg.training.trainer import resolve_device
+
+        dev = resolve_device(device)
+        ckpt = _find_checkpoint(Path(path), checkpoint)
+        state = load_checkpoint(ckpt, map_location="cpu")
+        mc = dict(state["model_config"])
+        params = dict(mc.get("params", {}))
+        params.pop("deep_supervision", None)
+        model = build_model(mc["name"], mc["spatial_dims"], mc["in_channels"], mc["out_channels"], **params)
+        model.load_state_dict(state["model"], strict=False)
+        plan = Plan.from_json(state["plan"])
+        cfg = state["config"]
+        settings = {
+            "overlap": cfg["inference"]["overlap"],
+            "batch_size": cfg["inference"]["batch_size"],
+            "tta": cfg["inference"]["tta"],
+        }
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        log.info("loaded %s (epoch %d) from %s", mc["name"], int(state["epoch"]) + 1, ckpt)
+        return cls(
+            model,
+            plan,
+            cfg["training"]["patch_size"],
+            dev,
+            state.get("slice_axis"),
+            model_name=f"{mc['name']} ({Path(path).name})",
+            **settings,
+        )
+
+    # -------------------------------------------------------------------------------------------
+    def _network(self) -> torch.nn.Module:
+        net: torch.nn.Module = self.model
+        if self.tta:
+            net = MirrorTTA(net, range(len(self.patch_size)))
+        return net
+
+    @torch.no_grad()
+    def _infer(self, image: torch.Tensor, probabilities: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Labels [*S] (and softmax [C, *S] if asked) for a preprocessed case [C, *S]."""
+        net = self._network()
+        use_amp = self.amp and self.device.type == "cuda"
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(self.device.type, enabled=use_amp):
+                y = net(x.to(self.device))
+            return (y[0] if isinstance(y, list | tuple) else y).float()
+
+        label_dtype = torch.uint8 if max(self.plan.labels) < 256 else torch.int16
+        if self.slice_axis is not None:
+            moved = image.movedim(self.slice_axis + 1, 1)
+            labs, probs = [], []
+            for s in range(moved.shape[1]):
+                x = moved[:, s][None]
+                logits = sliding_window_inference(
+                    x, run, self.patch_size, self.overlap, self.batch_size, stitch_device="cpu"
+                )[0]
+                labs.append(logits.argmax(0).to(label_dtype))
+                if probabilities:
+                    probs.append(torch.softmax(logits, 0))
+            lab = torch.stack(labs, 0).movedim(0, self.slice_axis)
+            prob = torch.stack(probs, 1).movedim(1, self.slice_axis + 1) if probabilities else None
+            return lab, prob
+        x = image[None]
+        if probabilities:
+            logits = sliding_window_inference(
+                x, run, self.patch_size, self.overlap, self.batch_size, stitch_device="cpu"
+            )[0]
+            return logits.argmax(0).to(label_dtype), torch.softmax(logits, 0)
+        return sliding_window_labels(
+            x, run, self.patch_size, self.overlap, self.batch_size, label_dtype=label_dtype
+        ), None
+
+    def predict(
+        self, image: Volume, probabilities: bool = False, postprocessing: PostprocessOptions | None = None
+    ) -> Prediction:
+        """Predict ``image`` (3D, or 4D with channels on axis 3) and return the label map on its grid."""
+        t0 = time.monotonic()
+        if image.array.ndim == 4 and self.plan.n_channels == 1 and image.array.shape[3] != 1:
+            raise MedsegError(
+                f"the scan is 4D ({image.shape}) but the model takes one channel",
+                hint="convert one volume of the series, or train a multi-channel model",
+            )
+        pc = self.plan.apply(image)
+        lab, prob = self._infer(torch.from_numpy(pc.image), probabilities)
+        labels = self.plan.invert(lab.numpy(), pc.record, order=0)
+        options = postprocessing or PostprocessOptions()
+        arr = postprocess(labels.array, image.spacing, options)
+        dtype = np.uint8 if max(self.plan.labels) < 256 else np.uint16
+        out = Volume(arr.astype(dtype), image.affine.copy(), labels.meta)
+        out.meta.source = image.meta.source
+        out.meta.series_uid = image.meta.series_uid
+        out.meta.study_uid = image.meta.study_uid
+        out.meta.frame_of_reference_uid = image.meta.frame_of_reference_uid
+        out.meta.sop_instance_uids = list(image.meta.sop_instance_uids)
+        prob_vol = None
+        if prob is not None:
+            back = self.plan.invert(prob.numpy(), pc.record, order=1)
+            prob_vol = Volume(np.moveaxis(back.array, 0, -1).astype(np.float32), image.affine.copy())
+        info = {
+            "model": self.model_name,
+            "labels": {str(k): v for k, v in self.plan.labels.items()},
+            "tta": self.tta,
+            "overlap": self.overlap,
+            "postprocess": options.to_dict(),
+            "seconds": round(time.monotonic() - t0, 3),
+        }
+        out.meta.extra["medseg_prediction"] = info
+        return Prediction(out, prob_vol, info)
+
+    def describe(self) -> str:
+        return json.dumps({"model": self.model_name, "patch_size": self.patch_size, "tta": self.tta})

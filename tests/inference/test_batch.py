@@ -1,0 +1,170 @@
+"""Batch prediction: mixed inputs, failures listed, resumable, atomic, sharded across ranks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medseg.inference.discovery import discover
+from tests.fixtures.dicom_factory import regular_positions, write_series
+from tests.fixtures.models import make_run
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO), MEDSEG_NO_PROGRESS="1")
+    return subprocess.run(
+        [sys.executable, "-m", "medseg", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+@pytest.fixture
+def archive(tmp_path) -> Path:
+    root = tmp_path / "archive"
+    rng = np.random.default_rng(0)
+    for name, aff in [("a", np.eye(4)), ("sub/b", np.diag([-1.0, -1.0, 2.0, 1.0]))]:
+        p = root / f"{name}.nii.gz"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(rng.normal(size=(20, 18, 12)).astype(np.float32), aff), p)
+    write_series(root / "patient1" / "ct", regular_positions((0, 0, 0), (0, 0, 1), 2.0, 6), rows=20, cols=18)
+    (root / "broken.nii.gz").write_bytes(b"\x1f\x8b\x08 not really gzip")
+    (root / "empty").mkdir()
+    (root / "notes.txt").write_text("scanned on tuesday")
+    return root
+
+
+def test_discovery_names_cases_and_lists_what_is_not_a_scan(archive):
+    cases, skipped = discover(archive)
+    assert sorted(c.id for c in cases) == ["a", "broken", "patient1__ct", "sub__b"]
+    reasons = {s.path.name: s.reason for s in skipped}
+    assert reasons["empty"] == "empty folder"
+    assert "not an image" in reasons["notes.txt"]
+
+
+def test_batch_writes_good_cases_lists_bad_ones_and_resumes(archive, tmp_path):
+    run = make_run(tmp_path / "run")
+    out = tmp_path / "out"
+    proc = _cli("predict", "-m", str(run), "-i", str(archive), "-o", str(out), "--device", "cpu")
+    assert proc.returncode == 14, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for case, shape in [("a", (20, 18, 12)), ("sub__b", (20, 18, 12)), ("patient1__ct", (18, 20, 6))]:
+        img = nib.load(out / f"{case}.nii.gz")
+        assert img.shape == shape and img.get_data_dtype() == np.uint8
+    record = json.loads((out / "predictions.json").read_text())
+    status = {c["id"]: c for c in record["cases"]}
+    assert status["a"]["status"] == "ok"
+    assert status["broken"]["status"] == "failed" and "cannot read NIfTI" in status["broken"]["error"]
+    assert status["empty"]["error"] == "empty folder"
+    assert "not an image" in status["notes.txt"]["error"]
+    assert "| a | 20x18x12 |" in proc.stdout
+    # rerun: finished cases are skipped
+    again = _cli("predict", "-m", str(run), "-i", str(archive), "-o", str(out), "--device", "cpu")
+    assert again.returncode == 14
+    status = {c["id"]: c["status"] for c in json.loads((out / "predictions.json").read_text())["cases"]}
+    assert status["a"] == status["sub__b"] == status["patient1__ct"] == "skipped"
+    # all good: exit 0
+    good = tmp_path / "good"
+    good.mkdir()
+    (archive / "a.nii.gz").rename(good / "a.nii.gz")
+    assert (
+        _cli(
+            "predict", "-m", str(run), "-i", str(good), "-o", str(tmp_path / "o2"), "--device", "cpu"
+        ).returncode
+        == 0
+    )
+
+
+def test_killed_batch_leaves_no_partial_output(tmp_path):
+    run = make_run(tmp_path / "run")
+    src = tmp_path / "many"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(40):
+        nib.save(
+            nib.Nifti1Image(rng.normal(size=(48, 48, 48)).astype(np.float32), np.eye(4)),
+            src / f"s{i:02d}.nii.gz",
+        )
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(REPO), MEDSEG_NO_PROGRESS="1")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "medseg",
+            "predict",
+            "-m",
+            str(run),
+            "-i",
+            str(src),
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("*.nii.gz"))) < 3:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    written = sorted(out.glob("*.nii.gz"))
+    assert 3 <= len(written) < 40
+    for p in written:  # every file under a final name is complete and readable
+        assert nib.load(p).get_fdata().shape == (48, 48, 48)
+    leftovers = [p for p in out.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
+    for d in leftovers:  # an interrupted temporary folder may remain, never a final name
+        assert not any(f.name.endswith(".nii.gz") and f.parent == out for f in d.iterdir())
+
+
+@pytest.mark.slow
+def test_torchrun_shards_cases_without_overlap(tmp_path):
+    run = make_run(tmp_path / "run")
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(7):
+        nib.save(nib.Nifti1Image(np.zeros((16, 16, 16), np.float32), np.eye(4)), src / f"c{i}.nii.gz")
+    env = dict(os.environ, PYTHONPATH=str(REPO), MEDSEG_NO_PROGRESS="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29544",
+            "-m",
+            "medseg",
+            "predict",
+            "-m",
+            str(run),
+            "-i",
+            str(src),
+            "-o",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    ids = [c["id"] for c in record["cases"]]
+    assert sorted(ids) == [f"c{i}" for i in range(7)]  # none twice, none missed
+    assert all(c["status"] == "ok" for c in record["cases"])
