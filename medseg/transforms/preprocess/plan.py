@@ -208,7 +208,10 @@ class Plan:
             shape_s = shape_c
         else:
             shape_s = resampled_shape(shape_c, geometry.spacing(aff_c), self.target_spacing)
-        img = resample_array(arr_c.astype(np.float32), shape_s, order=1)
+        img = resample_array(arr_c.astype(np.float32, copy=arr_c.dtype != np.float32 or arr_c.base is not None
+                                          or not arr_c.flags.writeable), shape_s, order=1)
+        if not img.flags.writeable or np.shares_memory(img, image.array):
+            img = img.copy()
         aff_s = resampled_affine(aff_c, shape_c, shape_s)
         lab = resample_array(lab_c, shape_s, order=0) if lab_c is not None else None
         img, norm = self._normalize(img)
@@ -227,33 +230,37 @@ class Plan:
         return PreprocessedCase(image_out, label_out, record)
 
     def _normalize(self, img: np.ndarray) -> tuple[np.ndarray, list[dict[str, float]]]:
+        """Normalise each channel of float32 ``img`` in place (no full-size copies)."""
         from medseg.transforms.intensity import apply_window
 
-        out = np.empty_like(img, dtype=np.float32)
         stats = []
         for c in range(img.shape[3]):
             x = img[..., c]
             if self.normalization == "zscore":
-                mean, std = float(x.mean()), float(x.std())
-                out[..., c] = (x - mean) / max(std, 1e-8)
+                mean, std = float(x.mean(dtype=np.float64)), float(x.std(dtype=np.float64))
+                x -= np.float32(mean)
+                x /= np.float32(max(std, 1e-8))
                 stats.append({"mean": mean, "std": std})
             elif self.normalization == "ct":
                 s = self.ct_stats[c]  # type: ignore[index]
-                out[..., c] = (np.clip(x, s["lo"], s["hi"]) - s["mean"]) / max(s["std"], 1e-8)
+                np.clip(x, s["lo"], s["hi"], out=x)
+                x -= np.float32(s["mean"])
+                x /= np.float32(max(s["std"], 1e-8))
                 stats.append(dict(s))
             elif self.normalization == "window":
-                out[..., c] = apply_window(x, self.window or "soft_tissue")
+                x[...] = apply_window(x, self.window or "soft_tissue")
                 stats.append({})
             elif self.normalization == "percentile":
                 lo, hi = (float(v) for v in np.percentile(x, [0.5, 99.5]))
-                out[..., c] = (np.clip(x, lo, hi) - lo) / max(hi - lo, 1e-8)
+                np.clip(x, lo, hi, out=x)
+                x -= np.float32(lo)
+                x /= np.float32(max(hi - lo, 1e-8))
                 stats.append({"lo": lo, "hi": hi})
             elif self.normalization == "none":
-                out[..., c] = x
                 stats.append({})
             else:
                 raise ValueError(f"unknown normalization {self.normalization!r}")
-        return out, stats
+        return img, stats
 
     # -- inverse -----------------------------------------------------------------------------
     def invert(self, array: np.ndarray, record: CaseRecord, order: int = 0, fill: float = 0) -> Volume:

@@ -1,0 +1,96 @@
+"""Peak resident memory and time of ``medseg predict`` on a CT-sized 512x512x800 scan, 3-class model.
+
+    python benchmarks/predict_memory.py [--workdir /tmp/medseg_mem] [--size 512 512 800]
+
+The scan is written once (int16 HU with a body, organs and noise); the model is a small untrained
+3-class U-Net (memory does not depend on the weights). Prediction runs in a child process whose peak
+RSS is read with getrusage, so only the prediction is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def make_scan(path: Path, size: tuple[int, int, int]) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    x, y = np.ogrid[: size[0], : size[1]]
+    body = ((x - size[0] / 2) ** 2 / (0.4 * size[0]) ** 2 + (y - size[1] / 2) ** 2 / (0.3 * size[1]) ** 2) < 1
+    arr = np.full(size, -1000, dtype=np.int16)
+    rng = np.random.default_rng(0)
+    for k in range(size[2]):
+        sl = arr[:, :, k]
+        sl[body] = 40
+        sl[body & ((x - size[0] * 0.45) ** 2 + (y - size[1] * 0.55) ** 2 < (0.08 * size[0]) ** 2)] = 90
+        sl += rng.integers(-20, 20, sl.shape, dtype=np.int16)
+    nib.save(nib.Nifti1Image(arr, np.diag([-0.8, -0.8, 1.0, 1.0])), path)
+
+
+def make_model(run: Path) -> None:
+    import numpy as np
+    import torch
+
+    from medseg.config.load import config_from_dict
+    from medseg.models import build_model
+    from medseg.training.checkpoint import rng_state, save_checkpoint
+    from medseg.transforms.preprocess import Plan
+    from medseg.volume import Volume
+
+    torch.manual_seed(0)
+    model = build_model("unet", 3, 1, 3, features=[8, 16, 32, 64])
+    img = Volume(np.zeros((8, 8, 8), np.float32), np.eye(4))
+    plan = Plan.from_dataset([(img, None)], {0: "background", 1: "organ", 2: "lesion"},
+                             target_spacing=None, normalization="window", window="soft_tissue",
+                             crop_foreground=False)
+    cfg = config_from_dict({
+        "name": "memory", "data": {"manifest": "unused.json"},
+        "model": {"name": "unet", "spatial_dims": 3, "params": {"features": [8, 16, 32, 64]}},
+        "training": {"patch_size": [128, 128, 64]}, "inference": {"overlap": 0.25, "batch_size": 2},
+    })
+    save_checkpoint(run / "checkpoints" / "best.pt", {
+        "model_config": model.medseg_config, "model": model.state_dict(), "optimizer": {}, "scaler": {},
+        "epoch": 0, "step": 0, "best": 0.0, "rng": rng_state(), "plan": plan.to_json(),
+        "config": cfg.model_dump(mode="json"), "slice_axis": None,
+    })
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workdir", default="/tmp/medseg_memory_benchmark")
+    ap.add_argument("--size", type=int, nargs=3, default=[512, 512, 800])
+    args = ap.parse_args()
+    work = Path(args.workdir)
+    (work / "in").mkdir(parents=True, exist_ok=True)
+    scan = work / "in" / "ct.nii.gz"
+    if not scan.exists():
+        make_scan(scan, tuple(args.size))
+    make_model(work / "run")
+    out = work / "out"
+    env = dict(os.environ, PYTHONPATH=str(REPO), MEDSEG_NO_PROGRESS="1")
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "medseg", "predict", "-m", str(work / "run"), "-i", str(scan),
+                           "-o", str(out), "--device", "cpu", "--overwrite"], env=env, capture_output=True,
+                          text=True)
+    seconds = time.monotonic() - t0
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(proc.stdout[-500:], proc.stderr[-2000:], file=sys.stderr)
+    print(json.dumps({"shape": args.size, "classes": 3, "peak_rss_gb": round(peak_kb / 1024**2, 3),
+                      "seconds": round(seconds, 1), "exit_code": proc.returncode,
+                      "input_int16_gb": round(2 * args.size[0] * args.size[1] * args.size[2] / 1024**3, 3)},
+                     indent=2))
+
+
+if __name__ == "__main__":
+    main()
