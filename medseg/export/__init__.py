@@ -1,0 +1,1 @@
+"""Clinical export and import: DICOM SEG and RTSTRUCT on the source series."""
