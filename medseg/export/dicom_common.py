@@ -64,7 +64,10 @@ def _patient_study_keywords() -> frozenset[str]:
 
     table = get_module_attribute_map()
     return frozenset(
-        str(item["keyword"]) for module in _PATIENT_STUDY_MODULES for item in table[module] if not item["path"]
+        str(item["keyword"])
+        for module in _PATIENT_STUDY_MODULES
+        for item in table[module]
+        if not item["path"]
     )
 
 

@@ -192,7 +192,9 @@ class LabelSet(BaseModel):
         names: dict[str, int] = {}
         for label in self.labels:
             if label.index in seen:
-                raise ValueError(f"label value {label.index} is named twice ({seen[label.index]}, {label.name})")
+                raise ValueError(
+                    f"label value {label.index} is named twice ({seen[label.index]}, {label.name})"
+                )
             seen[label.index] = label.name
             key = normalize_name(label.name)
             if key in names:

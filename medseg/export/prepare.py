@@ -48,15 +48,19 @@ def _label_array(array: np.ndarray, what: str) -> np.ndarray:
     if array.dtype == bool:
         return array.astype(np.uint8)
     if not np.issubdtype(array.dtype, np.integer):
-        if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(array) | (array != np.round(array))
+        if bad.any():
             raise ConfigError(
-                f"{what} holds non-integer values (e.g. {array[array != np.round(array)].flat[0]!r}); "
+                f"{what} holds non-integer values (e.g. {float(array[bad].flat[0])!r}); "
                 "a SEG or RTSTRUCT is made from a label map",
                 hint="export an integer label map (argmax of the probabilities); "
                 "fractional SEGs take one probability channel per label",
             )
     if array.size and array.min() < 0:
-        raise ConfigError(f"{what} holds negative label values", hint="label values are 0 (background) to 65535")
+        raise ConfigError(
+            f"{what} holds negative label values", hint="label values are 0 (background) to 65535"
+        )
     if array.size and array.max() > 65535:
         raise ConfigError(f"{what} holds label values above 65535")
     return array.astype(np.uint16 if array.size and array.max() > 255 else np.uint8)

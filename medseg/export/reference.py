@@ -10,7 +10,7 @@ normal. So slice ``k`` is the file ``sop_instance_uids[k]`` and DICOM pixel
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +40,20 @@ PATIENT_STUDY_ATTRIBUTES = (
 
 @dataclass
 class ReferenceSeries:
-    """A single-frame, regular 3D DICOM series that exports refer to.
+    """A single-frame 3D DICOM series that exports and imports refer to.
 
     Attributes:
         folder: Where it was read from.
         series_id: The series id (as ``medseg info`` lists it).
-        datasets: Headers (no pixel data) of the slice files, in ``k`` order.
-        files: Paths of those files, in ``k`` order.
+        datasets: Headers (no pixel data) of the slice files, ascending along the normal.
+        files: Paths of those files, in the same order.
         affine: RAS affine of medseg's (dcm2niix-order) grid.
-        shape: ``(columns, rows, slices)``.
-        meta: The volume metadata (UIDs, SOP instance UIDs in ``k`` order...).
+        shape: ``(columns, rows, slices)`` of that grid.
+        meta: The volume metadata (UIDs, SOP instance UIDs per source slice...).
+        slice_index: Grid slice ``k`` of each source slice. ``0..n-1`` for a regular
+            series; for an irregular one (imports only) the grid is the regular grid
+            ``read_volume(..., resample_uneven=True)`` gives and the source slices
+            land on some of its slices.
     """
 
     folder: Path
@@ -59,6 +63,25 @@ class ReferenceSeries:
     affine: np.ndarray
     shape: tuple[int, int, int]
     meta: Any
+    slice_index: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.slice_index:
+            self.slice_index = list(range(len(self.datasets)))
+
+    @property
+    def regular(self) -> bool:
+        """True when every grid slice is a source slice."""
+        return self.slice_index == list(range(self.shape[2]))
+
+    def to_grid(self, frames: np.ndarray) -> np.ndarray:
+        """Frames ``[source slice, row, column, ...]`` -> ``[grid k, row, column, ...]`` (zeros
+        where the grid has no source slice)."""
+        if self.regular:
+            return frames
+        out = np.zeros((self.shape[2], *frames.shape[1:]), dtype=frames.dtype)
+        out[self.slice_index] = frames
+        return out
 
     @property
     def rows(self) -> int:
@@ -72,7 +95,7 @@ class ReferenceSeries:
 
     @property
     def sop_instance_uids(self) -> list[str]:
-        """SOPInstanceUID of each slice, in ``k`` order."""
+        """SOPInstanceUID of each source slice (ascending along the normal)."""
         return list(self.meta.sop_instance_uids)
 
     @property
@@ -101,7 +124,7 @@ class ReferenceSeries:
         return unflip
 
     def slice_position(self, k: int) -> np.ndarray:
-        """ImagePositionPatient (LPS) of slice ``k``, as written in its file."""
+        """ImagePositionPatient (LPS) of source slice ``k``, as written in its file."""
         return np.array([float(v) for v in self.datasets[k].ImagePositionPatient])
 
     def describe(self) -> str:
@@ -121,32 +144,45 @@ def describe_grid(affine: np.ndarray, shape: tuple[int, ...]) -> str:
     return f"{dims}, spacing {sp} mm, {geometry.orientation_code(affine)}, origin ({org})"
 
 
-def load_reference(reference_dir: str | Path, series: str | None = None) -> ReferenceSeries:
+def load_reference(
+    reference_dir: str | Path, series: str | None = None, allow_irregular: bool = False
+) -> ReferenceSeries:
     """Read the headers of the source series (no pixel data) and check it can be referenced.
+
+    Args:
+        reference_dir: Folder (or file) of the DICOM series.
+        series: Which series, when the folder holds several.
+        allow_irregular: Accept a series with uneven spacing or missing slices (for
+            imports: the label map is then on the regular grid medseg resamples such a
+            series onto). Exports always need a regular series.
 
     Raises:
         InputNotFoundError / NoImageDataError: no such folder or no image series in it.
         AmbiguousSeriesError: several series and ``series`` does not pick one.
-        SeriesGeometryError: the series is 4D, irregular (tilt, uneven spacing, missing
-            slices) or not made of single-frame images.
+        SeriesGeometryError: the series is 4D, tilted, or irregular (unless allowed).
+        UnsupportedFormatError: multi-frame or mosaic images, or missing identifiers.
     """
     from medseg.io.dicom import plan_dicom_series, scan_dicom, select_series
 
     folder = Path(reference_dir)
     chosen = select_series(scan_dicom(folder), series)
-    label = f"reference series {chosen.id} in {folder}"
+    label = (
+        f"reference series in {folder}"
+        if chosen.id.startswith("no-series-uid:")
+        else f"reference series {chosen.id} in {folder}"
+    )
     try:
-        plan = plan_dicom_series(chosen)
+        plan = plan_dicom_series(chosen, resample_uneven=allow_irregular)
     except SeriesGeometryError as exc:
         raise SeriesGeometryError(
             f"{label} cannot be referenced: {exc.message}",
-            hint="SEG and RTSTRUCT must refer to the original slices; export onto a regular series",
+            hint="a SEG or RTSTRUCT refers to the original slices, so export onto a regular series",
         ) from None
     if len(plan.shape) == 4:
         raise SeriesGeometryError(
             f"{label} is a 4D series ({plan.shape[3]} volumes at each slice position); a SEG or "
             "RTSTRUCT of a 3D mask cannot tell which time point it belongs to",
-            hint="split the series (one folder per time point) and export onto one of them",
+            hint="split the series (one folder per time point) and use one of them",
         )
     frames = [f for group in plan.layout.slices for f in group]
     if any(f.frame_index is not None or f.mosaic_tile is not None for f in frames):
@@ -154,6 +190,12 @@ def load_reference(reference_dir: str | Path, series: str | None = None) -> Refe
             f"{label} is stored as multi-frame or mosaic images; medseg exports onto series of "
             "single-frame images only",
             hint="convert the series to single-frame images (e.g. with dcm2niix/dicom3tools) first",
+        )
+    if plan.layout.tilt_deg:
+        raise SeriesGeometryError(
+            f"{label} is gantry-tilted ({plan.layout.tilt_deg:.1f} degrees): its slices are not on one "
+            "orthogonal grid, so masks cannot be placed on them exactly",
+            hint="use a series reconstructed without tilt",
         )
     header_by_path = {Path(p): ds for p, ds in zip(chosen.files, chosen.headers)}
     files = [Path(group[0].path) for group in plan.layout.slices]
@@ -171,7 +213,23 @@ def load_reference(reference_dir: str | Path, series: str | None = None) -> Refe
         warnings=list(plan.meta.warnings),
     )
     shape = tuple(int(s) for s in plan.shape[:3])
-    return ReferenceSeries(folder, chosen.id, datasets, files, plan.affine, shape, meta)
+    slice_index = list(range(len(files)))
+    if plan.resample is not None:
+        # depth of each source slice along the grid's slice axis -> grid index
+        lps = geometry.LPS_TO_RAS @ plan.affine
+        step = lps[:3, 2]
+        depth = (plan.layout.positions - lps[:3, 3]) @ step / float(step @ step)
+        slice_index = [int(v) for v in np.rint(depth)]
+        if np.max(np.abs(depth - np.rint(depth))) > 0.01 or len(set(slice_index)) != len(slice_index):
+            raise SeriesGeometryError(
+                f"{label}: its slices do not fall on one regular grid ({'; '.join(plan.layout.problems)})",
+                hint="labels cannot be placed exactly on such a series",
+            )
+        meta.warnings.append(
+            f"irregular series ({'; '.join(plan.layout.problems)}): labels are on the regular grid "
+            "read_volume(..., resample_uneven=True) gives it, on the slices that exist in the series"
+        )
+    return ReferenceSeries(folder, chosen.id, datasets, files, plan.affine, shape, meta, slice_index)
 
 
 def _complete_identifiers(datasets: list[Any], label: str) -> list[Any]:
@@ -197,9 +255,8 @@ def _complete_identifiers(datasets: list[Any], label: str) -> list[Any]:
         if not str(getattr(first, keyword, "") or ""):
             substitutes[keyword] = generate_uid(entropy_srcs=[frame_of_reference, keyword])
             log.warning(
-                "%s has an empty %s (de-identified?): the export uses the substitute %s, so it "
-                "references the images by instance and frame of reference but will not file into "
-                "their study in a PACS",
+                "%s has no %s (de-identified?): using the substitute %s; exports reference the images "
+                "by instance and frame of reference but will not file into their study in a PACS",
                 label,
                 keyword,
                 substitutes[keyword],

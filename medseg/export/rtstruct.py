@@ -322,10 +322,12 @@ def _frame_of_reference(ds: Any) -> str | None:
     return str(getattr(ds, "FrameOfReferenceUID", "") or "") or None
 
 
-def rasterise_roi(roi: RoiContours, ref: ReferenceSeries, notes: list[str]) -> np.ndarray:
-    """Binary ``[k, row, column]`` frames of one ROI on the reference grid."""
-    to_pixel = np.linalg.inv(ref.pixel_to_lps())
-    step = float(np.linalg.norm(ref.pixel_to_lps()[:3, 2]))
+def rasterise_roi(roi: RoiContours, ref: ReferenceSeries) -> tuple[np.ndarray, int]:
+    """Binary ``[k, row, column]`` grid frames of one ROI, and how many of its closed
+    contours lie on no slice of the grid (skipped)."""
+    pixel_to_lps = ref.pixel_to_lps()
+    to_pixel = np.linalg.inv(pixel_to_lps)
+    step = float(np.linalg.norm(pixel_to_lps[:3, 2]))
     frames = np.zeros((ref.shape[2], ref.rows, ref.columns), dtype=bool)
     per_slice: dict[int, list[np.ndarray]] = {}
     off_grid = 0
@@ -333,7 +335,7 @@ def rasterise_roi(roi: RoiContours, ref: ReferenceSeries, notes: list[str]) -> n
         idx = (to_pixel @ np.c_[points, np.ones(len(points))].T).T[:, :3]  # (column, row, k)
         k = np.rint(idx[:, 2])
         if np.ptp(k) > 0 or np.max(np.abs(idx[:, 2] - k)) * step > max(0.01, 0.1 * step):
-            off_grid += 1
+            off_grid += 1  # not planar on one slice of the grid
             continue
         kk = int(k[0])
         if not 0 <= kk < ref.shape[2]:
@@ -342,11 +344,7 @@ def rasterise_roi(roi: RoiContours, ref: ReferenceSeries, notes: list[str]) -> n
         per_slice.setdefault(kk, []).append(idx[:, [1, 0]])  # (row, column)
     for kk, contours in per_slice.items():
         frames[kk] = fill_contours(contours, (ref.rows, ref.columns))
-    if off_grid:
-        notes.append(f"ROI {roi.name!r}: {off_grid} contour(s) lie on no slice of the reference series, skipped")
-    for kind, count in roi.other_contours.items():
-        notes.append(f"ROI {roi.name!r}: {count} {kind} contour(s) enclose no area, skipped")
-    return frames
+    return frames, off_grid
 
 
 def read_rtstruct(
@@ -369,7 +367,11 @@ def read_rtstruct(
     source = str(path)
     ds = read_dicom_object(path)
     require_kind(ds, "RTSTRUCT", path)
-    ref = reference_dir if isinstance(reference_dir, ReferenceSeries) else load_reference(reference_dir, series)
+    ref = (
+        reference_dir
+        if isinstance(reference_dir, ReferenceSeries)
+        else load_reference(reference_dir, series, allow_irregular=True)
+    )
     label_set = load_labels(labels) if labels is not None else None
     rt_for = _frame_of_reference(ds)
     if rt_for and ref.frame_of_reference_uid and rt_for != ref.frame_of_reference_uid:
@@ -378,35 +380,50 @@ def read_rtstruct(
             f"{ref.frame_of_reference_uid}",
             hint="give the image series the structure set was drawn on",
         )
-    notes: list[str] = []
+    notes: list[str] = list(ref.meta.warnings)
     masks, values, names = [], [], []
+    not_named, empty, open_kinds = [], [], {}
+    off_grid = 0
     for roi in parse_rtstruct(ds):
+        for kind in roi.other_contours:
+            open_kinds.setdefault(kind, []).append(roi.name)
         if label_set is not None:
             match = label_set.find(roi.name)
             if match is None:
-                notes.append(f"ROI {roi.name!r} is not in the labels file, left out")
+                not_named.append(roi.name)
                 continue
             value = match.index
         else:
             value = roi.number
-        frames = rasterise_roi(roi, ref, notes)
+        frames, skipped = rasterise_roi(roi, ref)
+        off_grid += skipped
         if not frames.any():
-            notes.append(f"ROI {roi.name!r} has no closed contour on the reference grid, left out")
+            empty.append(roi.name)
             continue
         masks.append(frames)
         values.append(value)
         names.append(roi.name)
+    if not_named:
+        notes.append(f"ROIs not in the labels file, left out: {', '.join(not_named)}")
+    if off_grid:
+        notes.append(f"{off_grid} closed contour(s) lie on no slice of the reference series, skipped")
+    for kind, rois in open_kinds.items():
+        notes.append(f"{kind} contours enclose no area, skipped (ROIs {', '.join(rois)})")
+    if empty:
+        notes.append(f"ROIs with no closed contour on the reference series, left out: {', '.join(empty)}")
     if not masks:
         raise MedsegError(
             f"{source}: no ROI has a closed contour on reference series {ref.series_id}",
             hint="check that --reference is the series the structures were drawn on",
         )
     if min(values) < 1 or max(values) > 65535:
-        raise MedsegError(f"{source}: ROI numbers {values} do not fit label values 1..65535", hint="give --labels")
+        raise MedsegError(
+            f"{source}: ROI numbers {values} do not fit label values 1..65535", hint="give --labels"
+        )
     if len(set(values)) != len(values):
         raise MedsegError(f"{source}: several ROIs map to the same label value", hint="check the labels file")
     for note in notes:
-        log.info("%s: %s", source, note)
+        log.warning("%s: %s", source, note)
     combined, split = combine_structures(masks, values, names, overlap, source)
     from medseg.export.reference import array_from_frames
 

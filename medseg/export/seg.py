@@ -138,7 +138,9 @@ def write_seg(
             lut[label.index] = n
         relabelled = lut[frames]  # consecutive segment numbers, label-map style
         pixels = relabelled.astype(np.uint8 if len(descriptions) < 256 else np.uint16)
-        seg_type = hd.seg.SegmentationTypeValues.FRACTIONAL if fractional else hd.seg.SegmentationTypeValues.BINARY
+        seg_type = (
+            hd.seg.SegmentationTypeValues.FRACTIONAL if fractional else hd.seg.SegmentationTypeValues.BINARY
+        )
         if fractional:  # a label map written as FRACTIONAL: one 0/1 channel per segment
             pixels = np.stack([relabelled == n for n in range(1, len(descriptions) + 1)], axis=-1)
             pixels = pixels.astype(np.float32)
@@ -174,17 +176,18 @@ def write_seg(
     return out
 
 
-def _segment_values(seg: Any, label_set: LabelSet | None, source: str) -> tuple[list[int], list[int], list[str]]:
-    """Segment numbers, their label values and names."""
+def _segment_values(
+    seg: Any, label_set: LabelSet | None, notes: list[str]
+) -> tuple[list[int], list[int], list[str]]:
+    """Segment numbers to import, their label values and names."""
     numbers, values, names = [], [], []
-    unknown = []
     for item in seg.SegmentSequence:
         number = int(item.SegmentNumber)
         name = str(getattr(item, "SegmentLabel", "") or f"Segment {number}")
         if label_set is not None:
             match = label_set.find(name)
             if match is None:
-                unknown.append(name)
+                notes.append(f"segment {number} {name!r} is not in the labels file, left out")
                 continue
             value = match.index
         else:
@@ -192,13 +195,6 @@ def _segment_values(seg: Any, label_set: LabelSet | None, source: str) -> tuple[
         numbers.append(number)
         values.append(value)
         names.append(name)
-    if unknown:
-        raise MedsegError(
-            f"{source}: segment(s) {', '.join(repr(u) for u in unknown)} are not named in the labels file",
-            hint="add them to the labels file (matching is by name, case and _ ignored)",
-        )
-    if len(set(values)) != len(values):
-        raise MedsegError(f"{source}: several segments map to the same label value ({values})")
     return numbers, values, names
 
 
@@ -250,18 +246,34 @@ def read_seg(
     except Exception as exc:
         raise CorruptFileError(f"{path}: highdicom cannot read this SEG: {exc}") from None
     label_set = load_labels(labels) if labels is not None else None
-    numbers, values, names = _segment_values(seg, label_set, source)
+    notes: list[str] = []
+    numbers, values, names = _segment_values(seg, label_set, notes)
     if not numbers:
-        raise MedsegError(f"{source}: no segment to import")
+        raise MedsegError(
+            f"{source}: no segment to import ({'; '.join(notes) or 'the SEG has no segments'})",
+            hint="name the segments in the labels file as the SEG does (segment labels)",
+        )
+    if len(set(values)) != len(values):
+        raise MedsegError(f"{source}: several segments map to the same label value ({values})")
     if reference_dir is None:
         stacked, affine = _own_geometry(seg, numbers, source)
-        meta = VolumeMeta(modality="SEG", frame_of_reference_uid=str(getattr(ds, "FrameOfReferenceUID", "")))
-        meta.warnings.append("no reference series given: the grid spans only the slices stored in the SEG")
+        meta = VolumeMeta(frame_of_reference_uid=str(getattr(ds, "FrameOfReferenceUID", "")) or None)
+        notes.append("no reference series given: the grid spans only the slices stored in the SEG")
     else:
-        ref = reference_dir if isinstance(reference_dir, ReferenceSeries) else load_reference(reference_dir, series)
+        ref = (
+            reference_dir
+            if isinstance(reference_dir, ReferenceSeries)
+            else load_reference(reference_dir, series, allow_irregular=True)
+        )
         stacked = _on_reference(seg, ds, ref, numbers, source)
-        affine, meta = ref.affine, replace(ref.meta, warnings=[])
-    masks = [stacked[..., n] > 0.5 if stacked.dtype.kind == "f" else stacked[..., n] > 0 for n in range(len(numbers))]
+        affine, meta = ref.affine, ref.meta
+        notes = list(ref.meta.warnings) + notes
+    for note in notes:
+        log.warning("%s: %s", source, note)
+    masks = [
+        stacked[..., n] > 0.5 if stacked.dtype.kind == "f" else stacked[..., n] > 0
+        for n in range(len(numbers))
+    ]
     array, split = combine_structures(masks, values, names, overlap, source)
     meta = replace(
         meta,
@@ -270,6 +282,7 @@ def read_seg(
         source_format="dicom-seg",
         series_uid=str(getattr(ds, "SeriesInstanceUID", "")) or None,
         series_description=str(getattr(ds, "SeriesDescription", "")) or None,
+        warnings=notes,
         extra={
             "structures": [
                 {"channel" if split else "value": (c if split else v), "name": nm, "segment_number": s}
@@ -299,7 +312,7 @@ def _on_reference(seg: Any, ds: Any, ref: ReferenceSeries, numbers: list[int], s
                 assert_missing_frames_are_empty=True,
                 ignore_spatial_locations=True,
             )
-            return array_from_frames(frames)
+            return array_from_frames(ref.to_grid(frames))
         except (ValueError, RuntimeError, KeyError, AttributeError) as exc:
             log.info("%s: reading by source instance failed (%s); placing frames by geometry", source, exc)
     stacked, affine = _own_geometry(seg, numbers, source)
@@ -323,7 +336,9 @@ def _embed(stacked: np.ndarray, affine: np.ndarray, ref: ReferenceSeries, source
     tol = grid_tolerance(ref.affine) / min(geometry.spacing(ref.affine))
     if stacked.shape[2] == 1:
         m[:3, 2] = (0.0, 0.0, 1.0)  # a single slice has no meaningful slice step
-    if not (np.allclose(m[:3, :3], np.eye(3), atol=tol) and np.allclose(m[:3, 3], np.rint(m[:3, 3]), atol=tol)):
+    if not (
+        np.allclose(m[:3, :3], np.eye(3), atol=tol) and np.allclose(m[:3, 3], np.rint(m[:3, 3]), atol=tol)
+    ):
         raise GeometryMismatchError(
             f"{source} ({describe_grid(affine, stacked.shape)}) is not on the grid of reference series "
             f"{ref.series_id} ({ref.describe()})",
