@@ -74,8 +74,13 @@ def _patient_study_keywords() -> frozenset[str]:
 def minimal_source_header(ds: Any) -> Any:
     """A copy of a source header that keeps, of its patient and study attributes, only
     :data:`PATIENT_STUDY_ATTRIBUTES` (so writers that copy "all patient/study
-    attributes" copy only what attaches the new object to its study)."""
-    return header_copy(ds, drop=_patient_study_keywords() - set(PATIENT_STUDY_ATTRIBUTES))
+    attributes" copy only what attaches the new object to its study); those absent
+    from the source are added empty (they are Type 2)."""
+    out = header_copy(ds, drop=_patient_study_keywords() - set(PATIENT_STUDY_ATTRIBUTES))
+    for keyword in PATIENT_STUDY_ATTRIBUTES:  # Type 2: present, empty when unknown
+        if keyword not in out:
+            setattr(out, keyword, "")
+    return out
 
 
 def copy_patient_study(source: Any, target: Any) -> None:
