@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 #: Iso-level of the contours between inside (1) and outside (0) pixel centres: 0.55 puts each
 #: vertex 0.45 pixel from the centre of the boundary pixel it belongs to, just inside the
 #: voxel boundary (0.5), so that readers that round vertices to pixel centres (OpenCV

@@ -225,10 +225,10 @@ def load_reference(
                 f"{label}: its slices do not fall on one regular grid ({'; '.join(plan.layout.problems)})",
                 hint="labels cannot be placed exactly on such a series",
             )
-        meta.warnings.append(
+        meta.warnings = [
             f"irregular series ({'; '.join(plan.layout.problems)}): labels are on the regular grid "
             "read_volume(..., resample_uneven=True) gives it, on the slices that exist in the series"
-        )
+        ]
     return ReferenceSeries(folder, chosen.id, datasets, files, plan.affine, shape, meta, slice_index)
 
 

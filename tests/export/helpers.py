@@ -68,20 +68,33 @@ def dcmqi_read(seg_path: Path, out_dir: Path) -> tuple[list[Path], dict]:
     return files, meta
 
 
-def embed_exactly(array: np.ndarray, affine: np.ndarray, target_affine: np.ndarray, target_shape) -> np.ndarray:
+def embed_exactly(
+    array: np.ndarray, affine: np.ndarray, target_affine: np.ndarray, target_shape
+) -> np.ndarray:
     """Place ``array`` (on a grid that is a permutation/flip and integer shift of the target
     grid) onto the target grid, with plain numpy; fails when the grids do not align."""
     m = np.linalg.solve(target_affine, affine)  # source voxel -> target voxel
-    r = np.rint(m[:3, :3])
+    r = np.rint(m[:3, :3]).astype(int)
     assert np.allclose(m[:3, :3], r, atol=1e-3), f"grids are not axis-aligned:\n{m}"
     assert np.allclose(m[:3, 3], np.rint(m[:3, 3]), atol=1e-2), f"grids are shifted by a fraction:\n{m}"
+    offset = np.rint(m[:3, 3]).astype(int)
+    source_axis = [int(np.flatnonzero(r[a])[0]) for a in range(3)]  # target axis a <- source axis
+    moved = np.transpose(array, source_axis)
+    lo = []
+    for a in range(3):
+        if r[a, source_axis[a]] < 0:
+            moved = np.flip(moved, axis=a)
+            lo.append(offset[a] - (moved.shape[a] - 1))
+        else:
+            lo.append(offset[a])
     out = np.zeros(tuple(target_shape), dtype=array.dtype)
-    idx = np.indices(array.shape[:3]).reshape(3, -1)
-    tgt = (r @ idx + np.rint(m[:3, 3])[:, None]).astype(int)
-    inside = np.all((tgt >= 0) & (tgt < np.array(target_shape)[:, None]), axis=0)
-    values = array.reshape(-1)
-    assert not values[~inside].any(), "labelled voxels fall outside the target grid"
-    out[tuple(tgt[:, inside])] = values[inside]
+    dst, src = [], []
+    for a in range(3):
+        start, stop = max(lo[a], 0), min(lo[a] + moved.shape[a], int(target_shape[a]))
+        dst.append(slice(start, stop))
+        src.append(slice(start - lo[a], stop - lo[a]))
+    assert moved[tuple(src)].sum() == moved.sum(), "labelled voxels fall outside the target grid"
+    out[tuple(dst)] = moved[tuple(src)]
     return out
 
 

@@ -46,7 +46,9 @@ def test_vertices_sit_just_inside_the_voxel_boundary():
 def test_scanline_fill_equals_skimage_polygon_xor(rng):
     shape = (40, 50)
     for _ in range(200):
-        polys = [rng.random((int(rng.integers(3, 12)), 2)) * [50, 60] - 5 for _ in range(int(rng.integers(1, 4)))]
+        polys = [
+            rng.random((int(rng.integers(3, 12)), 2)) * [50, 60] - 5 for _ in range(int(rng.integers(1, 4)))
+        ]
         expected = np.zeros(shape, dtype=bool)
         for p in polys:
             rr, cc = polygon(p[:, 0], p[:, 1], shape)

@@ -80,7 +80,9 @@ def test_structure_set_content_and_references(rt_file, synthetic):
     assert series.SeriesInstanceUID == src.SeriesInstanceUID
     assert {i.ReferencedSOPInstanceUID for i in series.ContourImageSequence} == set(synthetic.series.sop_uids)
     assert all(r.ReferencedFrameOfReferenceUID == src.FrameOfReferenceUID for r in rois.values())
-    assert ds.SeriesInstanceUID != src.SeriesInstanceUID and ds.SOPInstanceUID not in synthetic.series.sop_uids
+    assert (
+        ds.SeriesInstanceUID != src.SeriesInstanceUID and ds.SOPInstanceUID not in synthetic.series.sop_uids
+    )
     for keyword in PATIENT_STUDY_ATTRIBUTES:
         assert str(ds.get(keyword, "")) == str(src.get(keyword, "")), keyword
     for keyword in ("PatientAge", "PatientWeight", "PatientComments", "StudyDescription", "OtherPatientIDs"):
@@ -125,7 +127,7 @@ def test_overlapping_rois_on_import(rt_file, synthetic, tmp_path):
 
 
 def test_import_errors(rt_file, synthetic, tmp_path):
-    with pytest.raises(MedsegError, match="RTSTRUCT.*--reference"):
+    with pytest.raises(MedsegError, match=r"RTSTRUCT.*--reference"):
         read_label_object(rt_file)
     ds = pydicom.dcmread(rt_file)
     ds.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID = "1.2.3.4"

@@ -37,7 +37,9 @@ def test_seg_reads_back_identically_with_medseg_and_highdicom(seg_file, syntheti
     # highdicom, frame by frame against the label drawn in each file's own pixel space
     seg = hd.seg.segread(seg_file)
     uids = synthetic.series.sop_uids
-    pixels = seg.get_pixels_by_source_instance(uids, combine_segments=True, assert_missing_frames_are_empty=True)
+    pixels = seg.get_pixels_by_source_instance(
+        uids, combine_segments=True, assert_missing_frames_are_empty=True
+    )
     names = {s.SegmentNumber: s.SegmentLabel for s in seg.SegmentSequence}
     value_of = {"liver": 1, "Tumour": 3, "my_marker": 4}
     for f, uid in enumerate(uids):
@@ -101,7 +103,9 @@ def test_seg_content_references_and_identification(seg_file, synthetic):
     assert ds.SeriesInstanceUID != src.SeriesInstanceUID
     assert ds.SOPInstanceUID not in synthetic.series.sop_uids
     # each frame sits where its referenced source image is
-    position_of = {uid: np.asarray(p, float) for uid, p in zip(synthetic.series.sop_uids, synthetic.series.positions)}
+    position_of = {
+        uid: np.asarray(p, float) for uid, p in zip(synthetic.series.sop_uids, synthetic.series.positions)
+    }
     for frame in ds.PerFrameFunctionalGroupsSequence:
         uid = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
         ipp = np.asarray(frame.PlanePositionSequence[0].ImagePositionPatient, float)
@@ -168,9 +172,16 @@ def test_label_and_content_errors(synthetic, synthetic_mask, tmp_path):
     with pytest.raises(ConfigError, match=r"label value\(s\) 3, 4 that the labels file does not name"):
         write_seg(synthetic_mask, synthetic.folder, {"1": "liver"}, tmp_path / "x.dcm")
     with pytest.raises(EmptyMaskError):
-        write_seg(synthetic_mask.with_array(np.zeros_like(synthetic_mask.array)), synthetic.folder, None, tmp_path / "x.dcm")
+        write_seg(
+            synthetic_mask.with_array(np.zeros_like(synthetic_mask.array)),
+            synthetic.folder,
+            None,
+            tmp_path / "x.dcm",
+        )
     with pytest.raises(ConfigError, match="non-integer"):
-        write_seg(synthetic_mask.with_array(synthetic_mask.array * 0.5), synthetic.folder, None, tmp_path / "x.dcm")
+        write_seg(
+            synthetic_mask.with_array(synthetic_mask.array * 0.5), synthetic.folder, None, tmp_path / "x.dcm"
+        )
     # without a labels file: generic names, values kept
     out = write_seg(synthetic_mask, synthetic.folder, None, tmp_path / "generic.dcm")
     ds = pydicom.dcmread(out)
@@ -189,7 +200,7 @@ def test_reference_series_problems(tmp_path, synthetic_mask):
         write_seg(mask, tmp_path / "dyn", None, tmp_path / "x.dcm")
     # two series in one folder: ambiguous unless one is chosen
     write_series(tmp_path / "two" / "a", pos, series_number=1, study=study)
-    write_series(tmp_path / "two" / "b", pos + [0, 0, 50], series_number=2, study=study)
+    write_series(tmp_path / "two" / "b", pos + np.array([0.0, 0.0, 50.0]), series_number=2, study=study)
     grid = read_volume(tmp_path / "two", series="1")
     mask = Volume(np.ones(grid.spatial_shape, np.uint8), grid.affine)
     with pytest.raises(AmbiguousSeriesError):
