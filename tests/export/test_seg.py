@@ -214,3 +214,29 @@ def test_reference_series_problems(tmp_path, synthetic_mask):
     mask = Volume(np.ones(grid.spatial_shape, np.uint8), grid.affine)
     with pytest.raises(SeriesGeometryError, match="cannot be referenced"):
         write_seg(mask, tmp_path / "uneven", None, tmp_path / "x.dcm")
+
+
+def test_seg_placed_by_geometry_on_another_series_of_its_frame_of_reference(seg_file, synthetic, tmp_path):
+    """A SEG whose referenced instances are not in the reference folder (a re-sent copy of the
+    series with new instance UIDs) is placed by its plane positions; a grid that differs is refused."""
+    from pydicom.uid import generate_uid
+
+    copy_dir, moved_dir = tmp_path / "copy", tmp_path / "moved"
+    copy_dir.mkdir()
+    moved_dir.mkdir()
+    for f in synthetic.series.files:
+        ds = pydicom.dcmread(f)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.save_as(copy_dir / f.name)
+        ds.PixelSpacing = [0.5, 0.5]
+        ds.save_as(moved_dir / f.name)
+    expected = read_seg(seg_file, synthetic.folder).array
+    assert np.array_equal(read_seg(seg_file, copy_dir).array, expected)
+    with pytest.raises(GeometryMismatchError, match="not on the grid"):
+        read_seg(seg_file, moved_dir)
+
+
+def test_label_map_as_fractional_seg(synthetic, synthetic_mask, labels_file, tmp_path):
+    out = write_seg(synthetic_mask, synthetic.folder, labels_file, tmp_path / "f.dcm", fractional=True)
+    assert pydicom.dcmread(out, stop_before_pixels=True).SegmentationType == "FRACTIONAL"
+    assert np.array_equal(read_seg(out, synthetic.folder).array, synthetic_mask.array)
