@@ -41,9 +41,7 @@ def save_overlay_png(
         The written path.
     """
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
 
     from medseg import geometry
     from medseg.io.atomic import atomic_output
@@ -60,9 +58,10 @@ def save_overlay_png(
     picture = np.clip((img[:, :, slice_index].T.astype(np.float32) - (level - width / 2)) / width, 0, 1)
     labels2d = lab[:, :, slice_index].T
     spacing = image.reoriented("LPS").spacing
-    fig, ax = plt.subplots(figsize=(6, 6 * picture.shape[0] * spacing[1] / (picture.shape[1] * spacing[0])))
+    fig = Figure(figsize=(6, 6 * picture.shape[0] * spacing[1] / (picture.shape[1] * spacing[0])))
+    ax = fig.subplots()
     ax.imshow(picture, cmap="gray", vmin=0, vmax=1, aspect=spacing[1] / spacing[0], interpolation="nearest")
-    cmap = plt.get_cmap("tab20")
+    cmap = matplotlib.colormaps["tab20"]
     for n, value in enumerate(v for v in np.unique(labels2d) if v != 0):
         color = np.array(colors[int(value)]) / 255.0 if colors and int(value) in colors else cmap(n % 20)
         ax.contour(labels2d == value, levels=[0.5], colors=[color], linewidths=1.2)
@@ -72,5 +71,4 @@ def save_overlay_png(
     out = Path(output)
     with atomic_output(out) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
     return out
