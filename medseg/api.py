@@ -96,12 +96,32 @@ def convert(
     slice_spacing: float | None = None,
     window: str | None = None,
     overwrite: bool = False,
+    reference: str | Path | None = None,
+    labels: str | Path | None = None,
+    overlap: str = "error",
 ) -> Path:
-    """Read ``input`` and write it to ``output`` (format from the extension), atomically."""
+    """Read ``input`` and write it to ``output`` (format from the extension), atomically.
+
+    A DICOM SEG or RTSTRUCT ``input`` becomes a label map on the grid of its source
+    series ``reference`` (see :func:`medseg.export.read_label_object`; ``series``
+    then selects the reference series, ``labels`` and ``overlap`` apply).
+    """
     from medseg.io import read_volume, write_volume
 
     out = Path(output)
     _prepare_output(out, overwrite)
+    from medseg.export import label_object_kind
+
+    if label_object_kind(input):
+        from medseg.export import read_label_object
+
+        mask = read_label_object(input, reference, labels=labels, overlap=overlap, series=series)
+        return write_volume(mask, out)
+    if reference is not None:
+        raise MedsegError(
+            f"--reference applies to DICOM SEG and RTSTRUCT inputs, and {input} is neither",
+            hint="drop --reference to convert a scan",
+        )
     volume = read_volume(input, series=series, resample_uneven=resample_uneven, slice_spacing=slice_spacing)
     volume = _windowed(volume, window)
     for w in volume.meta.warnings:

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "manifest": "manifest",
     "train": "train",
     "predict": "predict",
+    "export": "export",
 }
 
 

@@ -34,15 +34,12 @@ def read_any(path: str | Path) -> Volume:
 
 
 def _is_label_object(path: Path) -> bool:
-    if path.is_dir() or path.suffix.lower() not in ("", ".dcm"):
+    """True for DICOM SEG / RTSTRUCT files (with or without the DICOM preamble)."""
+    if path.is_dir() or is_image2d(path):
         return False
-    try:
-        import pydicom
+    from medseg.export import label_object_kind
 
-        ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["Modality"])
-    except Exception:
-        return False
-    return str(getattr(ds, "Modality", "")).upper() in ("SEG", "RTSTRUCT")
+    return label_object_kind(path) is not None
 
 
 def read_label(path: str | Path, reference: str | Path | None, label_map: dict[int, int] | None) -> Volume:

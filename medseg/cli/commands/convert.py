@@ -12,10 +12,11 @@ log = logging.getLogger(__name__)
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
-        help="convert a scan or DICOM series to NIfTI, NRRD or MHA",
+        help="convert a scan or DICOM series (or a DICOM SEG/RTSTRUCT) to NIfTI, NRRD or MHA",
         description="Convert a scan (NIfTI, NRRD, MHA/MHD, DICOM file or folder) to NIfTI "
         "(.nii/.nii.gz), NRRD (.nrrd/.nhdr) or MetaImage (.mha/.mhd); the output format follows "
-        "the extension. The geometry is kept exactly; outputs are written atomically.",
+        "the extension. The geometry is kept exactly; outputs are written atomically. A DICOM SEG "
+        "or RTSTRUCT file becomes a label map on the grid of its source series (--reference).",
     )
     p.add_argument("input", help="image file, DICOM file, or folder of DICOM files")
     p.add_argument("output", help="output file (or folder with --all)")
@@ -38,6 +39,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="apply a CT window (preset name or level,width) and write float32 in [0, 1]",
     )
     p.add_argument("--format", default="nii.gz", help="output extension with --all (default nii.gz)")
+    p.add_argument(
+        "--reference",
+        metavar="DICOM_DIR",
+        help="for a DICOM SEG or RTSTRUCT input: the source image series, so the label map is on "
+        "its grid (required for RTSTRUCT)",
+    )
+    p.add_argument(
+        "--labels",
+        metavar="LABELS.json",
+        help="for a SEG/RTSTRUCT input: label values by structure name (others are left out)",
+    )
+    p.add_argument(
+        "--overlap",
+        choices=["error", "last", "split"],
+        default="error",
+        help="for a SEG/RTSTRUCT input with overlapping structures: refuse (default), let the "
+        "higher label value win, or write one channel per structure (4D)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(run=run)
 
@@ -68,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
         slice_spacing=args.slice_spacing,
         window=args.window,
         overwrite=args.overwrite,
+        reference=args.reference,
+        labels=args.labels,
+        overlap=args.overlap,
     )
     log.info("wrote %s", out)
     return 0
