@@ -168,3 +168,29 @@ def test_torchrun_shards_cases_without_overlap(tmp_path):
     ids = [c["id"] for c in record["cases"]]
     assert sorted(ids) == [f"c{i}" for i in range(7)]  # none twice, none missed
     assert all(c["status"] == "ok" for c in record["cases"])
+
+
+def test_predict_exports_seg_and_rtstruct_for_dicom_inputs(tmp_path):
+    """--format nifti,dicom-seg,rtstruct: the SEG and RTSTRUCT read back to the NIfTI mask."""
+    from medseg.export import read_label_object
+    from medseg.inference import Predictor
+    from medseg.inference.batch import predict_folder
+    from medseg.io import read_volume
+    from medseg.transforms.preprocess import Plan
+    from tests.export.helpers import make_synthetic
+    from tests.fixtures.models import Threshold
+
+    synthetic = make_synthetic(tmp_path / "ct")
+    scan = read_volume(tmp_path / "ct")
+    plan = Plan.from_dataset([(scan, None)], {0: "background", 1: "liver"}, target_spacing=None,
+                             normalization="none")
+    predictor = Predictor(Threshold(0.0), plan, (16, 16, 8))  # soft tissue (40 HU) vs fat (-100 HU)
+    result = predict_folder(predictor, tmp_path / "ct", tmp_path / "out",
+                            formats=("nifti", "dicom-seg", "rtstruct"))
+    assert result.exit_code == 0, result.table()
+    nifti = read_volume(tmp_path / "out" / "ct.nii.gz")
+    np.testing.assert_array_equal(nifti.array, (synthetic.label_volume_array() > 0).astype(np.uint8))
+    seg = read_label_object(tmp_path / "out" / "ct.seg.dcm", tmp_path / "ct")
+    np.testing.assert_array_equal(seg.array, nifti.array)
+    rt = read_label_object(tmp_path / "out" / "ct.rtstruct.dcm", tmp_path / "ct")
+    np.testing.assert_array_equal(rt.array, nifti.array)
