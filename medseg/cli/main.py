@@ -21,6 +21,9 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "info": "info",
     "convert": "convert",
+    "evaluate": "evaluate",
+    "report": "report",
+    "compare": "compare",
 }
 
 
