@@ -119,8 +119,7 @@ def render_curves(metrics: RunMetrics, title: str | None = None) -> bytes:
             column,
             label=column[len("val_dice_") :],
             color=palette[n % len(palette)],
-            lw=1.0,
-            alpha=0.8,
+            lw=1.2,
         )
     if plot(dice_ax, "val_dice_mean", label="mean", color="black", lw=2.0):
         y = metrics["val_dice_mean"]
