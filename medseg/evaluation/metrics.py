@@ -71,9 +71,8 @@ def _check_pair(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def _check_spacing(spacing: Sequence[float] | float | None, ndim: int) -> tuple[float, ...]:
     if spacing is None:
         return (1.0,) * ndim
-    if np.isscalar(spacing):
-        spacing = (float(spacing),) * ndim  # type: ignore[arg-type]
-    sp = tuple(float(s) for s in spacing)  # type: ignore[union-attr]
+    values = np.atleast_1d(np.asarray(spacing, dtype=np.float64))
+    sp = tuple(float(v) for v in (np.repeat(values, ndim) if np.ndim(spacing) == 0 else values))
     if len(sp) != ndim:
         raise ValueError(f"spacing needs one value per axis ({ndim}), got {sp}")
     if not all(math.isfinite(s) and s > 0 for s in sp):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +98,8 @@ def render_curves(metrics: RunMetrics, title: str | None = None) -> bytes:
         return figure_png(fig)
     x, x_label = _x_axis(metrics)
 
-    def plot(ax, column: str, **style) -> bool:  # type: ignore[no-untyped-def]
+    def plot(ax: Any, column: str, **style: Any) -> bool:
+        """Draw ``column`` against x where both are finite; False when nothing was drawn."""
         y = metrics.get(column)
         if y is None:
             return False

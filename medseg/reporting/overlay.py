@@ -19,6 +19,7 @@ import colorsys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -178,37 +179,26 @@ def render_overlay(
     title: str | None = None,
 ) -> OverlayPicture:
     """Render the overlay picture in memory (see :func:`overlay`)."""
-    from scipy import ndimage
-
     from medseg.reporting.figures import figure_png, new_figure
 
     if ref is None and pred is None:
         raise ValueError("overlay needs a reference or a prediction")
     base = image if image is not None else (ref if ref is not None else pred)
-    assert base is not None
+    assert base is not None  # for type checkers: ref or pred is set
     _check_same_grid(base, ref, "reference")
     _check_same_grid(base, pred, "prediction")
     two_d = _is_2d_image(base)
-    if not two_d:
-        image = image.reoriented("LPS") if image is not None else None
-        ref = ref.reoriented("LPS") if ref is not None else None
-        pred = pred.reoriented("LPS") if pred is not None else None
+    if not two_d:  # radiological display needs a known voxel order: LPS, exact (no interpolation)
+        image, ref, pred = (v.reoriented("LPS") if v is not None else None for v in (image, ref, pred))
         base = image if image is not None else (ref if ref is not None else pred)
         assert base is not None
-    shape = base.spatial_shape
-    spacing = base.spacing
-    gray = _scaled(image, window) if image is not None else np.zeros(shape, dtype=np.float32)
+    gray = _scaled(image, window) if image is not None else np.zeros(base.spatial_shape, dtype=np.float32)
     ref_arr, pred_arr = _label_array(ref), _label_array(pred)
-    fg = None
-    for arr in (ref_arr, pred_arr):
-        if arr is not None and np.any(arr > 0):
-            fg = arr > 0
-            break
-    if fg is not None:
-        center = tuple(int(round(c)) for c in ndimage.center_of_mass(fg))
-    else:
-        center = tuple(s // 2 for s in shape)
-    views = [("image", 0)] if two_d else _views(shape, center)  # type: ignore[arg-type]
+    views = (
+        [("image", 0)]
+        if two_d
+        else _views(base.spatial_shape, _center(ref_arr, pred_arr, base.spatial_shape))
+    )
     colors = class_colors(labels)
 
     size = _SINGLE_SIZE if len(views) == 1 else _PANEL_SIZE
@@ -219,73 +209,101 @@ def render_overlay(
             if arr is not None:
                 visible.update(int(v) for v in np.unique(_cut(arr, view, index)) if int(v) in labels)
     n_entries = min(len(visible), _MAX_LEGEND_CLASSES) + (len(visible) > _MAX_LEGEND_CLASSES)
-    legend_rows = max(1, -(-n_entries // 6))
-    legend_h = (0.07 + 0.045 * legend_rows) * (_PANEL_SIZE[1] / size[1])
+    legend_h = (0.07 + 0.045 * max(1, -(-n_entries // 6))) * (_PANEL_SIZE[1] / size[1])
     title_h = 0.08 if title else 0.0
     width = 1.0 / len(views)
-    axes = []
-    panels: list[PanelInfo] = []
+    placed = []
     for n, (view, index) in enumerate(views):
         ax = fig.add_axes((n * width + 0.01, legend_h, width - 0.02, 1.0 - legend_h - title_h - 0.06))
-        ax.set_facecolor("black")
-        ax.set_axis_off()
-        shown = _cut(gray, view, index)
-        rows, cols = shown.shape
-        dr, dc = _pixel_size(spacing, view)
-        extent = (-0.5 * dc, (cols - 0.5) * dc, (rows - 0.5) * dr, -0.5 * dr)
-        ax.imshow(
-            shown, cmap="gray", vmin=0.0, vmax=1.0, extent=extent, interpolation="nearest", aspect="equal"
-        )
-        # masks padded by one background pixel so contours close at the slice border
-        xs, ys = np.arange(-1, cols + 1) * dc, np.arange(-1, rows + 1) * dr
-        present: list[int] = []
-        styles = ((ref_arr, 0, "solid", 1.8), (pred_arr, 1, "dashed", 1.5))
-        for label in sorted(labels):
-            for arr, which, style, line_width in styles:
-                if arr is None:
-                    continue
-                mask = _cut(arr, view, index) == label
-                if not mask.any():
-                    continue
-                padded = np.pad(mask, 1).astype(np.float32)
-                ax.contour(
-                    xs,
-                    ys,
-                    padded,
-                    levels=[0.5],
-                    colors=[colors[label][which]],
-                    linewidths=line_width,
-                    linestyles=style,
-                )
-                if label not in present:
-                    present.append(label)
-        ax.set_xlim(extent[0], extent[1])
-        ax.set_ylim(extent[2], extent[3])
-        name = view if view != "image" else "image"
-        where = f" {index}" if view != "image" else ""
-        ax.set_title(f"{name}{where}", color="white", fontsize=10)
-        if view in _EDGE_LETTERS:
-            left, right, top, bottom = _EDGE_LETTERS[view]
-            style = {"color": "#ffd700", "fontsize": 9, "transform": ax.transAxes, "fontweight": "bold"}
-            ax.text(0.01, 0.5, left, ha="left", va="center", **style)
-            ax.text(0.99, 0.5, right, ha="right", va="center", **style)
-            ax.text(0.5, 0.99, top, ha="center", va="top", **style)
-            ax.text(0.5, 0.01, bottom, ha="center", va="bottom", **style)
-        axes.append((ax, extent))
-        panels.append(PanelInfo(view, int(index), (0.0, 0.0, 0.0, 0.0), (rows, cols), present))
+        panel, extent = _draw_panel(ax, view, index, gray, ref_arr, pred_arr, base.spacing, labels, colors)
+        placed.append((panel, ax, extent))
     if title:
         fig.text(0.5, 1.0 - title_h / 2 - 0.01, title, ha="center", va="center", color="white", fontsize=12)
+    panels = [p for p, _, _ in placed]
     _legend(fig, labels, colors, panels, has_ref=ref is not None, has_pred=pred is not None)
     png = figure_png(fig)
     height_px = int(round(size[1] * _DPI))
-    for panel, (ax, extent) in zip(panels, axes):
+    for panel, ax, extent in placed:
         # extent = (left, right, bottom, top) in mm; display y grows upwards, PNG rows downwards
         (x0, y0), (x1, y1) = ax.transData.transform([(extent[0], extent[3]), (extent[1], extent[2])])
         panel.pixel_box = (float(x0), float(height_px - y0), float(x1), float(height_px - y1))
     return OverlayPicture(png, panels, int(round(size[0] * _DPI)), height_px)
 
 
-def _legend(fig, labels, colors, panels, has_ref: bool, has_pred: bool) -> None:  # type: ignore[no-untyped-def]
+def _center(
+    ref: np.ndarray | None, pred: np.ndarray | None, shape: tuple[int, int, int]
+) -> tuple[int, int, int]:
+    """Centre of mass of the reference foreground (else the prediction's, else the grid centre)."""
+    from scipy import ndimage
+
+    for arr in (ref, pred):
+        if arr is not None and np.any(arr > 0):
+            return tuple(int(round(c)) for c in ndimage.center_of_mass(arr > 0))  # type: ignore[return-value]
+    return (shape[0] // 2, shape[1] // 2, shape[2] // 2)
+
+
+def _draw_panel(
+    ax: Any,
+    view: str,
+    index: int,
+    gray: np.ndarray,
+    ref: np.ndarray | None,
+    pred: np.ndarray | None,
+    spacing: tuple[float, float, float],
+    labels: Mapping[int, str],
+    colors: Mapping[int, tuple[str, str]],
+) -> tuple[PanelInfo, tuple[float, float, float, float]]:
+    """Draw one view: the slice in mm, reference (solid) and prediction (dashed) contours."""
+    ax.set_facecolor("black")
+    ax.set_axis_off()
+    shown = _cut(gray, view, index)
+    rows, cols = shown.shape
+    dr, dc = _pixel_size(spacing, view)
+    extent = (-0.5 * dc, (cols - 0.5) * dc, (rows - 0.5) * dr, -0.5 * dr)
+    ax.imshow(shown, cmap="gray", vmin=0.0, vmax=1.0, extent=extent, interpolation="nearest", aspect="equal")
+    # masks padded by one background pixel so that contours close at the slice border
+    xs, ys = np.arange(-1, cols + 1) * dc, np.arange(-1, rows + 1) * dr
+    present: list[int] = []
+    for label in sorted(labels):
+        for arr, which, style, line_width in ((ref, 0, "solid", 1.8), (pred, 1, "dashed", 1.5)):
+            if arr is None:
+                continue
+            mask = _cut(arr, view, index) == label
+            if not mask.any():
+                continue
+            ax.contour(
+                xs,
+                ys,
+                np.pad(mask, 1).astype(np.float32),
+                levels=[0.5],
+                colors=[colors[label][which]],
+                linewidths=line_width,
+                linestyles=style,
+            )
+            if label not in present:
+                present.append(label)
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_title(view if view == "image" else f"{view} {index}", color="white", fontsize=10)
+    if view in _EDGE_LETTERS:
+        left, right, top, bottom = _EDGE_LETTERS[view]
+        text = {"color": "#ffd700", "fontsize": 9, "transform": ax.transAxes, "fontweight": "bold"}
+        ax.text(0.01, 0.5, left, ha="left", va="center", **text)
+        ax.text(0.99, 0.5, right, ha="right", va="center", **text)
+        ax.text(0.5, 0.99, top, ha="center", va="top", **text)
+        ax.text(0.5, 0.01, bottom, ha="center", va="bottom", **text)
+    return PanelInfo(view, int(index), (0.0, 0.0, 0.0, 0.0), (rows, cols), present), extent
+
+
+def _legend(
+    fig: Any,
+    labels: Mapping[int, str],
+    colors: Mapping[int, tuple[str, str]],
+    panels: list[PanelInfo],
+    has_ref: bool,
+    has_pred: bool,
+) -> None:
+    """Legend under the views: one entry per visible class showing its solid and dashed lines."""
     from matplotlib.legend_handler import HandlerTuple
     from matplotlib.lines import Line2D
 

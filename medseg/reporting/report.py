@@ -221,6 +221,16 @@ def evaluation_section(result: EvaluationResult, n_cases: int = 3, window: objec
     return "".join(parts)
 
 
+def _save_curves(png: bytes, path: Path) -> None:
+    """Refresh the run's curves.png (a read-only run folder only costs the file)."""
+    from medseg.reporting.figures import save_png
+
+    try:
+        save_png(png, path)
+    except OSError as exc:
+        log.warning("cannot write %s: %s", path, exc)
+
+
 def _run_section(run_dir: Path) -> str:
     from medseg.reporting.curves import read_run_metrics, render_curves
 
@@ -246,6 +256,7 @@ def _run_section(run_dir: Path) -> str:
             parts.append(f'<h2>Training curves</h2><p class="note">{esc(exc)}</p>')
         else:
             png = render_curves(metrics, run_dir.resolve().name)
+            _save_curves(png, run_dir / "curves.png")
             parts.append("<h2>Training curves</h2>")
             parts.append(
                 f"<figure>{img_tag(png, 'training curves')}<figcaption>Loss, validation Dice per class and "
@@ -261,6 +272,8 @@ def build_report(
     window: object | None = "auto",
 ) -> Path:
     """Write a self-contained HTML report of a run folder or an evaluation folder.
+
+    For a run folder the training curves are also written to ``RUN/curves.png``.
 
     Args:
         path: A run folder (config.yaml, plan.json, metrics.csv, optional evaluation/) or an

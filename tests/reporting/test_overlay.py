@@ -94,19 +94,29 @@ def test_totalsegmentator_ct_with_its_multi_organ_mask(shared_datasets, tmp_path
     crop = _panel_pixels(picture.panels[1], rgb).reshape(-1, 3).astype(int)
     saturated = crop[(crop.max(axis=1) - crop.min(axis=1)) > 120]
     assert len({tuple(v // 32) for v in saturated}) >= 10
-    # the liver (label 5) drawn in its colour inside its own outline on the coronal view, with a
-    # picture restricted to four organs so that every colour is unique
+
+
+@pytest.mark.shared
+def test_totalsegmentator_reference_and_prediction_of_the_small_ct(shared_datasets):
+    """example_ct_sm with two real multi-organ segmentations of it: the full model as reference and
+    the --fast model as prediction. Four organs are drawn so that every colour is unique."""
+    root = shared_path(shared_datasets, "totalsegmentator_examples")
+    ct = read_volume(root / "example_ct_sm.nii.gz")
+    ref = read_volume(root / "example_seg.nii.gz")
+    pred = read_volume(root / "example_seg_fast.nii.gz")
     four = {1: "spleen", 2: "kidney_right", 3: "kidney_left", 5: "liver"}
-    picture = render_overlay(ct, seg, None, four, window="abdomen")
+    picture = render_overlay(ct, ref, pred, four, window="abdomen")
     rgb = decode_png(picture.png)
     coronal = picture.panels[1]
-    liver = _displayed(seg, "coronal", coronal.slice_index) == 5
-    color = color_mask(_panel_pixels(coronal, rgb), class_colors(four)[5][0])
-    assert color.sum() > 50
-    assert _share_inside(color, _bbox_px(coronal, liver)) > 0.95
-    # radiological convention: the liver (patient's right) is on the viewer's left
-    cols = np.nonzero(color)[1]
-    assert cols.mean() < (coronal.pixel_box[2] - coronal.pixel_box[0]) / 2
+    assert coronal.view == "coronal" and 5 in coronal.labels_shown
+    crop = _panel_pixels(coronal, rgb)
+    for volume, which in ((ref, 0), (pred, 1)):
+        liver = _displayed(volume, "coronal", coronal.slice_index) == 5
+        color = color_mask(crop, class_colors(four)[5][which])
+        assert color.sum() > 40, which
+        assert _share_inside(color, _bbox_px(coronal, liver)) > 0.95, which
+        # radiological convention: the liver (patient's right) is on the viewer's left
+        assert np.nonzero(color)[1].mean() < crop.shape[1] / 2
 
 
 @pytest.mark.parametrize("orientation", ["RAS", "LPS", "PIR"])
