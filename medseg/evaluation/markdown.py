@@ -80,6 +80,12 @@ def evaluation_markdown(result: EvaluationResult) -> str:
             f"{n_inf} case/class pairs have an empty prediction or reference: their HD95/ASSD are "
             "infinite and left out of the means (counted as 'inf')."
         )
+    n_both = sum(1 for r in result.rows if r.ref_empty and r.pred_empty)
+    if n_both:
+        notes.append(
+            f"{n_both} case/class pairs are empty in both prediction and reference and count as perfect "
+            "(Dice 1, distances 0); restrict --labels to leave them out."
+        )
     if result.summary.get("mean_iou") is not None:
         notes.append(f"Mean IoU over classes (pooled pixels): {result.summary['mean_iou']:.4f}.")
     if result.unmatched_ref:

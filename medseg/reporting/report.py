@@ -73,10 +73,15 @@ def _fmt_stats(stats: dict | None, digits: int) -> Cell:
     text = f"{stats['mean']:.{digits}f}"
     if stats.get("std") is not None:
         text += f" ± {stats['std']:.{digits}f}"
-    detail = f"median {stats['median']:.{digits}f} [{stats['min']:.{digits}f}, {stats['max']:.{digits}f}]"
+    details = []
+    if stats.get("n_finite", 0) > 1:
+        details.append(
+            f"median {stats['median']:.{digits}f} [{stats['min']:.{digits}f}, {stats['max']:.{digits}f}]"
+        )
     if stats.get("n_nonfinite"):
-        detail += f"; {stats['n_nonfinite']} inf left out"
-    return Cell(f"{esc(text)}<br><small>{esc(detail)}</small>", repr(float(stats["mean"])))
+        details.append(f"{stats['n_nonfinite']} inf left out")
+    small = f"<br><small>{esc('; '.join(details))}</small>" if details else ""
+    return Cell(f"{esc(text)}{small}", repr(float(stats["mean"])))
 
 
 def _summary_table(result: EvaluationResult) -> str:
@@ -91,9 +96,11 @@ def _summary_table(result: EvaluationResult) -> str:
     rows = []
     for title, group in groups:
         m = group["metrics"]
+        both = group.get("n_both_empty", 0)
+        name = esc(title) + (f"<br><small>{both} empty in both (count as perfect)</small>" if both else "")
         rows.append(
             [
-                title,
+                Cell(name, None, "text"),
                 Cell(str(m["dice"]["n"]), str(m["dice"]["n"])),
                 _fmt_stats(m["dice"], 3),
                 _fmt_stats(m["iou"], 3),

@@ -126,6 +126,7 @@ def test_empty_masks_follow_the_convention_in_rows_csv_and_summary(tmp_path):
     assert result.summary["classes"]["2"]["n_pred_empty"] == 1
     assert result.summary["classes"]["3"]["n_both_empty"] == 2
     assert "(1 inf)" in result.to_markdown()
+    assert "2 case/class pairs are empty in both prediction and reference" in result.to_markdown()
     reloaded = load_evaluation(tmp_path / "out")
     assert math.isinf(next(r for r in reloaded.rows if r.case == "missed" and r.class_id == 2).hd95)
 
