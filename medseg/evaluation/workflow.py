@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -159,86 +160,32 @@ class Evaluator:
             log.warning(
                 "%d predictions have no reference: %s", len(match.unmatched_pred), match.unmatched_pred
             )
-        per_case: list[tuple[str, Path, Path, dict[int, ClassMetrics]]] = []
-        seen_ref_labels: set[int] = set()
-        dims: set[int] = set()
-        units: set[str] = set()
-        confusion: ConfusionMatrix | None = None
-        counts: dict[tuple[int, int], int] = {}
-        for cid, pred_path, ref_path in track(match.pairs, "evaluating"):
-            ref = read_labels(ref_path)
-            pred = read_labels(pred_path)
-            try:
-                check_grid(pred, ref, pred_path, ref_path)
-            except GeometryMismatchError:
-                if not self.resample_pred:
-                    raise
-                log.info("resampling %s onto the grid of %s", pred_path.name, ref_path.name)
-                pred = resample_to_grid(pred, ref.affine, ref.spatial_shape, order=0)
-            if geometry.is_sheared(ref.affine):
-                log.warning("%s has a sheared grid: distances use the axis spacings only", ref_path)
-            axes, spacing = spatial_plane(ref)
-            p, r = _squeeze(pred.array, axes), _squeeze(ref.array, axes)
-            dims.add(len(axes))
-            units.add("px" if ref.meta.source_format in ("png", "tiff") else "mm")
-            ref_labels = labels_present([r])
-            seen_ref_labels.update(ref_labels)
-            wanted = (
-                list(self.labels)
-                if self.labels is not None
-                else sorted(set(ref_labels) | set(labels_present([p])))
-            )
-            per_case.append(
-                (
-                    cid,
-                    pred_path,
-                    ref_path,
-                    evaluate_case(p, r, spacing, wanted, self.nsd_tolerance, self.hd_percentile),
-                )
-            )
-            if len(axes) == 2:
-                for key, n in pair_counts(p, r).items():
-                    counts[key] = counts.get(key, 0) + n
+        measured = [self._measure(cid, p, r) for cid, p, r in track(match.pairs, "evaluating")]
+        dims = {m.ndim for m in measured}
         if len(dims) > 1:
             raise MedsegError(
                 f"{ref_dir} mixes 2D and 3D label maps", hint="evaluate 2D images and 3D volumes separately"
             )
         ndim = dims.pop()
-        labels = self.labels or {label: default_name(label) for label in sorted(seen_ref_labels)}
+        seen = sorted({label for m in measured for label in m.ref_labels})
+        labels = self.labels or {label: default_name(label) for label in seen}
         if not labels:
             raise MedsegError(
                 f"the references in {ref_dir} hold no foreground label",
                 hint="pass --labels to name the labels to evaluate",
             )
-        distance_unit = "px" if units == {"px"} else "mm"
+        distance_unit = "px" if all(m.unit == "px" for m in measured) else "mm"
         volume_unit = "ml" if ndim == 3 else ("px2" if distance_unit == "px" else "mm2")
-        scale = 1e-3 if ndim == 3 else 1.0
-        rows = []
-        for cid, pred_path, ref_path, metrics in per_case:
-            for label, name in labels.items():
-                m = metrics.get(label) or _both_empty_metrics(ndim)
-                rows.append(
-                    MetricRow(
-                        case=cid,
-                        class_id=label,
-                        class_name=name,
-                        dice=m.dice,
-                        iou=m.iou,
-                        hd95=m.hd95,
-                        assd=m.assd,
-                        nsd=m.nsd,
-                        volume_pred_ml=m.size_pred * scale,
-                        volume_ref_ml=m.size_ref * scale,
-                        abs_volume_diff_ml=m.abs_size_diff * scale,
-                        rel_volume_diff=m.rel_size_diff,
-                        pred_path=str(pred_path),
-                        ref_path=str(ref_path),
-                    )
-                )
+        rows = [row for m in measured for row in m.rows(labels)]
         summary = summarise(rows, labels)
         summary["nsd_tolerance_mm"] = self.nsd_tolerance
         summary["unmatched"] = {"pred": match.unmatched_pred, "ref": match.unmatched_ref}
+        confusion: ConfusionMatrix | None = None
         if ndim == 2:
+            counts: dict[tuple[int, int], int] = {}
+            for m in measured:
+                for key, n in m.pixel_pairs.items():
+                    counts[key] = counts.get(key, 0) + n
             confusion = ConfusionMatrix.from_counts(counts, labels)
             summary["mean_iou"] = confusion.mean_iou()
             summary["mean_iou_with_background"] = confusion.mean_iou(include_background=True)
@@ -256,7 +203,7 @@ class Evaluator:
             "spatial_dims": ndim,
             "distance_unit": distance_unit,
             "volume_unit": volume_unit,
-            "n_cases": len(per_case),
+            "n_cases": len(measured),
             "medseg_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
@@ -272,6 +219,78 @@ class Evaluator:
         if output is not None:
             result.write(output)
         return result
+
+    def _measure(self, cid: str, pred_path: Path, ref_path: Path) -> _MeasuredCase:
+        """Read one pair, put the prediction on the reference grid (or refuse), measure every label."""
+        ref = read_labels(ref_path)
+        pred = read_labels(pred_path)
+        try:
+            check_grid(pred, ref, pred_path, ref_path)
+        except GeometryMismatchError:
+            if not self.resample_pred:
+                raise
+            log.info("resampling %s onto the grid of %s", pred_path.name, ref_path.name)
+            pred = resample_to_grid(pred, ref.affine, ref.spatial_shape, order=0)
+        if geometry.is_sheared(ref.affine):
+            log.warning("%s has a sheared grid: distances use the axis spacings only", ref_path)
+        axes, spacing = spatial_plane(ref)
+        p, r = _squeeze(pred.array, axes), _squeeze(ref.array, axes)
+        ref_labels = labels_present([r])
+        wanted = (
+            list(self.labels)
+            if self.labels is not None
+            else sorted(set(ref_labels) | set(labels_present([p])))
+        )
+        return _MeasuredCase(
+            case=cid,
+            pred_path=pred_path,
+            ref_path=ref_path,
+            metrics=evaluate_case(p, r, spacing, wanted, self.nsd_tolerance, self.hd_percentile),
+            ref_labels=ref_labels,
+            ndim=len(axes),
+            unit="px" if ref.meta.source_format in ("png", "tiff") else "mm",
+            pixel_pairs=pair_counts(p, r) if len(axes) == 2 else {},
+        )
+
+
+@dataclass
+class _MeasuredCase:
+    """Metrics of one case before the label set of the whole evaluation is known."""
+
+    case: str
+    pred_path: Path
+    ref_path: Path
+    metrics: dict[int, ClassMetrics]
+    ref_labels: list[int]
+    ndim: int
+    unit: str
+    pixel_pairs: dict[tuple[int, int], int]
+
+    def rows(self, labels: Mapping[int, str]) -> list[MetricRow]:
+        """One row per label (labels absent from both masks follow the both-empty convention)."""
+        scale = 1e-3 if self.ndim == 3 else 1.0  # mm3 -> ml; 2D areas stay in mm2 (px2)
+        out = []
+        for label, name in labels.items():
+            m = self.metrics.get(label) or _both_empty_metrics(self.ndim)
+            out.append(
+                MetricRow(
+                    case=self.case,
+                    class_id=label,
+                    class_name=name,
+                    dice=m.dice,
+                    iou=m.iou,
+                    hd95=m.hd95,
+                    assd=m.assd,
+                    nsd=m.nsd,
+                    volume_pred_ml=m.size_pred * scale,
+                    volume_ref_ml=m.size_ref * scale,
+                    abs_volume_diff_ml=m.abs_size_diff * scale,
+                    rel_volume_diff=m.rel_size_diff,
+                    pred_path=str(self.pred_path),
+                    ref_path=str(self.ref_path),
+                )
+            )
+        return out
 
 
 def evaluate(
