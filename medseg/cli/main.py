@@ -25,6 +25,9 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "predict": "predict",
     "export": "export",
+    "evaluate": "evaluate",
+    "report": "report",
+    "compare": "compare",
 }
 
 

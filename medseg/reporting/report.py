@@ -1,0 +1,319 @@
+"""``medseg report``: one self-contained HTML page for a run folder or an evaluation folder.
+
+The page holds the run's configuration and training curves (run folders), the
+per-class summary, the per-case metrics table (sortable by any column), and overlays
+of the worst and best cases by mean Dice. Images are embedded as data URIs and the
+only script is inline, so the file opens in a browser without network access.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from medseg.errors import InputNotFoundError, MedsegError
+from medseg.evaluation.results import EvaluationResult, load_evaluation
+from medseg.reporting.html import Cell, esc, img_tag, number_cell, page, table
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ReportSource", "build_report", "evaluation_section", "resolve_source"]
+
+
+@dataclass
+class ReportSource:
+    """What a report is made of: a run folder and/or an evaluation folder."""
+
+    path: Path
+    run_dir: Path | None
+    evaluation_dir: Path | None
+
+
+def _is_evaluation_dir(path: Path) -> bool:
+    if (path / "evaluation.json").is_file():
+        return True
+    csv_path = path / "metrics.csv"
+    if not csv_path.is_file():
+        return False
+    with csv_path.open(encoding="utf-8", errors="replace") as fh:
+        header = fh.readline()
+    return header.startswith("case,")
+
+
+def resolve_source(path: str | Path) -> ReportSource:
+    """Classify ``path`` as an evaluation folder or a run folder (optionally with evaluation/).
+
+    Raises:
+        InputNotFoundError: the path does not exist or is neither kind of folder.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        raise InputNotFoundError(f"{p} is not a folder", hint="give a run folder or an evaluation folder")
+    if _is_evaluation_dir(p):
+        return ReportSource(p, None, p)
+    is_run = any((p / name).is_file() for name in ("config.yaml", "plan.json", "metrics.csv"))
+    evaluation = p / "evaluation"
+    if is_run:
+        return ReportSource(p, p, evaluation if _is_evaluation_dir(evaluation) else None)
+    raise InputNotFoundError(
+        f"{p} is neither a run folder (config.yaml, metrics.csv) nor an evaluation folder (metrics.csv, "
+        "evaluation.json)",
+        hint="write an evaluation folder with: medseg evaluate --pred P --ref R --output FOLDER",
+    )
+
+
+def _fmt_stats(stats: dict | None, digits: int) -> Cell:
+    if not stats or stats.get("mean") is None:
+        n_inf = (stats or {}).get("n_nonfinite", 0)
+        return Cell(f"n/a{f' <small>({n_inf} inf)</small>' if n_inf else ''}", "nan")
+    text = f"{stats['mean']:.{digits}f}"
+    if stats.get("std") is not None:
+        text += f" ± {stats['std']:.{digits}f}"
+    details = []
+    if stats.get("n_finite", 0) > 1:
+        details.append(
+            f"median {stats['median']:.{digits}f} [{stats['min']:.{digits}f}, {stats['max']:.{digits}f}]"
+        )
+    if stats.get("n_nonfinite"):
+        details.append(f"{stats['n_nonfinite']} inf left out")
+    small = f"<br><small>{esc('; '.join(details))}</small>" if details else ""
+    return Cell(f"{esc(text)}{small}", repr(float(stats["mean"])))
+
+
+def _summary_table(result: EvaluationResult) -> str:
+    unit = result.settings.get("distance_unit", "mm")
+    tol = result.settings.get("nsd_tolerance_mm", 1.0)
+    vol = {"ml": "ml", "mm2": "mm²", "px2": "px²"}.get(result.volume_unit, result.volume_unit)
+    header = ["class", "cases", "Dice", "IoU", f"HD95 ({unit})", f"ASSD ({unit})", f"NSD @ {tol:g} {unit}"]
+    header += [f"|ΔV| ({vol})", "relative ΔV"]
+    groups = [(f"{name} ({cid})", result.summary["classes"][str(cid)]) for cid, name in result.labels.items()]
+    if len(result.labels) > 1:
+        groups.append(("all classes", result.summary["overall"]))
+    rows = []
+    for title, group in groups:
+        m = group["metrics"]
+        both = group.get("n_both_empty", 0)
+        name = esc(title) + (f"<br><small>{both} empty in both (count as perfect)</small>" if both else "")
+        rows.append(
+            [
+                Cell(name, None, "text"),
+                Cell(str(m["dice"]["n"]), str(m["dice"]["n"])),
+                _fmt_stats(m["dice"], 3),
+                _fmt_stats(m["iou"], 3),
+                _fmt_stats(m["hd95"], 2),
+                _fmt_stats(m["assd"], 2),
+                _fmt_stats(m["nsd"], 3),
+                _fmt_stats(m["abs_volume_diff_ml"], 2),
+                _fmt_stats(m["rel_volume_diff"], 3),
+            ]
+        )
+    return table(header, rows, sortable=False)
+
+
+def _cases_table(result: EvaluationResult) -> str:
+    unit = result.settings.get("distance_unit", "mm")
+    vol = {"ml": "ml", "mm2": "mm²", "px2": "px²"}.get(result.volume_unit, result.volume_unit)
+    header = ["case", "class", "Dice", "IoU", f"HD95 ({unit})", f"ASSD ({unit})", "NSD"]
+    header += [f"V pred ({vol})", f"V ref ({vol})", f"|ΔV| ({vol})", "rel ΔV"]
+    rows = []
+    for r in result.rows:
+        rows.append(
+            [
+                r.case,
+                r.class_name,
+                number_cell(r.dice),
+                number_cell(r.iou),
+                number_cell(r.hd95, 3),
+                number_cell(r.assd, 3),
+                number_cell(r.nsd),
+                number_cell(r.volume_pred_ml, 3),
+                number_cell(r.volume_ref_ml, 3),
+                number_cell(r.abs_volume_diff_ml, 3),
+                number_cell(r.rel_volume_diff, 3),
+            ]
+        )
+    return '<div class="scroll">' + table(header, rows, sortable=True, table_id="cases") + "</div>"
+
+
+def _confusion_table(result: EvaluationResult) -> str:
+    cm = result.confusion
+    if cm is None:
+        return ""
+    header = ["reference \\ prediction", *cm.names]
+    rows = [
+        [name, *(Cell(str(int(v)), str(int(v))) for v in cm.matrix[i])] for i, name in enumerate(cm.names)
+    ]
+    iou = cm.iou()
+    text = ", ".join(
+        f"{esc(n)} {iou[label]:.4f}" for label, n in zip(cm.labels, cm.names) if not math.isnan(iou[label])
+    )
+    return (
+        "<h3>Pixel confusion matrix (all cases pooled)</h3>"
+        + table(header, rows)
+        + f"<p>IoU per class (pooled pixels): {text}. Mean IoU over foreground classes: "
+        f"<b>{cm.mean_iou():.4f}</b>; with background: {cm.mean_iou(include_background=True):.4f}.</p>"
+    )
+
+
+def _case_figures(result: EvaluationResult, n_cases: int, window: object | None) -> str:
+    from medseg.reporting.cases import render_case
+
+    means = result.case_mean("dice")
+    ranked = sorted((v, c) for c, v in means.items() if not math.isnan(v))
+    if not ranked:
+        return ""
+    n = min(n_cases, max(1, len(ranked) // 2)) if len(ranked) > 1 else 1
+    worst = [c for _, c in ranked[:n]]
+    best = [c for _, c in reversed(ranked[-n:]) if c not in worst]
+    parts = [
+        "<h2>Worst and best cases</h2><p>Ranked by the mean Dice over classes. Reference: solid contours; "
+        "prediction: dashed contours; slices through the centre of the reference.</p>"
+    ]
+    for title, cases in ((f"Worst {len(worst)}", worst), (f"Best {len(best)}", best)):
+        if not cases:
+            continue
+        parts.append(f"<h3>{esc(title)}</h3>")
+        for case in cases:
+            caption = f"{esc(case)}: mean Dice {means[case]:.4f}"
+            try:
+                picture = render_case(result, case, window=window)
+            except MedsegError as exc:
+                log.warning("no overlay for %s: %s", case, exc)
+                parts.append(f'<p class="note">{caption}: no overlay ({esc(exc)})</p>')
+                continue
+            image = img_tag(picture.png, f"overlay of {case}")
+            parts.append(f"<figure>{image}<figcaption>{caption}</figcaption></figure>")
+    return "".join(parts)
+
+
+def evaluation_section(result: EvaluationResult, n_cases: int = 3, window: object | None = "auto") -> str:
+    """HTML of an evaluation: settings, summary table, worst/best overlays, per-case table."""
+    s = result.settings
+    tol = s.get("nsd_tolerance_mm", 1.0)
+    unit = s.get("distance_unit", "mm")
+    parts = [
+        "<h2>Evaluation</h2>",
+        f'<p class="meta">{len(result.cases)} cases, {len(result.labels)} classes; predictions '
+        f"<code>{esc(s.get('pred_dir', '?'))}</code>, references <code>{esc(s.get('ref_dir', '?'))}</code>; "
+        f"NSD tolerance {tol:g} {esc(unit)}; HD95 = 95th percentile symmetric Hausdorff distance"
+        f"{'; predictions resampled onto the reference grid' if s.get('resample_pred') else ''}.</p>",
+        "<h3>Summary per class (mean ± sample sd over cases)</h3>",
+        _summary_table(result),
+        "<p><small>Empty masks: both empty count as Dice = NSD = 1 and distances 0; when only one is empty "
+        "Dice = NSD = 0 and HD95/ASSD are infinite, left out of the means and counted as 'inf'.</small></p>",
+    ]
+    if result.unmatched_ref or result.unmatched_pred:
+        parts.append(
+            '<p class="note">'
+            + (
+                f"References without prediction: {esc(', '.join(result.unmatched_ref))}. "
+                if result.unmatched_ref
+                else ""
+            )
+            + (
+                f"Predictions without reference: {esc(', '.join(result.unmatched_pred))}."
+                if result.unmatched_pred
+                else ""
+            )
+            + "</p>"
+        )
+    parts.append(_confusion_table(result))
+    parts.append(_case_figures(result, n_cases, window))
+    parts.append("<h2>Per-case metrics</h2><p>Click a column header to sort.</p>")
+    parts.append(_cases_table(result))
+    return "".join(parts)
+
+
+def _save_curves(png: bytes, path: Path) -> None:
+    """Refresh the run's curves.png (a read-only run folder only costs the file)."""
+    from medseg.reporting.figures import save_png
+
+    try:
+        save_png(png, path)
+    except OSError as exc:
+        log.warning("cannot write %s: %s", path, exc)
+
+
+def _run_section(run_dir: Path) -> str:
+    from medseg.reporting.curves import read_run_metrics, render_curves
+
+    parts = []
+    config = run_dir / "config.yaml"
+    if config.is_file():
+        parts.append("<h2>Configuration</h2>")
+        parts.append(f"<pre>{esc(config.read_text(encoding='utf-8', errors='replace'))}</pre>")
+    plan = run_dir / "plan.json"
+    if plan.is_file():
+        try:
+            text = json.dumps(json.loads(plan.read_text(encoding="utf-8")), indent=2)
+        except (OSError, ValueError):
+            text = plan.read_text(encoding="utf-8", errors="replace")
+        parts.append(
+            f"<details><summary>Preprocessing plan (plan.json)</summary><pre>{esc(text)}</pre></details>"
+        )
+    metrics_csv = run_dir / "metrics.csv"
+    if metrics_csv.is_file():
+        try:
+            metrics = read_run_metrics(metrics_csv)
+        except MedsegError as exc:
+            parts.append(f'<h2>Training curves</h2><p class="note">{esc(exc)}</p>')
+        else:
+            png = render_curves(metrics, run_dir.resolve().name)
+            _save_curves(png, run_dir / "curves.png")
+            parts.append("<h2>Training curves</h2>")
+            parts.append(
+                f"<figure>{img_tag(png, 'training curves')}<figcaption>Loss, validation Dice per class and "
+                f"learning rate over {metrics.n_rows} logged rows.</figcaption></figure>"
+            )
+    return "".join(parts)
+
+
+def build_report(
+    path: str | Path,
+    output: str | Path | None = None,
+    n_cases: int = 3,
+    window: object | None = "auto",
+) -> Path:
+    """Write a self-contained HTML report of a run folder or an evaluation folder.
+
+    For a run folder the training curves are also written to ``RUN/curves.png``.
+
+    Args:
+        path: A run folder (config.yaml, plan.json, metrics.csv, optional evaluation/) or an
+            evaluation folder (metrics.csv, summary.json, evaluation.json).
+        output: The HTML file to write (default: ``PATH/report.html``).
+        n_cases: How many worst and best cases get an overlay.
+        window: CT window of the overlays (preset, ``"L,W"``, ``"auto"`` or None for percentiles).
+
+    Returns:
+        The written file.
+    """
+    from medseg import __version__
+    from medseg.io.atomic import write_text_atomic
+
+    if n_cases < 0:
+        raise ValueError(f"n_cases must be >= 0, got {n_cases}")
+    source = resolve_source(path)
+    name = source.path.resolve().name
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    body = [
+        f"<h1>medseg report: {esc(name)}</h1>",
+        f'<p class="meta">Source <code>{esc(source.path.resolve())}</code>; generated {esc(created)} '
+        f"by medseg {esc(__version__)}.</p>",
+    ]
+    if source.run_dir is not None:
+        body.append(_run_section(source.run_dir))
+    if source.evaluation_dir is not None:
+        body.append(evaluation_section(load_evaluation(source.evaluation_dir), n_cases, window))
+    elif source.run_dir is not None:
+        body.append(
+            '<p class="note">This run has no evaluation/ folder yet: run <code>medseg evaluate --pred PRED '
+            f"--ref REF --output {esc(source.run_dir / 'evaluation')}</code> to add metrics and overlays.</p>"
+        )
+    out = Path(output) if output is not None else source.path / "report.html"
+    write_text_atomic(out, page(f"medseg report: {name}", "".join(body)))
+    return out
