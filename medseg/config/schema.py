@@ -53,7 +53,12 @@ class PreprocessingConfig(_Strict):
     target_spacing: list[float] | str | None = Field(
         "median", description="mm per axis, 'median' (dataset median, as nnU-Net) or null (keep)"
     )
-    normalization: Normalization = Normalization.ZSCORE
+    normalization: Normalization = Field(
+        Normalization.ZSCORE,
+        description="zscore (MR, per case), ct "
+        "(dataset percentile clip + z-score), window (CT window to [0, 1]), "
+        "percentile (per case to [0, 1]) or none",
+    )
     window: str | None = Field(None, description="CT window preset or 'L,W' for normalization: window")
     crop_foreground: bool = Field(
         True, description="crop each case to the bounding box of its non-background"
@@ -84,7 +89,7 @@ class ModelConfig(_Strict):
     """The network, by registry name (see ``medseg models``)."""
 
     name: str = Field(description="registry name: unet, dynunet, uctransnet, deeplabv3, deeplabv3plus")
-    spatial_dims: int = Field(3, ge=2, le=3)
+    spatial_dims: int = Field(3, ge=2, le=3, description="2 or 3 (2D models on 3D volumes work slice by slice)")
     params: dict[str, Any] = Field(default_factory=dict, description="family parameters (medseg models)")
 
 
@@ -92,7 +97,12 @@ class LossConfig(_Strict):
     """The loss, by registry name."""
 
     name: str = Field("dice_focal", description="dice_focal, dice_ce, focal, ce, tversky")
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="loss parameters: class_weights, "
+        "include_background, batch_dice; gamma (focal); alpha, beta (tversky); "
+        "lambda_dice, lambda_focal, lambda_ce",
+    )
     deep_supervision_weights: list[float] | None = Field(
         None, description="weights of the deep-supervision outputs (default: halving per level)"
     )
@@ -101,26 +111,32 @@ class LossConfig(_Strict):
 class AugmentationConfig(_Strict):
     """Random augmentation, applied identically to image and label. Probabilities are per patch."""
 
-    enabled: bool = True
-    elastic_p: float = Field(0.2, ge=0, le=1)
+    enabled: bool = Field(True, description="switch all augmentation off with false")
+    elastic_p: float = Field(0.2, ge=0, le=1, description="probability of an elastic deformation")
     elastic_sigma: float = Field(6.0, gt=0, description="smoothness of the displacement field (voxels)")
     elastic_magnitude: float = Field(3.0, ge=0, description="largest displacement (voxels)")
-    rotation_p: float = Field(0.2, ge=0, le=1)
-    rotation_degrees: float = Field(15.0, ge=0, le=180)
-    scaling_p: float = Field(0.2, ge=0, le=1)
-    scaling_range: tuple[float, float] = (0.85, 1.25)
+    rotation_p: float = Field(0.2, ge=0, le=1, description="probability of a rotation")
+    rotation_degrees: float = Field(
+        15.0, ge=0, le=180, description="largest rotation angle (degrees, about each axis in 3D)"
+    )
+    scaling_p: float = Field(0.2, ge=0, le=1, description="probability of a zoom")
+    scaling_range: tuple[float, float] = Field(
+        (0.85, 1.25), description="zoom factor range (> 1: the patch covers more of the case)"
+    )
     flip_p: float = Field(0.5, ge=0, le=1, description="per axis")
     flip_axes: list[int] | None = Field(None, description="axes to flip (default: all)")
-    gamma_p: float = Field(0.3, ge=0, le=1)
-    gamma_range: tuple[float, float] = (0.7, 1.5)
-    contrast_p: float = Field(0.15, ge=0, le=1)
-    contrast_range: tuple[float, float] = (0.75, 1.25)
-    brightness_p: float = Field(0.15, ge=0, le=1)
-    brightness_range: tuple[float, float] = (0.75, 1.25)
-    noise_p: float = Field(0.1, ge=0, le=1)
-    noise_std: float = Field(0.1, ge=0)
-    blur_p: float = Field(0.1, ge=0, le=1)
-    blur_sigma: tuple[float, float] = (0.5, 1.0)
+    gamma_p: float = Field(0.3, ge=0, le=1, description="probability of a gamma change")
+    gamma_range: tuple[float, float] = Field((0.7, 1.5), description="gamma range")
+    contrast_p: float = Field(0.15, ge=0, le=1, description="probability of a contrast change")
+    contrast_range: tuple[float, float] = Field((0.75, 1.25), description="contrast factor range")
+    brightness_p: float = Field(0.15, ge=0, le=1, description="probability of a brightness change")
+    brightness_range: tuple[float, float] = Field((0.75, 1.25), description="brightness factor range")
+    noise_p: float = Field(0.1, ge=0, le=1, description="probability of additive Gaussian noise")
+    noise_std: float = Field(
+        0.1, ge=0, description="largest noise standard deviation (normalised intensities)"
+    )
+    blur_p: float = Field(0.1, ge=0, le=1, description="probability of a Gaussian blur")
+    blur_sigma: tuple[float, float] = Field((0.5, 1.0), description="blur sigma range (voxels)")
 
 
 class Optimizer(str, Enum):
@@ -136,25 +152,33 @@ class Schedule(str, Enum):
 class TrainingConfig(_Strict):
     """Optimisation, sampling and checkpointing."""
 
-    epochs: int = Field(100, ge=1)
-    iterations_per_epoch: int = Field(50, ge=1)
-    batch_size: int = Field(2, ge=1)
+    epochs: int = Field(100, ge=1, description="planned number of epochs")
+    iterations_per_epoch: int = Field(
+        50, ge=1, description="optimiser steps per epoch (shared across ranks under torchrun)"
+    )
+    batch_size: int = Field(2, ge=1, description="patches per step (per process)")
     patch_size: list[int] = Field(description="patch (voxels) per spatial axis of the model")
     foreground_oversample: float = Field(
         0.33, ge=0, le=1, description="share of patches centred on a labelled voxel"
     )
-    optimizer: Optimizer = Optimizer.SGD
-    lr: float = Field(0.01, gt=0)
-    momentum: float = Field(0.99, ge=0, lt=1)
-    weight_decay: float = Field(3e-5, ge=0)
-    schedule: Schedule = Schedule.POLY
-    warmup_epochs: int = Field(0, ge=0)
-    grad_clip: float | None = Field(12.0, gt=0)
+    optimizer: Optimizer = Field(Optimizer.SGD, description="sgd (nesterov momentum) or adamw")
+    lr: float = Field(0.01, gt=0, description="base learning rate")
+    momentum: float = Field(0.99, ge=0, lt=1, description="SGD momentum")
+    weight_decay: float = Field(3e-5, ge=0, description="weight decay")
+    schedule: Schedule = Field(
+        Schedule.POLY, description="poly: lr * (1 - it/max_it)^0.9; cosine: cosine decay after warm-up"
+    )
+    warmup_epochs: int = Field(0, ge=0, description="linear warm-up epochs (cosine schedule)")
+    grad_clip: float | None = Field(
+        12.0, gt=0, description="clip the gradient norm to this value (null: no clipping)"
+    )
     amp: bool = Field(True, description="mixed precision on CUDA (ignored on CPU)")
     val_every: int = Field(5, ge=1, description="validate every N epochs (and after the last)")
-    val_overlap: float = Field(0.5, ge=0, lt=1)
-    seed: int = 0
-    num_workers: int = Field(1, ge=0)
+    val_overlap: float = Field(0.5, ge=0, lt=1, description="sliding-window overlap during validation")
+    seed: int = Field(
+        0, description="seed of initialisation, sampling and augmentation (CPU runs are repeatable)"
+    )
+    num_workers: int = Field(1, ge=0, description="data-loading worker processes")
     deep_supervision: bool = Field(False, description="train on the model's deep-supervision outputs")
     max_minutes: float | None = Field(None, gt=0, description="stop after this wall-clock budget")
 
@@ -169,24 +193,30 @@ class TrainingConfig(_Strict):
 class InferenceConfig(_Strict):
     """Defaults for prediction with the trained model."""
 
-    overlap: float = Field(0.5, ge=0, lt=1)
+    overlap: float = Field(0.5, ge=0, lt=1, description="sliding-window overlap")
     tta: bool = Field(False, description="mirror test-time augmentation")
-    batch_size: int = Field(2, ge=1)
+    batch_size: int = Field(2, ge=1, description="patches per step (per process)")
 
 
 class PipelineConfig(_Strict):
     """A whole pipeline: data, preprocessing, model, loss, augmentation, training, inference."""
 
-    name: str
-    description: str = ""
+    name: str = Field(description="name of the pipeline (recorded in the run folder)")
+    description: str = Field("", description="free text shown in reports")
     labels: dict[int, str] | None = Field(None, description="class index -> name (default: the manifest's)")
-    data: DataConfig
-    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
-    model: ModelConfig
-    loss: LossConfig = Field(default_factory=LossConfig)
-    augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
-    training: TrainingConfig
-    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    data: DataConfig = Field(description="where the cases come from")
+    preprocessing: PreprocessingConfig = Field(
+        default_factory=PreprocessingConfig, description="recorded with the model, replayed at prediction"
+    )
+    model: ModelConfig = Field(description="the network by registry name")
+    loss: LossConfig = Field(default_factory=LossConfig, description="the loss by registry name")
+    augmentation: AugmentationConfig = Field(
+        default_factory=AugmentationConfig, description="random augmentation of training patches"
+    )
+    training: TrainingConfig = Field(description="optimisation, sampling, validation, checkpoints")
+    inference: InferenceConfig = Field(
+        default_factory=InferenceConfig, description="defaults for medseg predict with this model"
+    )
 
     @model_validator(mode="after")
     def _dims_agree(self) -> PipelineConfig:
