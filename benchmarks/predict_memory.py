@@ -51,19 +51,39 @@ def make_model(run: Path) -> None:
     torch.manual_seed(0)
     model = build_model("unet", 3, 1, 3, features=[8, 16, 32, 64])
     img = Volume(np.zeros((8, 8, 8), np.float32), np.eye(4))
-    plan = Plan.from_dataset([(img, None)], {0: "background", 1: "organ", 2: "lesion"},
-                             target_spacing=None, normalization="window", window="soft_tissue",
-                             crop_foreground=False)
-    cfg = config_from_dict({
-        "name": "memory", "data": {"manifest": "unused.json"},
-        "model": {"name": "unet", "spatial_dims": 3, "params": {"features": [8, 16, 32, 64]}},
-        "training": {"patch_size": [128, 128, 64]}, "inference": {"overlap": 0.25, "batch_size": 2},
-    })
-    save_checkpoint(run / "checkpoints" / "best.pt", {
-        "model_config": model.medseg_config, "model": model.state_dict(), "optimizer": {}, "scaler": {},
-        "epoch": 0, "step": 0, "best": 0.0, "rng": rng_state(), "plan": plan.to_json(),
-        "config": cfg.model_dump(mode="json"), "slice_axis": None,
-    })
+    plan = Plan.from_dataset(
+        [(img, None)],
+        {0: "background", 1: "organ", 2: "lesion"},
+        target_spacing=None,
+        normalization="window",
+        window="soft_tissue",
+        crop_foreground=False,
+    )
+    cfg = config_from_dict(
+        {
+            "name": "memory",
+            "data": {"manifest": "unused.json"},
+            "model": {"name": "unet", "spatial_dims": 3, "params": {"features": [8, 16, 32, 64]}},
+            "training": {"patch_size": [128, 128, 64]},
+            "inference": {"overlap": 0.25, "batch_size": 2},
+        }
+    )
+    save_checkpoint(
+        run / "checkpoints" / "best.pt",
+        {
+            "model_config": model.medseg_config,
+            "model": model.state_dict(),
+            "optimizer": {},
+            "scaler": {},
+            "epoch": 0,
+            "step": 0,
+            "best": 0.0,
+            "rng": rng_state(),
+            "plan": plan.to_json(),
+            "config": cfg.model_dump(mode="json"),
+            "slice_axis": None,
+        },
+    )
 
 
 def main() -> None:
@@ -80,16 +100,42 @@ def main() -> None:
     out = work / "out"
     env = dict(os.environ, PYTHONPATH=str(REPO), MEDSEG_NO_PROGRESS="1")
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "medseg", "predict", "-m", str(work / "run"), "-i", str(scan),
-                           "-o", str(out), "--device", "cpu", "--overwrite"], env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medseg",
+            "predict",
+            "-m",
+            str(work / "run"),
+            "-i",
+            str(scan),
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+            "--overwrite",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.monotonic() - t0
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(proc.stdout[-500:], proc.stderr[-2000:], file=sys.stderr)
-    print(json.dumps({"shape": args.size, "classes": 3, "peak_rss_gb": round(peak_kb / 1024**2, 3),
-                      "seconds": round(seconds, 1), "exit_code": proc.returncode,
-                      "input_int16_gb": round(2 * args.size[0] * args.size[1] * args.size[2] / 1024**3, 3)},
-                     indent=2))
+    print(
+        json.dumps(
+            {
+                "shape": args.size,
+                "classes": 3,
+                "peak_rss_gb": round(peak_kb / 1024**2, 3),
+                "seconds": round(seconds, 1),
+                "exit_code": proc.returncode,
+                "input_int16_gb": round(2 * args.size[0] * args.size[1] * args.size[2] / 1024**3, 3),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -62,9 +62,15 @@ def main() -> None:
                 times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {
-        "device": str(device), "shape": args.shape, "roi": args.roi, "overlap": args.overlap,
-        "batch_size": args.batch_size, "medseg_s": round(med["medseg"], 3), "monai_s": round(med["monai"], 3),
-        "ratio_monai_over_medseg": round(med["monai"] / med["medseg"], 3), "max_abs_diff": diff,
+        "device": str(device),
+        "shape": args.shape,
+        "roi": args.roi,
+        "overlap": args.overlap,
+        "batch_size": args.batch_size,
+        "medseg_s": round(med["medseg"], 3),
+        "monai_s": round(med["monai"], 3),
+        "ratio_monai_over_medseg": round(med["monai"] / med["medseg"], 3),
+        "max_abs_diff": diff,
         "torch_threads": torch.get_num_threads(),
     }
     print(json.dumps(result, indent=2))
