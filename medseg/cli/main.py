@@ -21,6 +21,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "info": "info",
     "convert": "convert",
+    "models": "models",
 }
 
 
