@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,6 +24,8 @@ from medseg.models import (
 )
 
 torch.set_num_threads(2)
+
+REPO = Path(__file__).resolve().parents[2]
 
 SMALL = {
     "unet": {"features": [4, 8, 8]},
@@ -263,3 +267,26 @@ def test_parameter_count_matches_formula_for_a_tiny_unet():
     )  # fmt: skip
     assert count_parameters(m) == expected
     assert math.prod(required_divisor(m)) == 4
+
+
+def _load_benchmark():
+    path = REPO / "benchmarks" / "model_table.py"
+    spec = importlib.util.spec_from_file_location("model_table", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_docs_models_md_matches_the_registry_and_the_benchmark():
+    """docs/models.md lists every model and parameter, and its size table is what
+    benchmarks/model_table.py measures now (regenerate the table when a default changes)."""
+    text = (REPO / "docs" / "models.md").read_text(encoding="utf-8")
+    bench = _load_benchmark()
+    for spec in list_models():
+        assert f"#### `{spec.name}`" in text
+        for param in spec.params_model.model_fields:
+            assert f"| `{param}` |" in text, f"{spec.name}.{param} missing from docs/models.md"
+        p2, f2 = bench.measure(spec.name, 2, 1, 2)
+        p3, f3 = bench.measure(spec.name, 3, 1, 2)
+        row = f"| {spec.name} | {p2 / 1e6:.2f} M | {f2 / 1e9:.2f} | {p3 / 1e6:.2f} M | {f3 / 1e9:.1f} |"
+        assert row in text, f"stale size row for {spec.name}; expected {row}"
