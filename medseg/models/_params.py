@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import Enum
-from typing import Any, Union
+from typing import Union
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo
 
@@ -94,19 +94,3 @@ def prod_per_axis(values: Sequence[PerAxis], spatial_dims: int) -> tuple[int, ..
 def is_power_of_two(n: int) -> bool:
     """Whether ``n`` is 1, 2, 4, 8, ..."""
     return n >= 1 and (n & (n - 1)) == 0
-
-
-def describe_type(annotation: Any) -> str:
-    """A short, readable name of a parameter's type for listings."""
-    text = repr(annotation) if not isinstance(annotation, type) else annotation.__name__
-    for old, new in (
-        ("typing.", ""),
-        ("medseg.models._params.", ""),
-        ("<enum '", ""),
-        ("'>", ""),
-        ("Union[int, tuple[int, ...]]", "int | per-axis"),
-        ("int | tuple[int, ...]", "int | per-axis"),
-        ("Optional[", "("),
-    ):
-        text = text.replace(old, new)
-    return text

@@ -61,19 +61,41 @@ def validate_params(name: str, spatial_dims: int, params: Mapping[str, Any] | No
     try:
         return spec.params_model.model_validate(dict(params or {}), context={"spatial_dims": spatial_dims})
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            if err["type"] == "extra_forbidden":
-                problems.append(f"unknown parameter '{loc}'")
-            else:
-                msg = err["msg"].removeprefix("Value error, ")
-                where = f"parameter '{loc}'" if loc else "parameters"
-                shown = f" (got {err['input']!r})" if loc else ""
-                problems.append(f"invalid {where}: {msg}{shown}")
         raise ConfigError(
-            f"model '{spec.name}': {'; '.join(problems)}", hint=f"valid parameters of '{spec.name}': {valid}"
+            f"model '{spec.name}': {'; '.join(_describe_errors(exc))}",
+            hint=f"valid parameters of '{spec.name}': {valid}",
         ) from None
+
+
+def _describe_errors(exc: ValidationError) -> list[str]:
+    """One phrase per invalid parameter; the alternatives of a union (int or per-axis list) are
+    reported once, as the union."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for err in exc.errors():
+        parts = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in _TYPE_TAGS))]
+        loc = "".join(
+            f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(parts)
+        )
+        grouped.setdefault(loc, []).append(err)
+    problems = []
+    for loc, errs in grouped.items():
+        if loc and any(other != loc and other.startswith(loc + "[") for other in grouped):
+            continue  # a union member failed deeper down; that error is the informative one
+        err = errs[0]
+        if err["type"] == "extra_forbidden":
+            problems.append(f"unknown parameter '{loc}'")
+            continue
+        if len(errs) > 1:
+            msg = "must be an int or a list of ints"
+        else:
+            msg = err["msg"].removeprefix("Value error, ").replace("a valid tuple", "a list")
+        where = f"parameter '{loc}'" if loc else "parameters"
+        shown = f" (got {err['input']!r})" if loc else ""
+        problems.append(f"invalid {where}: {msg}{shown}")
+    return problems
+
+
+_TYPE_TAGS = {"int", "float", "str", "bool", "none", "list", "tuple"}
 
 
 def build_model(

@@ -74,6 +74,7 @@ def test_unknown_param_names_it_and_lists_valid_ones(name):
         ("unet", {"features": [8, 16], "strides": [2, 2]}, "strides has 2 entries"),
         ("unet", {"strides": [[2, 2], 2, 2, 2]}, "2 entries but the model is 3D"),
         ("unet", {"kernel_size": 4}, "odd"),
+        ("unet", {"strides": ["x", 2, 2, 2]}, "'strides[0]': must be an int or a list of ints"),
         ("unet", {"norm": "group"}, "'norm'"),
         ("unet", {"dropout": 1.5}, "'dropout'"),
         ("dynunet", {"strides": [2, 2, 2, 2, 2]}, "strides[0] must be 1"),

@@ -106,6 +106,9 @@ class DynUNetParams(ModelParams):
         return [prod_per_axis(strides[: k + 2], spatial_dims) for k in range(self.deep_supr_num or 1)]
 
 
+_EMPTY = torch.empty(0)
+
+
 class DynUNet(_MonaiDynUNet):
     """MONAI ``DynUNet`` whose training-mode deep-supervision output is a list of
     ``[full_res, aux1, ...]`` at their own resolutions (coarser last)."""
@@ -113,7 +116,11 @@ class DynUNet(_MonaiDynUNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         out = self.output_block(self.skip_layers(x))
         if self.training and self.deep_supervision:
-            return [out, *self.heads]
+            aux = list(self.heads)
+            # the skip layers write into this shared list; empty it so it does not keep the graph alive
+            for i in range(len(self.heads)):
+                self.heads[i] = _EMPTY
+            return [out, *aux]
         return out
 
 
