@@ -1,0 +1,254 @@
+"""Building blocks shared by the network families, for 2D and 3D.
+
+Every block takes ``spatial_dims`` (2 or 3) and per-axis kernel sizes,
+strides and dilations (an int or one int per axis), so anisotropic volumes
+can be handled with the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from medseg.models._params import Act, Norm, PerAxis, as_tuple
+
+
+def conv_type(spatial_dims: int) -> type[nn.Conv2d] | type[nn.Conv3d]:
+    """``nn.Conv2d`` or ``nn.Conv3d``."""
+    return {2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims]
+
+
+def conv_transpose_type(spatial_dims: int) -> type[nn.ConvTranspose2d] | type[nn.ConvTranspose3d]:
+    """``nn.ConvTranspose2d`` or ``nn.ConvTranspose3d``."""
+    return {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[spatial_dims]
+
+
+def max_pool_type(spatial_dims: int) -> type[nn.MaxPool2d] | type[nn.MaxPool3d]:
+    """``nn.MaxPool2d`` or ``nn.MaxPool3d``."""
+    return {2: nn.MaxPool2d, 3: nn.MaxPool3d}[spatial_dims]
+
+
+def interp_mode(spatial_dims: int) -> str:
+    """Linear interpolation mode name for ``F.interpolate``."""
+    return {2: "bilinear", 3: "trilinear"}[spatial_dims]
+
+
+def _instance_norm_by_axis(
+    x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float
+):
+    """Instance norm with the means taken one axis at a time (two-pass variance).
+
+    Mathematically the same as ``F.instance_norm``; used when exporting to ONNX
+    because onnxruntime's float32 ``InstanceNormalization`` (and a single
+    ``ReduceMean`` over the whole volume) sums sequentially, which loses ~1e-5
+    relative accuracy on 3D feature maps; reducing axis by axis keeps each sum short.
+    """
+
+    def mean(t: torch.Tensor) -> torch.Tensor:
+        for dim in range(t.ndim - 1, 1, -1):
+            t = t.mean(dim=dim, keepdim=True)
+        return t
+
+    centred = x - mean(x)
+    y = centred / torch.sqrt(mean(centred * centred) + eps)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    if weight is not None:
+        y = y * weight.view(shape)
+    if bias is not None:
+        y = y + bias.view(shape)
+    return y
+
+
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """``nn.InstanceNorm2d`` that exports to ONNX as accurate per-axis reductions."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export() and not self.track_running_stats:
+            return _instance_norm_by_axis(x, self.weight, self.bias, self.eps)
+        return super().forward(x)
+
+
+class InstanceNorm3d(nn.InstanceNorm3d):
+    """``nn.InstanceNorm3d`` that exports to ONNX as accurate per-axis reductions."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export() and not self.track_running_stats:
+            return _instance_norm_by_axis(x, self.weight, self.bias, self.eps)
+        return super().forward(x)
+
+
+def use_accurate_instance_norm(module: nn.Module) -> nn.Module:
+    """Switch every plain ``nn.InstanceNorm2d/3d`` inside ``module`` (e.g. from a MONAI network) to
+    the ONNX-accurate subclasses above, in place; parameters and state-dict keys are unchanged."""
+    swap = {nn.InstanceNorm2d: InstanceNorm2d, nn.InstanceNorm3d: InstanceNorm3d}
+    for m in module.modules():
+        new = swap.get(type(m))
+        if new is not None:
+            m.__class__ = new
+    return module
+
+
+def make_norm(norm: Norm | str, spatial_dims: int, channels: int) -> nn.Module:
+    """An affine instance norm (statistics per sample) or a batch norm."""
+    norm = Norm(norm)
+    if norm is Norm.INSTANCE:
+        return {2: InstanceNorm2d, 3: InstanceNorm3d}[spatial_dims](channels, affine=True)
+    return {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[spatial_dims](channels)
+
+
+def make_act(act: Act | str) -> nn.Module:
+    """The activation layer named by ``act``."""
+    act = Act(act)
+    if act is Act.RELU:
+        return nn.ReLU(inplace=True)
+    if act is Act.LEAKYRELU:
+        return nn.LeakyReLU(0.01, inplace=True)
+    return nn.PReLU()
+
+
+def same_padding(kernel: Sequence[int], dilation: Sequence[int]) -> tuple[int, ...]:
+    """Padding that keeps the size for odd kernels (``dilation * (k - 1) / 2`` per axis)."""
+    return tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
+
+
+class ConvNormAct(nn.Sequential):
+    """Convolution, normalisation, activation (and optional dropout), 'same' padding.
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels: input channels.
+        out_channels: output channels.
+        kernel_size: kernel size, an int or one per axis (odd).
+        stride: stride, an int or one per axis.
+        dilation: dilation, an int or one per axis.
+        norm: normalisation kind.
+        act: activation kind; ``None`` for none.
+        dropout: dropout probability after the activation (0 for none).
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: PerAxis = 3,
+        stride: PerAxis = 1,
+        dilation: PerAxis = 1,
+        norm: Norm | str = Norm.INSTANCE,
+        act: Act | str | None = Act.LEAKYRELU,
+        dropout: float = 0.0,
+    ) -> None:
+        k = as_tuple(kernel_size, spatial_dims)
+        d = as_tuple(dilation, spatial_dims)
+        layers: list[nn.Module] = [
+            conv_type(spatial_dims)(
+                in_channels,
+                out_channels,
+                k,
+                stride=as_tuple(stride, spatial_dims),
+                padding=same_padding(k, d),
+                dilation=d,
+                bias=False,
+            ),
+            make_norm(norm, spatial_dims, out_channels),
+        ]
+        if act is not None:
+            layers.append(make_act(act))
+        if dropout > 0:
+            layers.append({2: nn.Dropout2d, 3: nn.Dropout3d}[spatial_dims](dropout))
+        super().__init__(*layers)
+
+
+class ResidualBlock(nn.Module):
+    """``n_convs`` conv-norm-act layers with an identity (or 1x1 projection) shortcut, He et al. 2016.
+
+    The first convolution carries the stride; the shortcut is projected with a
+    strided 1x1 convolution whenever the stride or the channel count changes.
+    The activation is applied after the sum.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: PerAxis = 3,
+        stride: PerAxis = 1,
+        dilation: PerAxis = 1,
+        norm: Norm | str = Norm.INSTANCE,
+        act: Act | str = Act.LEAKYRELU,
+        n_convs: int = 2,
+        dropout: float = 0.0,
+        first_dilation: PerAxis | None = None,
+    ) -> None:
+        super().__init__()
+        if n_convs < 1:
+            raise ValueError(f"n_convs must be >= 1, got {n_convs}")
+        convs: list[nn.Module] = []
+        for i in range(n_convs):
+            last = i == n_convs - 1
+            convs.append(
+                ConvNormAct(
+                    spatial_dims,
+                    in_channels if i == 0 else out_channels,
+                    out_channels,
+                    kernel_size,
+                    stride=stride if i == 0 else 1,
+                    dilation=(first_dilation if first_dilation is not None else dilation)
+                    if i == 0
+                    else dilation,
+                    norm=norm,
+                    act=None if last else act,
+                    dropout=0.0 if last else dropout,
+                )
+            )
+        self.convs = nn.Sequential(*convs)
+        strided = any(s != 1 for s in as_tuple(stride, spatial_dims))
+        if strided or in_channels != out_channels:
+            self.shortcut: nn.Module = nn.Sequential(
+                conv_type(spatial_dims)(
+                    in_channels, out_channels, 1, stride=as_tuple(stride, spatial_dims), bias=False
+                ),
+                make_norm(norm, spatial_dims, out_channels),
+            )
+        else:
+            self.shortcut = nn.Identity()
+        self.act = make_act(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.convs(x) + self.shortcut(x))
+
+
+def conv_stack(
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    n_convs: int,
+    kernel_size: PerAxis = 3,
+    norm: Norm | str = Norm.INSTANCE,
+    act: Act | str = Act.LEAKYRELU,
+    residual: bool = False,
+    dropout: float = 0.0,
+) -> nn.Module:
+    """``n_convs`` conv-norm-act layers, plain or as one residual block (the U-Net level block)."""
+    if residual:
+        return ResidualBlock(
+            spatial_dims, in_channels, out_channels, kernel_size, norm=norm, act=act, n_convs=n_convs,
+            dropout=dropout,
+        )  # fmt: skip
+    return nn.Sequential(
+        *[
+            ConvNormAct(
+                spatial_dims,
+                in_channels if i == 0 else out_channels,
+                out_channels,
+                kernel_size,
+                norm=norm,
+                act=act,
+                dropout=dropout,
+            )
+            for i in range(n_convs)
+        ]
+    )

@@ -1,0 +1,96 @@
+"""Validated parameter models shared by every network family.
+
+Each family declares a pydantic model (``extra="forbid"``) of its build
+parameters. Per-axis values (strides, kernel sizes, dilations) are written as
+an ``int`` (same on every axis) or a list with one entry per spatial axis;
+their length is checked against ``spatial_dims``, which :func:`build_model`
+passes in the validation context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+from typing import Union
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo
+
+#: An int (same on every axis) or one int per spatial axis.
+PerAxis = Union[int, tuple[int, ...]]  # noqa: UP007 (pydantic needs the runtime union on 3.10)
+
+
+class Norm(str, Enum):
+    """Feature normalisation inside conv blocks."""
+
+    INSTANCE = "instance"
+    BATCH = "batch"
+
+
+class Act(str, Enum):
+    """Non-linearity inside conv blocks."""
+
+    RELU = "relu"
+    LEAKYRELU = "leakyrelu"
+    PRELU = "prelu"
+
+
+class ModelParams(BaseModel):
+    """Base class of every family's parameters: rejects unknown keys, immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+    def divisor(self, spatial_dims: int) -> tuple[int, ...]:
+        """Per-axis multiple the network needs its input size to be (inputs are padded to it)."""
+        raise NotImplementedError
+
+    def deep_supervision_scales(self, spatial_dims: int) -> list[tuple[int, ...]]:
+        """Per-axis downsampling factor of each auxiliary output (empty without deep supervision)."""
+        return []
+
+
+def spatial_dims_of(info: ValidationInfo) -> int | None:
+    """The ``spatial_dims`` given in the validation context, if any."""
+    ctx = info.context or {}
+    value = ctx.get("spatial_dims")
+    return int(value) if value is not None else None
+
+
+def check_axis_value(value: PerAxis, spatial_dims: int | None, what: str, minimum: int = 1) -> PerAxis:
+    """Check one per-axis value: positive ints, one per spatial axis when given as a list."""
+    values = (value,) if isinstance(value, int) else tuple(value)
+    if not isinstance(value, int):
+        if not values:
+            raise ValueError(f"{what} must be an int or a non-empty list of ints")
+        if spatial_dims is not None and len(values) != spatial_dims:
+            raise ValueError(
+                f"{what} {list(values)} has {len(values)} entries but the model is {spatial_dims}D "
+                f"(give one int, or one per spatial axis)"
+            )
+    for v in values:
+        if v < minimum:
+            raise ValueError(f"{what} must be >= {minimum}, got {v}")
+    return value
+
+
+def as_tuple(value: PerAxis, spatial_dims: int) -> tuple[int, ...]:
+    """``value`` as one int per spatial axis."""
+    if isinstance(value, int):
+        return (value,) * spatial_dims
+    value = tuple(int(v) for v in value)
+    if len(value) != spatial_dims:
+        raise ValueError(f"expected {spatial_dims} per-axis values, got {list(value)}")
+    return value
+
+
+def prod_per_axis(values: Sequence[PerAxis], spatial_dims: int) -> tuple[int, ...]:
+    """Per-axis product of a list of per-axis values (e.g. the total stride of a list of strides)."""
+    total = [1] * spatial_dims
+    for v in values:
+        for a, s in enumerate(as_tuple(v, spatial_dims)):
+            total[a] *= s
+    return tuple(total)
+
+
+def is_power_of_two(n: int) -> bool:
+    """Whether ``n`` is 1, 2, 4, 8, ..."""
+    return n >= 1 and (n & (n - 1)) == 0
