@@ -204,3 +204,19 @@ def test_dynunet_aux_outputs_are_monais_heads_at_their_own_resolution():
     torch.testing.assert_close(full, stacked[:, 0])
     for k, aux in enumerate((aux1, aux2), start=1):
         torch.testing.assert_close(F.interpolate(aux, size=x.shape[2:]), stacked[:, k])
+
+
+# ----------------------------------------------------------------------------- ONNX-friendly instance norm
+@pytest.mark.parametrize("dims", [2, 3])
+def test_export_instance_norm_is_the_same_maths(dims):
+    """The per-axis formulation used for ONNX export equals torch's instance norm."""
+    from medseg.models._blocks import _instance_norm_by_axis, make_norm
+
+    norm = make_norm("instance", dims, 4)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2.0)
+        norm.bias.uniform_(-1.0, 1.0)
+        x = 3 * torch.randn(2, 4, *(7, 9, 11)[:dims]) + 5
+        torch.testing.assert_close(
+            _instance_norm_by_axis(x, norm.weight, norm.bias, norm.eps), norm(x), atol=2e-6, rtol=1e-5
+        )
