@@ -119,10 +119,16 @@ class Predictor:
         ckpt = _find_checkpoint(Path(path), checkpoint)
         state = load_checkpoint(ckpt, map_location="cpu")
         mc = dict(state["model_config"])
-        params = dict(mc.get("params", {}))
-        params.pop("deep_supervision", None)
+        params = dict(mc.get("params", {}))  # eval mode always returns the full-resolution output
         model = build_model(mc["name"], mc["spatial_dims"], mc["in_channels"], mc["out_channels"], **params)
-        model.load_state_dict(state["model"], strict=False)
+        try:
+            model.load_state_dict(state["model"], strict=True)
+        except RuntimeError as exc:
+            raise MedsegError(
+                f"the weights in {ckpt} do not fit the model they record ({mc['name']}): "
+                f"{str(exc).splitlines()[0][:200]}",
+                hint="the checkpoint was made by another medseg version or is damaged",
+            ) from None
         plan = Plan.from_json(state["plan"])
         cfg = state["config"]
         settings = {
