@@ -89,7 +89,9 @@ class ModelConfig(_Strict):
     """The network, by registry name (see ``medseg models``)."""
 
     name: str = Field(description="registry name: unet, dynunet, uctransnet, deeplabv3, deeplabv3plus")
-    spatial_dims: int = Field(3, ge=2, le=3, description="2 or 3 (2D models on 3D volumes work slice by slice)")
+    spatial_dims: int = Field(
+        3, ge=2, le=3, description="2 or 3 (2D models on 3D volumes work slice by slice)"
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="family parameters (medseg models)")
 
 

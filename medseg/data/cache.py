@@ -37,8 +37,10 @@ def case_key(case: CaseEntry, plan_key: str) -> str:
     h = hashlib.sha1(plan_key.encode())
     for p in [*case.images, *([case.label] if case.label else [])]:
         q = Path(p)
-        st = q.stat() if q.is_file() else None
-        h.update(f"{q.resolve()}|{st.st_size if st else 0}|{st.st_mtime_ns if st else 0}".encode())
+        files = sorted(f for f in q.rglob("*") if f.is_file()) if q.is_dir() else [q]
+        for f in files:  # a DICOM folder is keyed by every file in it
+            st = f.stat() if f.is_file() else None
+            h.update(f"{f.resolve()}|{st.st_size if st else 0}|{st.st_mtime_ns if st else 0}".encode())
     return h.hexdigest()[:24]
 
 

@@ -26,7 +26,7 @@ EXIT_SOME_FAILED = 14
 class CaseResult:
     id: str
     input: str
-    status: str  # ok | skipped (exists) | failed
+    status: str  # ok | skipped (output exists) | ignored (not a scan, expected) | failed
     output: str | None = None
     shape: list[int] | None = None
     seconds: float | None = None
@@ -55,11 +55,13 @@ class BatchResult:
         for r in self.results:
             shape = "x".join(map(str, r.shape)) if r.shape else ""
             secs = f"{r.seconds:.1f}" if r.seconds is not None else ""
-            status = r.status if r.status != "failed" else f"failed: {r.error}"
+            status = f"{r.status}: {r.error}" if r.status in ("failed", "ignored") else r.status
             lines.append(f"| {r.id} | {shape} | {secs} | {status} |")
         ok = sum(r.status == "ok" for r in self.results)
         skipped = sum(r.status == "skipped" for r in self.results)
-        lines.append(f"\n{ok} predicted, {skipped} already done, {len(self.failed)} failed")
+        ignored = sum(r.status == "ignored" for r in self.results)
+        failed = len(self.failed)
+        lines.append(f"\n{ok} predicted, {skipped} already done, {ignored} ignored, {failed} failed")
         return "\n".join(lines)
 
 
@@ -75,6 +77,7 @@ def predict_folder(
     probabilities: bool = False,
     postprocessing: PostprocessOptions | None = None,
     formats: tuple[str, ...] = ("nifti",),
+    resample_uneven: bool = False,
 ) -> BatchResult:
     """Predict every scan under ``input_path`` into ``output_dir``.
 
@@ -85,13 +88,20 @@ def predict_folder(
     from medseg.io import read_volume, write_volume
 
     out_dir = Path(output_dir)
+    cases, skipped = discover(input_path, exclude=out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cases, skipped = discover(input_path)
     rank, world = _rank_world()
+    if world > 1:
+        _init_group()
+        stale = out_dir / f".predictions.rank{rank}.json"
+        stale.unlink(missing_ok=True)  # from an interrupted earlier run
     mine = cases[rank::world]
     results: list[CaseResult] = []
     if rank == 0:
-        results.extend(CaseResult(s.path.name, str(s.path), "failed", error=s.reason) for s in skipped)
+        results.extend(
+            CaseResult(s.path.name, str(s.path), "ignored" if s.ignored else "failed", error=s.reason)
+            for s in skipped
+        )
     for case in track(mine, "predicting"):
         target = out_dir / f"{case.id}.nii.gz"
         if target.exists() and not overwrite:
@@ -99,7 +109,7 @@ def predict_folder(
             continue
         t0 = time.monotonic()
         try:
-            image = read_volume(case.path, series=case.series)
+            image = read_volume(case.path, series=case.series, resample_uneven=resample_uneven)
             prediction = predictor.predict(image, probabilities=probabilities, postprocessing=postprocessing)
             write_volume(prediction.labels, target)
             extra = []
@@ -132,7 +142,14 @@ def predict_folder(
             log.warning("%s failed: %s", case.id, exc)
     _write_record(out_dir, results, rank, world, predictor)
     if world > 1:
-        return BatchResult(_merged(out_dir, world) if rank == 0 else results)
+        import torch.distributed as dist
+
+        if rank == 0:
+            results = _merged(out_dir, world)
+        else:
+            dist.barrier()
+        dist.barrier()  # rank 0 has merged
+        dist.destroy_process_group()
     return BatchResult(results)
 
 
@@ -172,17 +189,20 @@ def _write_record(out_dir: Path, results: list[CaseResult], rank: int, world: in
     write_text_atomic(out_dir / name, json.dumps(record, indent=2))
 
 
+def _init_group() -> None:
+    """A gloo group (CPU) just to synchronise the ranks of a torchrun batch."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=timedelta(hours=24))
+
+
 def _merged(out_dir: Path, world: int) -> list[CaseResult]:
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-    else:  # wait for the other ranks' records
-        deadline = time.time() + 3600
-        while time.time() < deadline and not all(
-            (out_dir / f".predictions.rank{r}.json").exists() for r in range(world)
-        ):
-            time.sleep(0.5)
+    dist.barrier()  # every rank has written its record
     results, model = [], None
     for r in range(world):
         p = out_dir / f".predictions.rank{r}.json"

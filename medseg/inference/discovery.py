@@ -31,10 +31,13 @@ class CaseInput:
 
 @dataclass(frozen=True)
 class Skipped:
-    """A path that is not a readable scan, with the reason."""
+    """A path that is not a readable scan, with the reason. ``ignored`` marks expected
+    companions of scans (DICOMDIR, SEG/RTSTRUCT objects, JSON sidecars) that are listed
+    but are not failures."""
 
     path: Path
     reason: str
+    ignored: bool = False
 
 
 def _image_suffix(path: Path) -> str | None:
@@ -47,27 +50,26 @@ def _case_id(rel: str) -> str:
     return text or "scan"
 
 
-def discover(path: str | Path) -> tuple[list[CaseInput], list[Skipped]]:
-    """Scans under ``path`` (a file, a DICOM folder, or a tree of both) and what was skipped."""
+def discover(path: str | Path, exclude: Path | None = None) -> tuple[list[CaseInput], list[Skipped]]:
+    """Scans under ``path`` (a file, a DICOM folder, or a tree of both) and what was skipped.
+
+    ``exclude`` (e.g. an output folder inside the input folder) is never searched.
+    """
     from medseg.io.dicom.scan import scan_dicom
 
     root = Path(path)
     if not root.exists():
         raise InputNotFoundError(f"no such file or folder: {root}", hint="check the --input path")
     if root.is_file():
-        suffix = _image_suffix(root)
-        if suffix:
-            return [CaseInput(_case_id(root.name[: -len(suffix)]), root)], []
-        scan = scan_dicom(root)
-        if scan.series:
-            return [CaseInput(_case_id(root.stem), root, scan.series[0].id)], []
-        reason = scan.corrupt[0][1] if scan.corrupt else "not an image (NIfTI, NRRD, MHA or DICOM)"
-        return [], [Skipped(root, reason)]
+        return _discover_file(root)
+    excluded = exclude.resolve() if exclude is not None else None
     cases: list[CaseInput] = []
     skipped: list[Skipped] = []
     other: list[Path] = []
     for p in sorted(root.rglob("*")):
         if any(part.startswith(".") for part in p.relative_to(root).parts):
+            continue  # hidden files and folders
+        if excluded is not None and (p.resolve() == excluded or excluded in p.resolve().parents):
             continue
         if p.is_dir():
             if not any(p.iterdir()):
@@ -82,34 +84,68 @@ def discover(path: str | Path) -> tuple[list[CaseInput], list[Skipped]]:
         else:
             other.append(p)
     if other:
-        scan = scan_dicom(root)
-        dicom_files: set[Path] = set()
-        if scan is not None:
-            by_folder: dict[Path, list] = defaultdict(list)
-            for s in scan.series:
-                folder = Path(s.files[0]).parent
-                by_folder[folder].append(s)
-                dicom_files.update(Path(f) for f in s.files)
-            for folder, series in sorted(by_folder.items()):
-                rel = str(folder.relative_to(root)) if folder != root else root.name
-                for s in series:
-                    suffix = ""
-                    if len(series) > 1:
-                        number = s.summary()["series_number"]
-                        suffix = f"_S{number}" if number is not None else f"_{s.id[-8:]}"
-                    cases.append(CaseInput(_case_id(rel) + suffix, folder, s.id))
-            for f, reason in scan.corrupt:
-                skipped.append(Skipped(Path(f), reason))
-                dicom_files.add(Path(f))
-            for f, kind in scan.non_image:
-                skipped.append(Skipped(Path(f), f"DICOM {kind} object, not an image"))
-                dicom_files.add(Path(f))
-        for p in other:
-            if p not in dicom_files:
-                skipped.append(Skipped(p, "not an image (NIfTI, NRRD, MHA or DICOM)"))
+        cases_dicom, skipped_dicom = _discover_dicom(root, other, excluded, cases, scan_dicom)
+        cases.extend(cases_dicom)
+        skipped.extend(skipped_dicom)
     ids: dict[str, int] = defaultdict(int)
     unique = []
     for c in cases:  # make ids unique (e.g. a.nii and a.nii.gz)
         ids[c.id] += 1
         unique.append(c if ids[c.id] == 1 else CaseInput(f"{c.id}_{ids[c.id]}", c.path, c.series))
     return unique, sorted(skipped, key=lambda s: str(s.path))
+
+
+def _discover_file(root: Path) -> tuple[list[CaseInput], list[Skipped]]:
+    from medseg.io.dicom.scan import scan_dicom
+
+    suffix = _image_suffix(root)
+    if suffix:
+        return [CaseInput(_case_id(root.name[: -len(suffix)]), root)], []
+    scan = scan_dicom(root)
+    if scan.series:
+        return [CaseInput(_case_id(root.stem), root, scan.series[0].id)], []
+    reason = scan.corrupt[0][1] if scan.corrupt else "not an image (NIfTI, NRRD, MHA or DICOM)"
+    return [], [Skipped(root, reason)]
+
+
+def _discover_dicom(
+    root: Path, other: list[Path], excluded: Path | None, image_cases: list[CaseInput], scan_dicom
+) -> tuple[list[CaseInput], list[Skipped]]:
+    """DICOM series among ``other`` files; the rest is reported."""
+    import os
+
+    cases: list[CaseInput] = []
+    skipped: list[Skipped] = []
+    scan = scan_dicom(root, exclude=excluded)
+    dicom_files: set[Path] = set()
+    by_folder: dict[Path, list] = defaultdict(list)
+    for s in scan.series:
+        # the folder holding every file of the series (CD exports split series over folders)
+        folder = Path(os.path.commonpath([str(Path(f).parent) for f in s.files]))
+        by_folder[folder].append(s)
+        dicom_files.update(Path(f) for f in s.files)
+    for folder, series in sorted(by_folder.items()):
+        rel = str(folder.relative_to(root)) if folder != root else root.name
+        for s in series:
+            suffix = ""
+            if len(series) > 1:
+                number = s.summary()["series_number"]
+                suffix = f"_S{number}" if number is not None else f"_{s.id[-8:]}"
+            cases.append(CaseInput(_case_id(rel) + suffix, folder, s.id))
+    for f, reason in scan.corrupt:
+        skipped.append(Skipped(Path(f), reason))
+        dicom_files.add(Path(f))
+    for f, kind in scan.non_image:
+        skipped.append(Skipped(Path(f), f"DICOM {kind} object, not an image", ignored=True))
+        dicom_files.add(Path(f))
+    image_stems = {c.path.name.split(".")[0] for c in image_cases}
+    for p in other:
+        if p in dicom_files:
+            continue
+        if p.name.upper() == "DICOMDIR":
+            skipped.append(Skipped(p, "DICOMDIR index, not an image", ignored=True))
+        elif p.suffix.lower() == ".json" and p.name.split(".")[0] in image_stems:
+            skipped.append(Skipped(p, "sidecar of an image", ignored=True))
+        else:
+            skipped.append(Skipped(p, "not an image (NIfTI, NRRD, MHA or DICOM)"))
+    return cases, skipped

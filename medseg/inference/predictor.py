@@ -201,6 +201,12 @@ class Predictor:
                 f"the scan is 4D ({image.shape}) but the model takes one channel",
                 hint="convert one volume of the series, or train a multi-channel model",
             )
+        n_in = image.array.shape[3] if image.array.ndim == 4 else 1
+        if n_in != self.plan.n_channels:
+            raise MedsegError(
+                f"the scan has {n_in} channel(s) but the model takes {self.plan.n_channels}",
+                hint="give every channel the model was trained on (a 4D file with channels on axis 4)",
+            )
         pc = self.plan.apply(image)
         lab, prob = self._infer(torch.from_numpy(pc.image), probabilities)
         labels = self.plan.invert(lab.numpy(), pc.record, order=0)
@@ -215,7 +221,10 @@ class Predictor:
         out.meta.sop_instance_uids = list(image.meta.sop_instance_uids)
         prob_vol = None
         if prob is not None:
-            back = self.plan.invert(prob.numpy(), pc.record, order=1)
+            back = self.plan.invert(prob.numpy(), pc.record, order=1, fill=0.0)
+            outside = np.ones(back.array.shape[1:], dtype=bool)  # voxels cropped away: background
+            outside[self.plan.source_crop_box(pc.record)] = False
+            back.array[0][outside] = 1.0
             prob_vol = Volume(np.moveaxis(back.array, 0, -1).astype(np.float32), image.affine.copy())
         info = {
             "model": self.model_name,

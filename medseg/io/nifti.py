@@ -51,6 +51,16 @@ def read_nifti(path: str | Path) -> Volume:
             warnings.append(f"qform and sform disagree by up to {d:.3g} mm; the sform is used")
     if sform is None and qform is None:
         warnings.append("no qform or sform set: the affine only holds the voxel sizes")
+    affine = img.affine
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        if qform is not None and abs(np.linalg.det(qform[:3, :3])) > 1e-12:
+            warnings.append("the sform is singular (zero spacing): the qform is used")
+            affine = qform
+        else:
+            raise CorruptFileError(
+                f"{path} has a singular affine (a zero voxel size)",
+                hint="fix the header's pixdim/sform, e.g. re-export the image",
+            )
     if array.ndim == 5 and array.shape[3] == 1:  # NIfTI vector data: components in dim 5
         array = array[:, :, :, 0, :]
     if array.ndim > 4:
@@ -69,7 +79,7 @@ def read_nifti(path: str | Path) -> Volume:
         time_spacing=time_spacing,
         series_description=_descrip(header),
     )
-    return Volume(array, img.affine, meta)
+    return Volume(array, affine, meta)
 
 
 def _descrip(header) -> str | None:

@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812 (the usual torch alias)
+import torch.nn.functional as F
 from torch import nn
 
 

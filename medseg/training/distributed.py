@@ -32,8 +32,11 @@ def init_distributed(device: torch.device) -> DistInfo:
     rank = int(os.environ["RANK"])
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
+        from datetime import timedelta
+
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
+        # rank 0 validates alone while the others wait: allow long validations
+        dist.init_process_group(backend=backend, timeout=timedelta(hours=3))
     return DistInfo(rank, world, local)
 
 
@@ -42,11 +45,12 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def broadcast_flag(info: DistInfo, flag: bool) -> bool:
-    """Rank 0's boolean, on every rank (e.g. 'stop now: time budget spent')."""
+def broadcast_flag(info: DistInfo, flag: bool, device: torch.device | None = None) -> bool:
+    """Rank 0's boolean, on every rank (e.g. 'stop now: time budget spent'). ``device`` must be
+    the training device (nccl only moves CUDA tensors)."""
     if not info.enabled:
         return flag
-    t = torch.tensor([1 if flag else 0], dtype=torch.int64)
+    t = torch.tensor([1 if flag else 0], dtype=torch.int64, device=device)
     dist.broadcast(t, src=0)
     return bool(t.item())
 

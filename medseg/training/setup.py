@@ -45,7 +45,7 @@ def choose_split(
         k = config.data.folds
         if not 0 <= fold < k:
             raise ConfigError(f"--fold {fold} is out of range for {k} folds", hint=f"use 0..{k - 1}")
-        return {"fold": fold, "folds": k, **kfold(labelled, k, seed)}  # type: ignore[dict-item]
+        return {"fold": fold, "folds": k, **kfold(labelled, k, seed)[fold]}  # type: ignore[dict-item]
     if any(c.split == "val" for c in manifest.cases):
         return {
             "train": sorted(c.id for c in manifest.cases if c.split in (None, "train") and c.label),
@@ -54,9 +54,11 @@ def choose_split(
     return holdout(labelled, config.data.val_fraction, seed)
 
 
-def _plan_cache_key(config: PipelineConfig, cases: list[CaseEntry]) -> str:
+def _plan_cache_key(config: PipelineConfig, manifest: Manifest, cases: list[CaseEntry]) -> str:
     h = hashlib.sha1(json.dumps(config.preprocessing.model_dump(mode="json"), sort_keys=True).encode())
-    h.update(json.dumps(config.labels or {}, sort_keys=True).encode())
+    h.update(json.dumps(config.labels or manifest.labels, sort_keys=True).encode())
+    h.update(json.dumps(manifest.label_map or {}, sort_keys=True).encode())
+    h.update(f"dims={config.model.spatial_dims}".encode())
     for c in cases:
         h.update(case_key(c, "plan").encode())
     return h.hexdigest()[:24]
@@ -66,7 +68,7 @@ def build_plan(
     config: PipelineConfig, manifest: Manifest, train_cases: list[CaseEntry], cache: PreprocessedCache
 ) -> Plan:
     """Fingerprint the training cases into a :class:`Plan` (cached on disk)."""
-    key = _plan_cache_key(config, train_cases)
+    key = _plan_cache_key(config, manifest, train_cases)
     cached = cache.root / "plans" / f"{key}.json"
     if cached.is_file():
         return Plan.from_json(cached.read_text())
@@ -98,7 +100,7 @@ def preprocess_cases(
 ) -> list[PreprocessedCase]:
     """Preprocess (or read from the cache) every case."""
     out = []
-    plan_key = plan.settings_key()
+    plan_key = plan.settings_key() + json.dumps(manifest.label_map or {}, sort_keys=True)
     for c in track(cases, f"preprocessing {what} cases"):
         key = case_key(c, plan_key)
         pc = cache.load(key)
@@ -116,6 +118,7 @@ def prepare_data(
     fold: int | None,
     run_dir: Path | None = None,
     check: bool = True,
+    resume_split: dict | None = None,
 ) -> PreparedData:
     """Everything the trainer needs from disk, validated; writes splits.json and plan.json
     into ``run_dir`` when given."""
@@ -123,7 +126,10 @@ def prepare_data(
     if check:
         require_valid(manifest, config.data.manifest)
     n_classes = max(config.labels or manifest.labels) + 1
-    split = choose_split(manifest, config, fold, config.training.seed)
+    if resume_split is not None:  # a resumed run keeps its own split
+        split = resume_split
+    else:
+        split = choose_split(manifest, config, fold, config.training.seed)
     by_id = {c.id: c for c in manifest.cases}
     train_entries = [by_id[i] for i in split["train"]]
     val_entries = [by_id[i] for i in split["val"]]
@@ -131,8 +137,11 @@ def prepare_data(
         raise ConfigError("no labelled training cases after the split")
     cache = PreprocessedCache(config.data.cache_dir)
     plan = build_plan(config, manifest, train_entries, cache)
-    if max(plan.labels) + 1 != n_classes:
-        raise ConfigError("plan labels disagree with the config labels")
+    if max(plan.labels) + 1 != n_classes:  # pragma: no cover - guarded by the cache key
+        raise ConfigError(
+            "the preprocessing plan's classes disagree with the dataset's",
+            hint="delete the preprocessing cache (data.cache_dir) and train again",
+        )
 
     def to_training(entries: list[CaseEntry], what: str) -> list[TrainingCase]:
         pcs = preprocess_cases(plan, manifest, entries, cache, what)

@@ -13,6 +13,7 @@ import io
 import logging
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,11 @@ def _worker_init(_: int) -> None:
 def resolve_device(device: str) -> torch.device:
     """``auto`` picks CUDA when available; ``cuda`` without a GPU is a user error."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        import os
+
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # one GPU per torchrun rank
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise MedsegError(
             "--device cuda was asked for but no CUDA GPU is available",
@@ -100,6 +105,8 @@ class Trainer:
         self.extend_epochs = int(extend_epochs)
         self.dist = DistInfo()
         self.history: list[dict[str, Any]] = []
+        self.elapsed_before = 0.0  # training seconds of earlier sessions of a resumed run
+        self._t0 = time.monotonic()
 
     @property
     def sampler_indices_seen(self) -> list[int]:
@@ -205,6 +212,8 @@ class Trainer:
             "plan": self.data.plan.to_json(),
             "config": self.config.model_dump(mode="json"),
             "slice_axis": self.data.slice_axis,
+            "elapsed_seconds": self.elapsed_before + (time.monotonic() - self._t0),
+            "split": self.data.split,
         }
 
     def _write_metrics(self) -> None:
@@ -255,13 +264,27 @@ class Trainer:
                 self._check_run_dir()
                 self.run_dir.mkdir(parents=True, exist_ok=True)
             barrier(self.dist)
+            resume_split = None
+            if self.resume:
+                previous = load_checkpoint(self.run_dir / "checkpoints" / "last.pt")
+                resume_split = previous.get("split")
+                if self.fold is not None and resume_split and resume_split.get("fold") != self.fold:
+                    raise ConfigError(
+                        f"this run was trained on fold {resume_split.get('fold')}, not --fold {self.fold}",
+                        hint="resume without --fold (the run's own split is used)",
+                    )
+                if self.data_root is None:
+                    self.data_root = cfg.data.data_root
             self.data = prepare_data(
                 cfg,
                 self.data_root,
                 self.fold,
                 self.run_dir if self.dist.is_main else None,
                 check=self.dist.is_main,
+                resume_split=resume_split,
             )
+            if self.data_root and self.dist.is_main:
+                cfg.data.data_root = str(Path(self.data_root).resolve())  # recorded for --resume
             n_classes = max(self.data.plan.labels) + 1
             self._build(n_classes, self.data.plan.n_channels)
             start_epoch, step, best = 0, 0, -1.0
@@ -272,6 +295,7 @@ class Trainer:
                 self.scaler.load_state_dict(state["scaler"])
                 set_rng_state(state["rng"])
                 start_epoch, step, best = int(state["epoch"]) + 1, int(state["step"]), float(state["best"])
+                self.elapsed_before = float(state.get("elapsed_seconds", 0.0))
                 self._read_history(int(state["epoch"]))
                 log.info("resuming after epoch %d (step %d)", start_epoch, step)
             epochs = t.epochs + self.extend_epochs
@@ -290,7 +314,7 @@ class Trainer:
         t = self.config.training
         writer = self._tensorboard()
         total_steps = epochs * len(loader)
-        t0 = time.monotonic()
+        t0 = self._t0 = time.monotonic()
         budget = t.max_minutes * 60 if t.max_minutes else None
         last_row: dict[str, Any] = {}
         for epoch in range(start_epoch, epochs):
@@ -302,7 +326,7 @@ class Trainer:
             for image, label in batches:
                 progress = step / max(total_steps, 1)
                 if budget:
-                    progress = max(progress, (time.monotonic() - t0) / budget)
+                    progress = max(progress, (time.monotonic() - t0 + self.elapsed_before) / budget)
                 lr = t.lr * lr_factor(
                     t.schedule.value, int(progress * total_steps), total_steps, t.warmup_epochs * len(loader)
                 )
@@ -310,10 +334,12 @@ class Trainer:
                     g["lr"] = lr
                 losses.append(self._step(image, label))
                 step += 1
-            stop = budget is not None and broadcast_flag(self.dist, time.monotonic() - t0 >= budget)
+            stop = budget is not None and broadcast_flag(
+                self.dist, time.monotonic() - t0 + self.elapsed_before >= budget, self.device
+            )
             train_loss = float(np.mean(losses)) if losses else float("nan")
             if self.dist.enabled:
-                tl = torch.tensor([train_loss], dtype=torch.float64)
+                tl = torch.tensor([train_loss], dtype=torch.float64, device=self.device)
                 torch.distributed.all_reduce(tl)
                 train_loss = float(tl.item()) / self.dist.world_size
             row: dict[str, Any] = {
@@ -378,6 +404,7 @@ class Trainer:
         t = self.config.training
         self.model.eval()
         n_classes = max(self.data.plan.labels) + 1
+        classes = [c for c in sorted(self.data.plan.labels) if c > 0]
         dices, losses = [], []
         for case in self.data.val:
             logits = predict_logits(
@@ -391,9 +418,12 @@ class Trainer:
             )
             losses.append(float(self.loss.loss(logits[None], case.label[None].long())))
             pred = logits.argmax(0).numpy()
-            dices.append(dice_per_class(pred, case.label.numpy(), n_classes))
-        per_class = np.nanmean(np.array(dices, dtype=float), axis=0)
-        names = [self.data.plan.labels[c] for c in range(1, n_classes)]
+            all_dice = dice_per_class(pred, case.label.numpy(), n_classes)
+            dices.append([all_dice[c - 1] for c in classes])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # classes absent from every case: NaN
+            per_class = np.nanmean(np.array(dices, dtype=float), axis=0)
+        names = [self.data.plan.labels[c] for c in classes]
         out: dict[str, Any] = {
             "val_loss": round(float(np.mean(losses)), 6),
             "val_dice_mean": round(float(np.nanmean(per_class)), 6),

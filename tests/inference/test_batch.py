@@ -182,11 +182,13 @@ def test_predict_exports_seg_and_rtstruct_for_dicom_inputs(tmp_path):
 
     synthetic = make_synthetic(tmp_path / "ct")
     scan = read_volume(tmp_path / "ct")
-    plan = Plan.from_dataset([(scan, None)], {0: "background", 1: "liver"}, target_spacing=None,
-                             normalization="none")
+    plan = Plan.from_dataset(
+        [(scan, None)], {0: "background", 1: "liver"}, target_spacing=None, normalization="none"
+    )
     predictor = Predictor(Threshold(0.0), plan, (16, 16, 8))  # soft tissue (40 HU) vs fat (-100 HU)
-    result = predict_folder(predictor, tmp_path / "ct", tmp_path / "out",
-                            formats=("nifti", "dicom-seg", "rtstruct"))
+    result = predict_folder(
+        predictor, tmp_path / "ct", tmp_path / "out", formats=("nifti", "dicom-seg", "rtstruct")
+    )
     assert result.exit_code == 0, result.table()
     nifti = read_volume(tmp_path / "out" / "ct.nii.gz")
     np.testing.assert_array_equal(nifti.array, (synthetic.label_volume_array() > 0).astype(np.uint8))
@@ -194,3 +196,52 @@ def test_predict_exports_seg_and_rtstruct_for_dicom_inputs(tmp_path):
     np.testing.assert_array_equal(seg.array, nifti.array)
     rt = read_label_object(tmp_path / "out" / "ct.rtstruct.dcm", tmp_path / "ct")
     np.testing.assert_array_equal(rt.array, nifti.array)
+
+
+def test_series_split_over_folders_and_output_inside_input(tmp_path):
+    from medseg.io.dicom.scan import scan_dicom  # noqa: F401  (the discovery path under test)
+
+    root = tmp_path / "cd"
+    uid = "1.2.826.0.1.3680043.8.498.77"
+    write_series(root / "DICOM" / "A", regular_positions((0, 0, 0), (0, 0, 1), 1.0, 3), series_uid=uid)
+    write_series(
+        root / "DICOM" / "B", regular_positions((0, 0, 3), (0, 0, 1), 1.0, 3), series_uid=uid, shuffle_seed=5
+    )
+    (root / "DICOMDIR").write_bytes(b"\0" * 128 + b"DICM")
+    (root / "out").mkdir()
+    (root / "out" / "old.nii.gz").write_bytes(b"not a scan")
+    cases, skipped = discover(root, exclude=root / "out")
+    assert [c.id for c in cases] == ["DICOM"]
+    assert [s for s in skipped if not s.ignored] == []
+    from medseg.io import read_volume
+
+    assert read_volume(cases[0].path, series=cases[0].series).shape == (5, 6, 6)  # all 6 slices
+
+
+def test_probabilities_outside_the_crop_are_background(rng):
+    from medseg.inference import Predictor
+    from medseg.transforms.preprocess import Plan
+    from medseg.volume import Volume
+    from tests.fixtures.models import Threshold
+
+    data = np.zeros((20, 20, 20), np.float32)
+    data[5:15, 5:15, 5:15] = rng.normal(1, 0.5, (10, 10, 10)).astype(np.float32) + 0.01
+    scan = Volume(data, np.eye(4))
+    plan = Plan.from_dataset([(scan, None)], {0: "bg", 1: "fg"}, target_spacing=None, normalization="none")
+    pred = Predictor(Threshold(1.0), plan, (8, 8, 8)).predict(scan, probabilities=True)
+    probs = pred.probabilities.array
+    assert probs[0, 0, 0, 0] == 1.0 and probs[0, 0, 0, 1] == 0.0
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+
+
+def test_channel_mismatch_is_a_user_error(rng):
+    from medseg.errors import MedsegError
+    from medseg.inference import Predictor
+    from medseg.transforms.preprocess import Plan
+    from medseg.volume import Volume
+    from tests.fixtures.models import Threshold
+
+    two = Volume(rng.normal(size=(8, 8, 8, 2)).astype(np.float32), np.eye(4))
+    plan = Plan.from_dataset([(two, None)], {0: "bg", 1: "fg"}, target_spacing=None, normalization="none")
+    with pytest.raises(MedsegError, match="1 channel\\(s\\) but the model takes 2"):
+        Predictor(Threshold(0.0), plan, (8, 8, 8)).predict(Volume(two.array[..., 0], np.eye(4)))

@@ -279,3 +279,9 @@ def test_single_file_reads_one_slice(tmp_path):
     s = write_series(tmp_path / "s", regular_positions((1, 2, 3), (0, 0, 1), 1, 3))
     v = read_volume(s.files[0])
     assert v.shape == (5, 6, 1)
+
+
+def test_zero_pixel_spacing_is_a_corrupt_file(tmp_path):
+    s = write_series(tmp_path / "s", regular_positions((0, 0, 0), (0, 0, 1), 1, 3), pixel_spacing=(0.0, 0.7))
+    with pytest.raises(CorruptFileError, match="PixelSpacing must be positive"):
+        read_volume(s.folder)

@@ -135,3 +135,17 @@ def test_unknown_extension_refused(tmp_path):
     (tmp_path / "note.txt").write_text("hello")
     with pytest.raises(UnsupportedFormatError, match="not a supported image"):
         read_volume(tmp_path / "note.txt")
+
+
+def test_singular_sform_falls_back_to_qform_or_is_refused(tmp_path):
+    img = nib.Nifti1Image(np.zeros((3, 3, 3), np.int16), None)
+    img.set_qform(np.diag([2.0, 2.0, 2.0, 1.0]), code=1)
+    img.set_sform(np.diag([0.0, 2.0, 2.0, 1.0]), code=1)
+    nib.save(img, tmp_path / "s.nii.gz")
+    v = read_volume(tmp_path / "s.nii.gz")
+    assert v.spacing == pytest.approx((2.0, 2.0, 2.0))
+    assert any("singular" in w for w in v.meta.warnings)
+    img.set_qform(None, code=0)
+    nib.save(img, tmp_path / "t.nii.gz")
+    with pytest.raises(CorruptFileError, match="singular affine"):
+        read_volume(tmp_path / "t.nii.gz")

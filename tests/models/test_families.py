@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from monai.networks.nets import DynUNet as MonaiDynUNet
 from torch import nn
 

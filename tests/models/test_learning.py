@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F  # noqa: N812 (the usual torch alias)
+import torch.nn.functional as F
 from monai.losses import DiceCELoss
 
 from medseg.models import build_model

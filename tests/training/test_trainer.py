@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from medseg.config.load import config_from_dict
-from medseg.errors import MedsegError
+from medseg.errors import ConfigError, MedsegError
 from medseg.training import Trainer
 from medseg.training.checkpoint import load_checkpoint
 from tests.fixtures.synthetic_dataset import pipeline_dict, write_2d_dataset, write_3d_dataset
@@ -192,3 +192,59 @@ def test_two_process_gloo_ddp(data3d, tmp_path):
     assert not set(i0) & set(i1)  # disjoint shards
     assert sorted(i0 + i1) == list(range(2 * 8))  # none missed: 2 epochs x 4 iterations x batch 2
     assert len(_rows(tmp_path / "run")) == 2  # only rank 0 wrote metrics
+
+
+def test_fold_split_and_resume_keeps_the_runs_split(data3d, tmp_path):
+    cfg = config_from_dict(
+        pipeline_dict(
+            data3d, tmp_path / "cache", "unet", 3, {"features": [8, 16]}, epochs=1, iterations_per_epoch=2
+        )
+    )
+    cfg.data.folds = 2
+    run = tmp_path / "run"
+    Trainer(cfg, run, device="cpu", fold=1).fit()
+    split = json.loads((run / "splits.json").read_text())
+    assert split["fold"] == 1 and split["folds"] == 2
+    assert not set(split["train"]) & set(split["val"])
+    with pytest.raises(ConfigError, match="fold 1, not --fold 0"):
+        Trainer(cfg, run, device="cpu", fold=0, extend_epochs=1).fit()
+    Trainer(cfg, run, device="cpu", extend_epochs=1).fit()  # resumes on its own split
+    assert json.loads((run / "splits.json").read_text()) == split
+
+
+def test_label_values_with_gaps(tmp_path):
+    """Classes {0, 1, 3}: per-class Dice columns follow the declared classes."""
+    import nibabel as nib
+
+    from tests.fixtures.synthetic_dataset import ellipsoid_case
+
+    rng = np.random.default_rng(0)
+    cases = []
+    for i in range(3):
+        img, lab = ellipsoid_case(rng)
+        lab[lab == 2] = 3
+        nib.save(nib.Nifti1Image(img, np.eye(4)), tmp_path / f"i{i}.nii.gz")
+        nib.save(nib.Nifti1Image(lab, np.eye(4)), tmp_path / f"l{i}.nii.gz")
+        cases.append(
+            {
+                "id": f"c{i}",
+                "images": [f"i{i}.nii.gz"],
+                "label": f"l{i}.nii.gz",
+                "split": "val" if i == 2 else "train",
+            }
+        )
+    (tmp_path / "m.json").write_text(json.dumps({"labels": {"0": "bg", "1": "a", "3": "c"}, "cases": cases}))
+    cfg = config_from_dict(
+        pipeline_dict(
+            tmp_path / "m.json",
+            tmp_path / "cache",
+            "unet",
+            3,
+            {"features": [8, 16]},
+            epochs=1,
+            iterations_per_epoch=2,
+        )
+    )
+    Trainer(cfg, tmp_path / "run", device="cpu").fit()
+    row = _rows(tmp_path / "run")[0]
+    assert "val_dice_a" in row and "val_dice_c" in row and row["val_dice_c"] != ""

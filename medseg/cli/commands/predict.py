@@ -44,6 +44,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="nifti",
         help="comma-separated outputs: nifti, dicom-seg, rtstruct (DICOM inputs) (default nifti)",
     )
+    p.add_argument(
+        "--resample-uneven",
+        action="store_true",
+        help="resample DICOM series with uneven spacing or gantry tilt onto a regular grid "
+        "(otherwise such series fail with the reason)",
+    )
     p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which checkpoint of a run")
     p.add_argument("--overwrite", action="store_true", help="predict cases whose output already exists")
     p.set_defaults(run=run)
@@ -63,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--overlap must be in [0, 1), got {args.overlap}")
     if args.min_size < 0:
         raise ConfigError("--min-size must be >= 0")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     predictor = Predictor.from_run(
         args.model,
         device=args.device,

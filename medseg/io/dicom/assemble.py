@@ -199,6 +199,7 @@ def _check_regular(layout: StackLayout, first: Frame) -> None:
 def _decode(path: Path) -> np.ndarray:
     import pydicom
 
+    ds = None
     try:
         ds = pydicom.dcmread(str(path))
         return ds.pixel_array

@@ -59,6 +59,14 @@ def _floats(value: Any, n: int, what: str, path: Path) -> np.ndarray:
         raise CorruptFileError(f"{path}: unreadable {what}: {value!r}") from exc
     if arr.shape != (n,) or not np.all(np.isfinite(arr)):
         raise CorruptFileError(f"{path}: {what} must hold {n} numbers, got {value!r}")
+    if what == "PixelSpacing" and np.any(arr <= 0):
+        raise CorruptFileError(f"{path}: PixelSpacing must be positive, got {value!r}")
+    if what == "ImageOrientationPatient" and (
+        np.linalg.norm(arr[:3]) < 1e-6
+        or np.linalg.norm(arr[3:]) < 1e-6
+        or np.linalg.norm(np.cross(arr[:3], arr[3:])) < 1e-3
+    ):
+        raise CorruptFileError(f"{path}: ImageOrientationPatient {value!r} does not define a plane")
     return arr
 
 

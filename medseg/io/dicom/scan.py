@@ -122,14 +122,17 @@ def read_header(path: Path) -> Any:
     return ds
 
 
-def _candidate_files(path: Path) -> list[Path]:
+def _candidate_files(path: Path, exclude: Path | None = None) -> list[Path]:
     if path.is_file():
         return [path]
-    files = [
-        p
-        for p in sorted(path.rglob("*"))
-        if p.is_file() and not p.name.startswith(".") and p.name not in _SKIP_NAMES
-    ]
+    files = []
+    for p in sorted(path.rglob("*")):
+        rel = p.relative_to(path).parts
+        if not p.is_file() or any(part.startswith(".") for part in rel) or p.name.upper() in _SKIP_NAMES:
+            continue  # hidden files and folders, DICOMDIR indexes
+        if exclude is not None and exclude in p.resolve().parents:
+            continue
+        files.append(p)
     return files
 
 
@@ -147,7 +150,7 @@ def _geometry_key(ds: Any) -> tuple:
     return (int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0), iop_key, ps_key)
 
 
-def scan_dicom(path: str | Path) -> DicomScan:
+def scan_dicom(path: str | Path, exclude: Path | None = None) -> DicomScan:
     """Scan a file or folder (recursively) for DICOM image series.
 
     Raises:
@@ -155,10 +158,10 @@ def scan_dicom(path: str | Path) -> DicomScan:
     """
     root = Path(path)
     if not root.exists():
-        raise InputNotFoundError(f"no such file or folder: {root}")
+        raise InputNotFoundError(f"no such file or folder: {root}", hint="check the path")
     scan = DicomScan(root=root)
     by_uid: dict[str, list[tuple[Path, Any]]] = defaultdict(list)
-    files = _candidate_files(root)
+    files = _candidate_files(root, exclude)
     for f in track(files, "reading DICOM headers", min_items=50):
         try:
             ds = read_header(f)

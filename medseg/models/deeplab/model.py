@@ -13,7 +13,7 @@ are scaled down for CPU training (paper values in the parameter docs).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F  # noqa: N812 (the usual torch alias)
+import torch.nn.functional as F
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from torch import nn
 

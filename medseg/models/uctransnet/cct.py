@@ -24,7 +24,7 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F  # noqa: N812 (the usual torch alias)
+import torch.nn.functional as F
 from torch import nn
 
 from medseg.models._blocks import conv_type, interp_mode, make_norm

@@ -13,7 +13,7 @@ gives the logits.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F  # noqa: N812 (the usual torch alias)
+import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
 from torch import nn
 

@@ -208,8 +208,14 @@ class Plan:
             shape_s = shape_c
         else:
             shape_s = resampled_shape(shape_c, geometry.spacing(aff_c), self.target_spacing)
-        img = resample_array(arr_c.astype(np.float32, copy=arr_c.dtype != np.float32 or arr_c.base is not None
-                                          or not arr_c.flags.writeable), shape_s, order=1)
+        img = resample_array(
+            arr_c.astype(
+                np.float32,
+                copy=arr_c.dtype != np.float32 or arr_c.base is not None or not arr_c.flags.writeable,
+            ),
+            shape_s,
+            order=1,
+        )
         if not img.flags.writeable or np.shares_memory(img, image.array):
             img = img.copy()
         aff_s = resampled_affine(aff_c, shape_c, shape_s)
@@ -262,12 +268,25 @@ class Plan:
                 raise ValueError(f"unknown normalization {self.normalization!r}")
         return img, stats
 
+    def source_crop_box(self, record: CaseRecord) -> tuple[slice, ...]:
+        """The crop box of ``record`` as slices of the *source* grid (after undoing the reorientation)."""
+        source_affine = np.array(record.source_affine)
+        mask = np.zeros(record.reoriented_shape, dtype=bool)
+        mask[tuple(slice(a, b) for a, b in zip(record.crop_start, record.crop_stop))] = True
+        reoriented_affine = geometry.reorient_array(
+            np.zeros(record.source_shape, dtype=np.uint8), source_affine, self.orientation
+        )[1]
+        back, _ = geometry.reorient_array(mask, reoriented_affine, geometry.orientation_code(source_affine))
+        idx = np.nonzero(back)
+        return tuple(slice(int(i.min()), int(i.max()) + 1) for i in idx)
+
     # -- inverse -----------------------------------------------------------------------------
     def invert(self, array: np.ndarray, record: CaseRecord, order: int = 0, fill: float = 0) -> Volume:
         """Map an array on the preprocessed grid back onto the case's source grid.
 
         Args:
-            array: ``[*spatial]`` labels (``order=0``) or ``[C, *spatial]`` probabilities (``order=1``).
+            array: ``[*spatial]`` labels (``order=0``) or ``[C, *spatial]`` probabilities (``order=1``);
+                for the latter the returned Volume's array is channels-first ``[C, *spatial]``.
             record: The case's record from :meth:`apply`.
             order: 0 nearest (labels), 1 linear (probabilities).
             fill: Value outside the cropped region (background).
