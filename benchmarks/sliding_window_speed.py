@@ -53,8 +53,9 @@ def main() -> None:
         a, b = medseg_run(), monai_run()  # warm-up, and the equality check
         diff = float((a - b).abs().max())
         times: dict[str, list[float]] = {"medseg": [], "monai": []}
-        for _ in range(args.repeats):  # interleaved so load changes hit both
-            for name, fn in (("medseg", medseg_run), ("monai", monai_run)):
+        pair = [("medseg", medseg_run), ("monai", monai_run)]
+        for r in range(args.repeats):  # interleaved, alternating which goes first
+            for name, fn in pair if r % 2 == 0 else pair[::-1]:
                 sync()
                 t0 = time.perf_counter()
                 fn()

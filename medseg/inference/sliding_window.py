@@ -98,7 +98,7 @@ def _windows(shape: Sequence[int], roi: Sequence[int], overlap: float) -> list[t
     return [tuple(int(v) for v in row) for row in grid.reshape(-1, len(shape))]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sliding_window_inference(
     inputs: torch.Tensor,
     network: Network,
@@ -141,11 +141,12 @@ def sliding_window_inference(
         out = None
         count = None
         batches = [windows[i : i + batch_size] for i in range(0, len(windows), batch_size)]
+        buffer = padded.new_empty((batch_size, padded.shape[1], *roi))
         for group in track(batches, "sliding window", min_items=2) if progress else batches:
-            x = torch.stack(
-                [padded[b][(slice(None), *[slice(s, s + r) for s, r in zip(w, roi)])] for w in group]
-            )
-            pred = _run(network, x).float() * weight
+            for i, w in enumerate(group):  # fill a preallocated batch (no per-batch allocation)
+                buffer[i] = padded[b][(slice(None), *[slice(s, s + r) for s, r in zip(w, roi)])]
+            pred = _run(network, buffer[: len(group)]).float()
+            pred *= weight
             if out is None:
                 out, device = _alloc((pred.shape[1], *shape), device)
                 count = torch.zeros(tuple(shape), dtype=torch.float32, device=device)
@@ -168,7 +169,7 @@ def _alloc(shape: Sequence[int], device: torch.device) -> tuple[torch.Tensor, to
         return torch.zeros(tuple(shape), dtype=torch.float32, device=cpu), cpu
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sliding_window_labels(
     inputs: torch.Tensor,
     network: Network,
