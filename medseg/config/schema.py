@@ -175,6 +175,9 @@ class TrainingConfig(_Strict):
         12.0, gt=0, description="clip the gradient norm to this value (null: no clipping)"
     )
     amp: bool = Field(True, description="mixed precision on CUDA (ignored on CPU)")
+    cpu_bf16: bool = Field(
+        False, description="bfloat16 autocast on CPUs with native bf16 (AMX / AVX512-BF16); off by default"
+    )
     val_every: int = Field(5, ge=1, description="validate every N epochs (and after the last)")
     val_overlap: float = Field(0.5, ge=0, lt=1, description="sliding-window overlap during validation")
     seed: int = Field(

@@ -159,6 +159,11 @@ class Trainer:
         self.amp_dtype = None
         if t.amp and self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        elif t.cpu_bf16 and self.device.type == "cpu":
+            if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+                self.amp_dtype = torch.bfloat16
+            else:
+                log.warning("training.cpu_bf16: this CPU has no native bf16; training in float32")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
 
     def _loader(self, data) -> torch.utils.data.DataLoader:
