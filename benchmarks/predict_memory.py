@@ -44,7 +44,7 @@ def make_model(run: Path) -> None:
 
     from medseg.config.load import config_from_dict
     from medseg.models import build_model
-    from medseg.training.checkpoint import rng_state, save_checkpoint
+    from medseg.training.checkpoint import save_inference_checkpoint
     from medseg.transforms.preprocess import Plan
     from medseg.volume import Volume
 
@@ -68,22 +68,7 @@ def make_model(run: Path) -> None:
             "inference": {"overlap": 0.25, "batch_size": 2},
         }
     )
-    save_checkpoint(
-        run / "checkpoints" / "best.pt",
-        {
-            "model_config": model.medseg_config,
-            "model": model.state_dict(),
-            "optimizer": {},
-            "scaler": {},
-            "epoch": 0,
-            "step": 0,
-            "best": 0.0,
-            "rng": rng_state(),
-            "plan": plan.to_json(),
-            "config": cfg.model_dump(mode="json"),
-            "slice_axis": None,
-        },
-    )
+    save_inference_checkpoint(run / "checkpoints" / "best.pt", model, plan, cfg)
 
 
 def main() -> None:

@@ -39,6 +39,8 @@ def inspect(path: str | Path, series: str | None = None) -> list[dict[str, Any]]
         try:
             plan = plan_dicom_series(s, resample_uneven=True)
         except MedsegError as exc:
+            if len(chosen) == 1:
+                raise  # a single unreadable series is an error, not a report
             reports.append({"series_id": s.id, "error": str(exc), **s.summary()})
             continue
         affine_only = Volume(np.zeros((1, 1, 1), dtype=np.uint8), plan.affine, plan.meta)
@@ -56,11 +58,6 @@ def inspect(path: str | Path, series: str | None = None) -> list[dict[str, Any]]
                 "is the resampled one"
             )
         reports.append(report)
-    if len(reports) == 1 and reports[0].get("error"):
-        # a single unreadable series is an error, not a report
-        from medseg.io.dicom import read_dicom_series
-
-        read_dicom_series(chosen[0])
     return reports
 
 

@@ -55,8 +55,6 @@ def discover(path: str | Path, exclude: Path | None = None) -> tuple[list[CaseIn
 
     ``exclude`` (e.g. an output folder inside the input folder) is never searched.
     """
-    from medseg.io.dicom.scan import scan_dicom
-
     root = Path(path)
     if not root.exists():
         raise InputNotFoundError(f"no such file or folder: {root}", hint="check the --input path")
@@ -84,7 +82,7 @@ def discover(path: str | Path, exclude: Path | None = None) -> tuple[list[CaseIn
         else:
             other.append(p)
     if other:
-        cases_dicom, skipped_dicom = _discover_dicom(root, other, excluded, cases, scan_dicom)
+        cases_dicom, skipped_dicom = _discover_dicom(root, other, excluded, cases)
         cases.extend(cases_dicom)
         skipped.extend(skipped_dicom)
     ids: dict[str, int] = defaultdict(int)
@@ -109,10 +107,12 @@ def _discover_file(root: Path) -> tuple[list[CaseInput], list[Skipped]]:
 
 
 def _discover_dicom(
-    root: Path, other: list[Path], excluded: Path | None, image_cases: list[CaseInput], scan_dicom
+    root: Path, other: list[Path], excluded: Path | None, image_cases: list[CaseInput]
 ) -> tuple[list[CaseInput], list[Skipped]]:
     """DICOM series among ``other`` files; the rest is reported."""
     import os
+
+    from medseg.io.dicom.scan import scan_dicom
 
     cases: list[CaseInput] = []
     skipped: list[Skipped] = []

@@ -67,3 +67,38 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CorruptFileError(f"{p} is not a medseg training checkpoint")
     return state
+
+
+def save_inference_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    plan: Any,
+    config: Any,
+    slice_axis: int | None = None,
+) -> None:
+    """Write a self-contained checkpoint for prediction only (no optimiser state): the model's
+    config and weights, the preprocessing plan and the pipeline config, as ``medseg predict`` reads it.
+
+    Args:
+        path: Output file (written atomically).
+        model: A model from :func:`medseg.models.build_model` (it carries ``medseg_config``).
+        plan: The :class:`~medseg.transforms.preprocess.Plan` its inputs go through.
+        config: The :class:`~medseg.config.PipelineConfig` (patch size and inference defaults).
+        slice_axis: For 2D models on 3D scans, the axis slices are taken along.
+    """
+    save_checkpoint(
+        path,
+        {
+            "model_config": model.medseg_config,
+            "model": model.state_dict(),
+            "optimizer": {},
+            "scaler": {},
+            "epoch": 0,
+            "step": 0,
+            "best": 0.0,
+            "rng": rng_state(),
+            "plan": plan.to_json(),
+            "config": config.model_dump(mode="json"),
+            "slice_axis": slice_axis,
+        },
+    )

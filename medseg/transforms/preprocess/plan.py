@@ -208,16 +208,8 @@ class Plan:
             shape_s = shape_c
         else:
             shape_s = resampled_shape(shape_c, geometry.spacing(aff_c), self.target_spacing)
-        img = resample_array(
-            arr_c.astype(
-                np.float32,
-                copy=arr_c.dtype != np.float32 or arr_c.base is not None or not arr_c.flags.writeable,
-            ),
-            shape_s,
-            order=1,
-        )
-        if not img.flags.writeable or np.shares_memory(img, image.array):
-            img = img.copy()
+        # one float32 copy (the crop is a view of the caller's array), normalised in place below
+        img = resample_array(arr_c.astype(np.float32), shape_s, order=1)
         aff_s = resampled_affine(aff_c, shape_c, shape_s)
         lab = resample_array(lab_c, shape_s, order=0) if lab_c is not None else None
         img, norm = self._normalize(img)
