@@ -64,15 +64,21 @@ def test_each_family_trains_a_few_iterations(data3d, tmp_path, model, params):
 
 def test_2d_on_png_images_and_slicewise_on_volumes(tmp_path, data3d):
     manifest = write_2d_dataset(tmp_path / "d2", n=4)
-    cfg = config_from_dict(pipeline_dict(manifest, tmp_path / "cache", "unet", 2, {"features": [8, 16]},
-                                         epochs=3, iterations_per_epoch=6))
+    cfg = config_from_dict(
+        pipeline_dict(
+            manifest, tmp_path / "cache", "unet", 2, {"features": [8, 16]}, epochs=3, iterations_per_epoch=6
+        )
+    )
     Trainer(cfg, tmp_path / "run2d", device="cpu").fit()
     assert json.loads((tmp_path / "run2d" / "plan.json").read_text())["target_spacing"] is None
     rows = _rows(tmp_path / "run2d")
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert rows[-1]["val_dice_disc"] != ""  # validated slice by slice on the held-out image
-    cfg = config_from_dict(pipeline_dict(data3d, tmp_path / "cache", "unet", 2, {"features": [8, 16]},
-                                         epochs=3, iterations_per_epoch=6))
+    cfg = config_from_dict(
+        pipeline_dict(
+            data3d, tmp_path / "cache", "unet", 2, {"features": [8, 16]}, epochs=3, iterations_per_epoch=6
+        )
+    )
     Trainer(cfg, tmp_path / "slices", device="cpu").fit()
     rows = _rows(tmp_path / "slices")
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
