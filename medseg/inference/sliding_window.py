@@ -261,27 +261,19 @@ class SlidingWindowInferer:
         self.sigma_scale = sigma_scale
         self.cval = cval
 
+    def _settings(self) -> dict:
+        return {
+            "roi_size": self.roi_size,
+            "overlap": self.overlap,
+            "batch_size": self.batch_size,
+            "mode": self.mode,
+            "sigma_scale": self.sigma_scale,
+            "cval": self.cval,
+        }
+
     def __call__(self, inputs: torch.Tensor, network: Network) -> torch.Tensor:
-        return sliding_window_inference(
-            inputs,
-            network,
-            self.roi_size,
-            self.overlap,
-            self.batch_size,
-            self.mode,
-            self.sigma_scale,
-            self.cval,
-        )
+        return sliding_window_inference(inputs, network, **self._settings())
 
     def labels(self, inputs: torch.Tensor, network: Network) -> torch.Tensor:
         """Arg-max labels with bounded memory (see :func:`sliding_window_labels`)."""
-        return sliding_window_labels(
-            inputs,
-            network,
-            self.roi_size,
-            self.overlap,
-            self.batch_size,
-            self.mode,
-            self.sigma_scale,
-            self.cval,
-        )
+        return sliding_window_labels(inputs, network, **self._settings())
