@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import REPO, dump, machine
 
 
 def make_scan(path: Path, size: tuple[int, int, int]) -> None:
@@ -75,6 +75,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", default="/tmp/medseg_memory_benchmark")
     ap.add_argument("--size", type=int, nargs=3, default=[512, 512, 800])
+    ap.add_argument("--json", help="also write the result here")
     args = ap.parse_args()
     work = Path(args.workdir)
     (work / "in").mkdir(parents=True, exist_ok=True)
@@ -108,18 +109,18 @@ def main() -> None:
     seconds = time.monotonic() - t0
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(proc.stdout[-500:], proc.stderr[-2000:], file=sys.stderr)
-    print(
-        json.dumps(
-            {
-                "shape": args.size,
-                "classes": 3,
-                "peak_rss_gb": round(peak_kb / 1024**2, 3),
-                "seconds": round(seconds, 1),
-                "exit_code": proc.returncode,
-                "input_int16_gb": round(2 * args.size[0] * args.size[1] * args.size[2] / 1024**3, 3),
-            },
-            indent=2,
-        )
+    dump(
+        {
+            "shape": args.size,
+            "classes": 3,
+            "peak_rss_gb": round(peak_kb / 1024**2, 3),
+            "seconds": round(seconds, 1),
+            "exit_code": proc.returncode,
+            "input_int16_gb": round(2 * args.size[0] * args.size[1] * args.size[2] / 1024**3, 3),
+            "machine": machine(),
+            "command": " ".join(["python", *sys.argv]),
+        },
+        args.json,
     )
 
 

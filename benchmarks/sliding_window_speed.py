@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import dump, machine
 
 
 def main() -> None:
@@ -33,6 +34,7 @@ def main() -> None:
     ap.add_argument("--roi", type=int, nargs=3, default=[64, 64, 64])
     ap.add_argument("--overlap", type=float, default=0.5)
     ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--json", help="also write the result here")
     args = ap.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -72,9 +74,11 @@ def main() -> None:
         "monai_s": round(med["monai"], 3),
         "ratio_monai_over_medseg": round(med["monai"] / med["medseg"], 3),
         "max_abs_diff": diff,
-        "torch_threads": torch.get_num_threads(),
+        "repeats": args.repeats,
+        "machine": machine(),
+        "command": " ".join(["python", *sys.argv]),
     }
-    print(json.dumps(result, indent=2))
+    dump(result, args.json)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@
 
 Trains on the 166 training cases of data_manifests/msd_hippocampus.json for the budget, then predicts
 the 42 held-out cases with the best checkpoint (through the same Predictor as `medseg predict`, on each
-scan's own grid) and reports Dice per class against the reference labels, the training and prediction
-times, and the machine.
+scan's own grid) and reports Dice per class against the reference labels (with mirror TTA and, from the
+same checkpoint, without), the training and prediction times, and the machine.
 """
 
 from __future__ import annotations
@@ -94,6 +94,10 @@ def main() -> None:
         "steps_done": int(last.get("step", 0)),
         "val_dice_last_epoch": last.get("val_dice_mean"),
         **evaluate_run(run, Path(config.data.manifest), Path(args.data_root), tta=not args.no_tta),
+        # the same checkpoint without mirroring: the test-time-augmentation lever
+        "dice_no_tta": None
+        if args.no_tta
+        else evaluate_run(run, Path(config.data.manifest), Path(args.data_root), tta=False)["dice"],
         "machine": machine(),
         "command": " ".join(["python", *sys.argv]),
     }

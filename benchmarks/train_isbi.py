@@ -68,6 +68,7 @@ def main() -> None:
             "budget_minutes": args.minutes,
             "train_minutes": round(train_minutes, 2),
             "epochs_done": int(last.get("epoch", -1)) + 1,
+            "steps_done": int(last.get("step", 0)),
             "held_out_slices": [c.id for c in manifest.split("val")],
             "pixel_error": round(float(np.mean(errors)), 4),
             "membrane_dice": round(float(np.mean(dices)), 4),

@@ -46,3 +46,43 @@ def test_every_config_field_is_documented():
     for _, model in SECTIONS:
         for key in model.model_fields:
             assert f"| `{key}` |" in text, key
+
+
+def test_benchmark_page_and_readme_table_are_current():
+    from benchmarks.render import README, load_results, readme_with_table, render
+
+    results = load_results()
+    assert (DOCS / "benchmarks.md").read_text() == render(results), (
+        "docs/benchmarks.md is stale: run python benchmarks/run_all.py --render-only"
+    )
+    assert README.read_text() == readme_with_table(README.read_text(), results), (
+        "the README's benchmark table is stale: run python benchmarks/run_all.py --render-only"
+    )
+
+
+def test_every_error_class_and_exit_code_is_in_troubleshooting():
+    import inspect
+    import re
+
+    import medseg.errors as errors
+    from medseg.inference.batch import EXIT_SOME_FAILED
+
+    text = (DOCS / "troubleshooting.md").read_text()
+    documented = {int(m) for m in re.findall(r"^\| (\d+) \|", text, re.M)}
+    codes = {
+        cls.exit_code
+        for _, cls in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(cls, errors.MedsegError)
+    }
+    assert codes | {12, 13, EXIT_SOME_FAILED} <= documented
+
+
+def test_links_in_readme_and_docs_resolve():
+    import re
+
+    root = DOCS.parent
+    for page in [root / "README.md", *sorted(DOCS.glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            assert (page.parent / target).exists(), f"{page.name} links to missing {target}"

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 #: Sub-command name -> module in medseg.cli.commands.
 COMMANDS: dict[str, str] = {
+    "demo": "demo",
     "info": "info",
     "convert": "convert",
     "manifest": "manifest",

@@ -1,4 +1,4 @@
-"""DICOM series reading: scanning, grouping, stacking with exact geometry."""
+"""DICOM series reading (scanning, grouping, stacking with exact geometry) and writing."""
 
 from medseg.io.dicom.assemble import (
     SeriesPlan,
@@ -7,6 +7,7 @@ from medseg.io.dicom.assemble import (
     read_dicom_series,
 )
 from medseg.io.dicom.scan import DicomScan, DicomSeries, scan_dicom, select_series
+from medseg.io.dicom.write import write_dicom_series
 
 __all__ = [
     "DicomScan",
@@ -17,4 +18,5 @@ __all__ = [
     "read_dicom_series",
     "scan_dicom",
     "select_series",
+    "write_dicom_series",
 ]

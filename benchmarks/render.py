@@ -1,0 +1,316 @@
+"""Render docs/benchmarks.md (and the README's benchmark table) from benchmarks/results/*.json.
+
+    python benchmarks/render.py        # same as: python benchmarks/run_all.py --render-only
+
+The page is generated: edit this file, not the Markdown. tests/test_docs.py fails when the page or
+the README table differ from what these results render to.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+DOC = REPO / "docs" / "benchmarks.md"
+README = REPO / "README.md"
+README_MARKERS = ("<!-- benchmark-table -->", "<!-- /benchmark-table -->")
+
+#: The 28-minute recipe comparison: (result key, what differs from the pipeline as shipped).
+RECIPES = [
+    ("hippocampus", "**as shipped**: batch 2, bf16 autocast on the CPU"),
+    ("hippocampus_b2_fp32", "batch 2, float32 (`training.cpu_bf16=false`)"),
+    ("hippocampus_b4_fp32", "batch 4, float32 (`batch_size=4`, `iterations_per_epoch=50`, `cpu_bf16=false`)"),
+    ("hippocampus_20min", "as shipped, **20-minute** budget"),
+]
+#: The lever study at a 10-minute budget: (result key, lever), the first row is the baseline.
+LEVERS = [
+    ("lever_base_10min", "baseline: the pipeline as shipped"),
+    ("lever_no_augmentation_10min", "augmentation off (`augmentation.enabled=false`)"),
+    ("lever_no_oversampling_10min", "no foreground oversampling (`training.foreground_oversample=0`, was 0.33)"),
+    ("lever_dynunet_ds_10min", "DynUNet [16, 32, 64, 128] with deep supervision instead of the U-Net"),
+    ("lever_cosine_10min", "cosine schedule with 1 warm-up epoch instead of poly"),
+]
+
+
+def load_results(folder: Path = RESULTS) -> dict[str, dict[str, Any]]:
+    """Every saved result, by entry key."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{float(value):.{digits}f}"
+
+
+def _where(r: dict[str, Any]) -> str:
+    m = r.get("machine", {})
+    return f"GPU: {m['gpu']}" if m.get("gpu") else "CPU"
+
+
+def _dice_pair(r: dict[str, Any] | None, key: str = "dice") -> str:
+    if not r or not r.get(key):
+        return "not measured"
+    d = r[key]
+    return f"{_f(d.get('anterior'))} / {_f(d.get('posterior'))}"
+
+
+def _met(ok: bool | None) -> str:
+    return "not measured" if ok is None else ("**met**" if ok else "not met")
+
+
+def _commands(*results: dict[str, Any] | None) -> str:
+    lines = [r["command"] for r in results if r and r.get("command")]
+    return "```bash\n" + "\n".join(lines) + "\n```\n" if lines else ""
+
+
+def summary_table(r: dict[str, dict[str, Any]]) -> str:
+    """The headline table (also copied into the README)."""
+    demo, hip, isbi = r.get("demo"), r.get("hippocampus"), r.get("isbi")
+    sw, mem = r.get("sliding_window"), r.get("predict_memory")
+    rows = [
+        "| benchmark | measured | target | status |",
+        "|---|---|---|---|",
+        "| `medseg demo` (embedded sample, 10 held-out cases), Dice anterior / posterior | "
+        + (f"{_dice_pair(demo)} in {_f(demo['total_minutes'], 1)} min" if demo else "not measured")
+        + " | ≥ 0.80 each, 5-minute training | "
+        + _met(demo and min(demo["dice"].values()) >= 0.80 and demo["budget_minutes"] <= 5)
+        + " |",
+        "| MSD Hippocampus 3D U-Net, 42 held-out cases, Dice anterior / posterior | "
+        + (f"{_dice_pair(hip)} in {_f(hip['budget_minutes'], 0)} min" if hip else "not measured")
+        + " | ≥ 0.87 / 0.85 within 30 min | "
+        + _met(
+            hip and hip["dice"]["anterior"] >= 0.87 and hip["dice"]["posterior"] >= 0.85
+            and hip["budget_minutes"] <= 30
+        )
+        + " |",
+        "| ISBI 2012 EM 2D U-Net, slices 20-23, pixel error | "
+        + (f"{_f(isbi['pixel_error'], 4)} in {_f(isbi['budget_minutes'], 0)} min" if isbi else "not measured")
+        + " | ≤ 0.08 within 20 min | "
+        + _met(isbi and isbi["pixel_error"] <= 0.08 and isbi["budget_minutes"] <= 20)
+        + " |",
+        "| sliding window vs MONAI (same net, same settings), time ratio MONAI / medseg | "
+        + (f"{_f(sw['ratio_monai_over_medseg'])}, outputs differ by {sw['max_abs_diff']:g}" if sw else "not measured")
+        + " | equal or faster, same output | "
+        + _met(sw and sw["ratio_monai_over_medseg"] >= 0.95 and sw["max_abs_diff"] <= 1e-4)
+        + " |",
+        "| `medseg predict` on a 512x512x800 CT, 3 classes, peak memory | "
+        + (f"{_f(mem['peak_rss_gb'], 2)} GB in {_f(mem['seconds'], 0)} s" if mem else "not measured")
+        + " | bounded (well under 10 GB) | "
+        + _met(mem and mem["exit_code"] == 0 and mem["peak_rss_gb"] < 10)
+        + " |",
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def _machine_line(r: dict[str, dict[str, Any]]) -> str:
+    m = next((x["machine"] for x in r.values() if "machine" in x and not x["machine"].get("gpu")), None)
+    if not m:
+        return "no CPU result recorded yet"
+    return (
+        f"**{m['cpu_cores']} CPU cores ({m.get('cpu', 'unknown CPU')}), no GPU**, Python {m['python']}, "
+        f"torch {m['torch']} ({m['torch_threads']} threads), {m['platform']}"
+    )
+
+
+def _recipe_rows(r: dict[str, dict[str, Any]]) -> str:
+    rows = [
+        "| recipe | budget | steps | Dice anterior | Dice posterior | s/case (TTA) | measured on |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for key, text in RECIPES:
+        x = r.get(key)
+        if not x:
+            rows.append(f"| {text} | | | not measured | | | |")
+            continue
+        sd = x.get("dice_std", {})
+        rows.append(
+            f"| {text} | {_f(x['budget_minutes'], 0)} min | {x['steps_done']} | "
+            f"{_f(x['dice']['anterior'])} ± {_f(sd.get('anterior'))} | "
+            f"{_f(x['dice']['posterior'])} ± {_f(sd.get('posterior'))} | {_f(x.get('seconds_per_case'), 2)} | "
+            f"{_where(x)} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _lever_rows(r: dict[str, dict[str, Any]]) -> str:
+    base = r.get(LEVERS[0][0])
+    rows = [
+        "| lever | steps | Dice anterior / posterior | change vs baseline |",
+        "|---|---:|---:|---:|",
+    ]
+    for key, text in LEVERS:
+        x = r.get(key)
+        if not x:
+            rows.append(f"| {text} | | not measured | |")
+            continue
+        delta = ""
+        if base and x is not base:
+            da = x["dice"]["anterior"] - base["dice"]["anterior"]
+            dp = x["dice"]["posterior"] - base["dice"]["posterior"]
+            delta = f"{da:+.3f} / {dp:+.3f}"
+        rows.append(f"| {text} | {x['steps_done']} | {_dice_pair(x)} | {delta} |")
+    hip = r.get("hippocampus")
+    if hip and hip.get("dice_no_tta"):
+        da = hip["dice"]["anterior"] - hip["dice_no_tta"]["anterior"]
+        dp = hip["dice"]["posterior"] - hip["dice_no_tta"]["posterior"]
+        rows.append(
+            f"| test-time mirroring (8 flips) vs none, same 28-minute checkpoint | {hip['steps_done']} | "
+            f"{_dice_pair(hip)} vs {_dice_pair(hip, 'dice_no_tta')} | {da:+.3f} / {dp:+.3f} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _isbi(r: dict[str, dict[str, Any]]) -> str:
+    x = r.get("isbi")
+    if not x:
+        return "Not measured yet.\n"
+    return (
+        f"| budget | epochs | pixel error | membrane Dice | s/slice (TTA) | measured on |\n|---:|---:|---:|---:|---:|---|\n"
+        f"| {_f(x['budget_minutes'], 0)} min | {x['epochs_done']} | **{_f(x['pixel_error'], 4)}** | "
+        f"{_f(x['membrane_dice'], 4)} | {_f(x['seconds_per_slice'], 2)} | {_where(x)} |\n"
+    )
+
+
+def _demo(r: dict[str, dict[str, Any]]) -> str:
+    x = r.get("demo")
+    if not x:
+        return "Not measured yet.\n"
+    t = x.get("timings_s", {})
+    return (
+        "| training budget | steps | Dice anterior | Dice posterior | training | whole demo | measured on |\n"
+        "|---:|---:|---:|---:|---:|---:|---|\n"
+        f"| {_f(x['budget_minutes'], 0)} min | {x['steps']} | **{_f(x['dice']['anterior'])}** | "
+        f"**{_f(x['dice']['posterior'])}** | {_f(x['train_minutes'], 1)} min | {_f(x['total_minutes'], 1)} min | "
+        f"{_where(x)} |\n\n"
+        f"Time outside training: prediction of the 10 cases {_f(t.get('predict'), 0)} s, evaluation and "
+        f"overlays {_f(t.get('evaluate'), 0)} s, DICOM SEG export {_f(t.get('export'), 0)} s, CT example "
+        f"{_f(t.get('ct'), 0)} s; the rest is preprocessing the 36 cases (a first run, empty cache) and the "
+        "report.\n"
+    )
+
+
+def _sliding(r: dict[str, dict[str, Any]]) -> str:
+    x = r.get("sliding_window")
+    if not x:
+        return "Not measured yet.\n"
+    shape = "x".join(map(str, x["shape"]))
+    return (
+        f"Same 3-class 3D U-Net ([16, 32, 64, 128]), input {shape}, window {'x'.join(map(str, x['roi']))}, "
+        f"overlap {x['overlap']}, Gaussian blending, {x['batch_size']} windows per batch, {x['device']}, "
+        f"median of {x.get('repeats', 'several')} interleaved runs with alternating order:\n\n"
+        "| medseg (s) | MONAI (s) | ratio MONAI / medseg | max abs difference | measured on |\n"
+        "|---:|---:|---:|---:|---|\n"
+        f"| {_f(x['medseg_s'], 2)} | {_f(x['monai_s'], 2)} | {_f(x['ratio_monai_over_medseg'])} | "
+        f"{x['max_abs_diff']:g} | {_where(x)} |\n\n"
+        "The outputs are identical (the test asserts ≤ 1e-4); the time is the network's forward passes, and "
+        "the ratio moves by ±5 % with run order on this machine: equal speed. What medseg adds is the "
+        "bounded-memory label path below.\n"
+    )
+
+
+def _memory(r: dict[str, dict[str, Any]]) -> str:
+    x = r.get("predict_memory")
+    if not x:
+        return "Not measured yet.\n"
+    return (
+        f"`medseg predict` on a {'x'.join(map(str, x['shape']))} int16 scan ({x['input_int16_gb']} GB of voxels) "
+        "with a 3-class 3D U-Net, window 128x128x64, overlap 0.25, CPU; peak resident memory of the "
+        "prediction process:\n\n"
+        "| peak RSS | time | exit |\n|---:|---:|---:|\n"
+        f"| **{_f(x['peak_rss_gb'], 2)} GB** | {_f(x['seconds'], 0)} s | {x['exit_code']} |\n\n"
+        "The arg-max is taken slab by slab, so no full-resolution float32 volume per class is held "
+        "(`--probabilities` does hold them).\n"
+    )
+
+
+def render(r: dict[str, dict[str, Any]]) -> str:
+    """The whole of docs/benchmarks.md."""
+    gpu = sorted({x["machine"]["gpu"] for x in r.values() if x.get("machine", {}).get("gpu")})
+    hip = r.get("hippocampus")
+    parts = [
+        "# Benchmarks\n",
+        "<!-- generated by benchmarks/render.py from benchmarks/results/*.json: edit those, not this page -->\n",
+        "Figures measured with the scripts in `benchmarks/`. `python benchmarks/run_all.py` reruns every one "
+        "of them in turn and rewrites this page (`--list` shows the entries and commands, `--only KEY` reruns "
+        "some, `--render-only` just redraws the page from `benchmarks/results/`). Timing never goes into "
+        "tests.\n",
+        f"Machine: {_machine_line(r)}. Nothing else ran during a measurement. "
+        + (f"GPU figures (marked as such): {', '.join(gpu)}." if gpu else "No GPU was available: every figure is a CPU figure.")
+        + " Data: `../shared/datasets` (`--data-root`), manifests in `data_manifests/`.\n",
+        "## Summary\n",
+        summary_table(r),
+        "## `medseg demo`\n",
+        "The README's main command: trains the 3D U-Net hippocampus pipeline on the 36 embedded training "
+        "cases, predicts and scores the 10 held-out embedded cases (on their own grids, mirror TTA), writes "
+        "the report and the DICOM SEG exports.\n",
+        _commands(r.get("demo")),
+        _demo(r),
+        "## Training: MSD Hippocampus, 3D U-Net, fixed wall-clock budget\n",
+        "Fixed 80/20 split of the 208 cases (`data_manifests/msd_hippocampus.json`: 166 training, 42 held "
+        "out). Each run trains for its budget, then the 42 held-out cases are predicted with the best "
+        "checkpoint through `Predictor` (the code path of `medseg predict`: preprocessing replayed, mask "
+        "mapped back onto each scan's own grid, mirror TTA) and compared with the reference labels. "
+        "Recipe: `pipelines/hippocampus_unet3d.yaml` (U-Net [16, 32, 64, 128], Dice + focal, SGD 0.01 "
+        "momentum 0.99 with the poly schedule stretched over the time budget, patch 40x56x40, foreground "
+        "oversampling 0.33, full augmentation).\n",
+        _commands(*(r.get(k) for k, _ in RECIPES)),
+        _recipe_rows(r),
+        "\nFor reference (issue text): nnU-Net v2 trained for 30 minutes on this machine completes one epoch "
+        "and scores about 0.52 / 0.32; nnU-Net's published level after GPU-days of training is 0.89 / 0.88.\n",
+        "### Levers\n",
+        "Each lever changes one thing in the shipped recipe; these runs use a 10-minute budget so that all of "
+        "them fit in one sitting, so compare them with the 10-minute baseline, not with the 28-minute table. "
+        "One run each: differences below about 0.005 are within run-to-run noise.\n",
+        _commands(*(r.get(k) for k, _ in LEVERS)),
+        _lever_rows(r),
+        "\nFrom the recipe table: bf16 autocast (these Xeons have AMX-BF16) makes a step about twice as fast, "
+        "and halving the batch doubles the steps again; in a fixed budget on a CPU, more and smaller steps "
+        "win."
+        + (
+            f" The shipped recipe predicts a case in {_f(hip.get('seconds_per_case'), 2)} s with TTA."
+            if hip
+            else ""
+        )
+        + "\n",
+        "## Training: ISBI 2012 EM, 2D U-Net\n",
+        "Trains `pipelines/isbi2012_unet2d.yaml` on slices 0-19, scores slices 20-23 (pixel error: the share "
+        "of pixels whose membrane/cell class is wrong; membrane Dice), predicted through `Predictor` with "
+        "mirror TTA.\n",
+        _commands(r.get("isbi")),
+        _isbi(r),
+        "## Inference: sliding window against MONAI\n",
+        _commands(r.get("sliding_window")),
+        _sliding(r),
+        "## Inference: peak memory on a CT-sized scan\n",
+        _commands(r.get("predict_memory")),
+        _memory(r),
+        "## Models: size and cost\n",
+        "See [models](models.md) for the parameter and FLOP counts of every registered model on a 2D 256x256 "
+        "and a 3D 96³ input (`python benchmarks/model_table.py`).\n",
+    ]
+    return "\n".join(p for p in parts if p)
+
+
+def readme_with_table(readme: str, r: dict[str, dict[str, Any]]) -> str:
+    """The README text with its benchmark table replaced by the current one."""
+    start, end = README_MARKERS
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(readme):
+        raise ValueError(f"README has no {start} ... {end} block")
+    return pattern.sub(lambda _: f"{start}\n{summary_table(r)}{end}", readme)
+
+
+def write_docs() -> Path:
+    """Rewrite docs/benchmarks.md and the README table from the saved results."""
+    r = load_results()
+    DOC.write_text(render(r))
+    README.write_text(readme_with_table(README.read_text(), r))
+    return DOC
+
+
+if __name__ == "__main__":
+    print(write_docs(), file=sys.stderr)

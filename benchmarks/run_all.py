@@ -1,0 +1,111 @@
+"""Rerun every benchmark and rewrite docs/benchmarks.md from the results.
+
+    python benchmarks/run_all.py                      # everything (about 4 hours on a 2-core CPU)
+    python benchmarks/run_all.py --only demo isbi     # some entries
+    python benchmarks/run_all.py --list               # the entries, with their commands
+    python benchmarks/run_all.py --render-only        # rewrite docs/benchmarks.md from saved results
+
+Each entry runs one script of this folder in its own process, one after the other (never two at
+once: the figures are wall-clock figures), and saves its JSON to benchmarks/results/<entry>.json.
+docs/benchmarks.md is then rendered from all saved results (benchmarks/render.py), so a partial
+rerun keeps the other entries' figures. A result measured on a GPU records the GPU and is marked so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import REPO
+from benchmarks.render import RESULTS, write_docs
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    script: str
+    args: tuple[str, ...] = ()
+
+    def command(self, device: str | None, data_root: str | None) -> list[str]:
+        cmd = [sys.executable, f"benchmarks/{self.script}", *self.args]
+        if device and self.script in DEVICE_SCRIPTS:
+            cmd += ["--device", device]
+        if data_root and self.script in DATA_SCRIPTS:
+            cmd += ["--data-root", data_root]
+        return [*cmd, "--json", str(RESULTS / f"{self.key}.json")]
+
+
+DEVICE_SCRIPTS = {"train_hippocampus.py", "train_isbi.py", "demo.py", "sliding_window_speed.py"}
+DATA_SCRIPTS = {"train_hippocampus.py", "train_isbi.py"}
+
+
+def _hippo(key: str, minutes: int, *sets: str) -> Entry:
+    args = ["--minutes", str(minutes), "--output", f"/tmp/medseg_bench/{key}"]
+    for s in sets:
+        args += ["--set", s]
+    return Entry(key, "train_hippocampus.py", tuple(args))
+
+
+#: Every benchmark, in the order they run.
+ENTRIES: list[Entry] = [
+    Entry("demo", "demo.py"),
+    _hippo("hippocampus", 28),
+    _hippo("hippocampus_b4_fp32", 28, "training.batch_size=4", "training.iterations_per_epoch=50",
+           "training.cpu_bf16=false"),
+    _hippo("hippocampus_b2_fp32", 28, "training.cpu_bf16=false"),
+    _hippo("hippocampus_20min", 20),
+    _hippo("lever_base_10min", 10),
+    _hippo("lever_no_augmentation_10min", 10, "augmentation.enabled=false"),
+    _hippo("lever_no_oversampling_10min", 10, "training.foreground_oversample=0"),
+    _hippo("lever_dynunet_ds_10min", 10, "model.name=dynunet",
+           "model.params={filters: [16, 32, 64, 128], deep_supervision: true}", "training.deep_supervision=true"),
+    _hippo("lever_cosine_10min", 10, "training.schedule=cosine", "training.warmup_epochs=1"),
+    Entry("isbi", "train_isbi.py", ("--minutes", "18", "--output", "/tmp/medseg_bench/isbi")),
+    Entry("sliding_window", "sliding_window_speed.py", ("--repeats", "6")),
+    Entry("predict_memory", "predict_memory.py"),
+]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="+", metavar="KEY", help="run only these entries")
+    ap.add_argument("--skip", nargs="+", default=[], metavar="KEY", help="leave these entries out")
+    ap.add_argument("--device", help="auto, cpu or cuda for the scripts that take it")
+    ap.add_argument("--data-root", help="folder of the shared datasets (default ../shared/datasets)")
+    ap.add_argument("--list", action="store_true", help="print the entries and their commands")
+    ap.add_argument("--render-only", action="store_true", help="only rewrite docs/benchmarks.md")
+    args = ap.parse_args()
+    keys = {e.key for e in ENTRIES}
+    unknown = sorted((set(args.only or []) | set(args.skip)) - keys)
+    if unknown:
+        ap.error(f"unknown entries {unknown}; choose from {sorted(keys)}")
+    chosen = [e for e in ENTRIES if (not args.only or e.key in args.only) and e.key not in args.skip]
+    if args.list:
+        for e in chosen:
+            print(f"{e.key:32s} {' '.join(e.command(args.device, args.data_root)[1:])}")
+        return 0
+    failed = []
+    if not args.render_only:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        for e in chosen:
+            cmd = e.command(args.device, args.data_root)
+            print(f"== {e.key}: {' '.join(cmd[1:])}", flush=True)
+            t0 = time.monotonic()
+            proc = subprocess.run(cmd, cwd=REPO)
+            print(f"== {e.key}: exit {proc.returncode} after {(time.monotonic() - t0) / 60:.1f} min", flush=True)
+            if proc.returncode:
+                failed.append(e.key)
+    path = write_docs()
+    print(f"wrote {path}")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

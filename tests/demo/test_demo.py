@@ -1,0 +1,113 @@
+"""medseg demo: the embedded sample, the pipeline it trains, the SEG export, the whole run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+import yaml
+
+from medseg.cli.main import main
+from medseg.data import sample_path
+from medseg.demo import PIPELINE, export_case_seg, run_demo
+from medseg.errors import MedsegError
+from medseg.io import read_volume
+
+REPO = Path(__file__).resolve().parents[2]
+LABELS = {1: "anterior", 2: "posterior"}
+
+
+def test_sample_is_a_valid_msd_dataset_under_4_mb_with_licences():
+    root = sample_path("hippocampus")
+    ds = json.loads((root / "dataset.json").read_text())
+    train = [root / e["image"] for e in ds["training"]] + [root / e["label"] for e in ds["training"]]
+    test = sorted((root / "imagesTs").glob("*.nii.gz"))
+    assert len(ds["training"]) == 36 and len(test) == 10
+    assert all(p.is_file() for p in train)
+    assert [p.name for p in test] == [p.name for p in sorted((root / "labelsTs").glob("*.nii.gz"))]
+    train_ids = {Path(e["image"]).name for e in ds["training"]}
+    assert not train_ids & {p.name for p in test}, "a held-out case is also a training case"
+    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    assert size < 4_000_000
+    assert "CC BY-SA 4.0" in (root / "LICENSE.txt").read_text()
+    ct = sample_path("totalsegmentator_ct")
+    assert "Apache" in (ct / "LICENSE.txt").read_text()
+    assert len(list((ct / "dicom").iterdir())) == 20
+
+
+def test_demo_pipeline_is_the_benchmark_recipe():
+    """Only the data, the budget and the validation schedule may differ from the benchmark."""
+    demo = yaml.safe_load(PIPELINE.read_text())
+    bench = yaml.safe_load((REPO / "pipelines" / "hippocampus_unet3d.yaml").read_text())
+    for cfg in (demo, bench):
+        cfg.pop("name"), cfg.pop("data")
+        for key in ("max_minutes", "val_every"):
+            cfg["training"].pop(key)
+    assert demo == bench
+
+
+def test_export_case_seg_matches_the_mask_slice_by_slice(tmp_path):
+    root = sample_path("hippocampus")
+    case = "hippocampus_015"
+    mask_path = root / "labelsTs" / f"{case}.nii.gz"
+    seg_path, series = export_case_seg(root / "imagesTs" / f"{case}.nii.gz", mask_path, LABELS, tmp_path)
+    mask = read_volume(mask_path).array
+    seg = hd.seg.segread(seg_path)
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["anterior", "posterior"]
+    files = sorted(series.iterdir())
+    headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    assert len(headers) == mask.shape[2]
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == headers[0].SeriesInstanceUID
+    uids = [h.SOPInstanceUID for h in headers]  # slice k of the NIfTI is instance k + 1
+    pixels = seg.get_pixels_by_source_instance(uids, combine_segments=True)
+    for k in range(mask.shape[2]):
+        np.testing.assert_array_equal(pixels[k], mask[:, :, k].T, err_msg=f"slice {k}")
+
+
+def test_demo_refuses_to_overwrite_an_earlier_demo(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    assert main(["demo", "--output", str(tmp_path)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--overwrite" in err[0]
+    assert main(["demo", "--minutes", "0", "--output", str(tmp_path / "x")]) != 0
+    assert "--minutes" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_with_a_tiny_budget(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "demo"
+    result = run_demo(
+        out,
+        minutes=0.05,
+        device="cpu",
+        overrides=["training.iterations_per_epoch=4", "inference.tta=false"],
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_test"] == 10 and summary["n_train"] == 36 and summary["steps"] >= 4
+    assert set(summary["dice"]) == {"anterior", "posterior"}
+    assert all(0.0 <= v <= 1.0 for v in summary["dice"].values())
+    # one mask per held-out case, each on its scan's own grid
+    for image in sorted((sample_path("hippocampus") / "imagesTs").glob("*.nii.gz")):
+        pred = read_volume(out / "predictions" / image.name)
+        scan = read_volume(image)
+        assert pred.array.shape == scan.array.shape and np.allclose(pred.affine, scan.affine)
+    rows = (out / "run" / "evaluation" / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 10 * 2
+    assert len(list((out / "run" / "evaluation" / "overlays").glob("*.png"))) == 10
+    html = Path(result.report).read_text()
+    assert "hippocampus_015" in html and "<img" in html
+    if result.seg is None:  # the tiny model predicted nothing anywhere
+        assert all(not read_volume(p).array.any() for p in (out / "predictions").glob("*.nii.gz"))
+    else:
+        assert hd.seg.segread(result.seg).SegmentSequence
+    ct_seg = hd.seg.segread(result.ct_seg)
+    assert len(ct_seg.SegmentSequence) == 31
+    assert Path(result.ct_overlay).stat().st_size > 10_000
+    assert "Held-out Dice (10 cases)" in result.summary()
+    with pytest.raises(MedsegError, match="--overwrite"):
+        run_demo(out, minutes=0.05)
