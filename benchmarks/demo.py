@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -26,6 +27,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=5.0, help="training budget (the demo's default: 5)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--output", default="/tmp/medseg_bench/demo")
+    ap.add_argument("--set", action="append", default=[], help="override of the demo pipeline, key=value")
     ap.add_argument("--json", help="also write the result here")
     args = ap.parse_args()
     import logging
@@ -35,10 +37,12 @@ def main() -> None:
     from medseg.demo import run_demo
 
     cache = tempfile.mkdtemp(prefix="medseg_demo_cache_")
-    os.environ["XDG_CACHE_HOME"] = cache  # a first run: preprocessing is part of the time
+    os.environ["MEDSEG_CACHE_DIR"] = cache  # a first run: preprocessing is part of the time
     try:
         t0 = time.monotonic()
-        result = run_demo(args.output, minutes=args.minutes, device=args.device, overwrite=True)
+        result = run_demo(
+            args.output, minutes=args.minutes, device=args.device, overwrite=True, overrides=args.set
+        )
         wall = time.monotonic() - t0
     finally:
         shutil.rmtree(cache, ignore_errors=True)
@@ -46,12 +50,17 @@ def main() -> None:
         {
             "benchmark": "medseg_demo",
             "budget_minutes": args.minutes,
-            **{k: v for k, v in asdict(result).items() if k in ("dice", "n_train", "n_test", "steps", "device")},
+            "overrides": args.set,
+            **{
+                k: v
+                for k, v in asdict(result).items()
+                if k in ("dice", "n_train", "n_test", "steps", "device")
+            },
             "train_minutes": result.train_minutes,
             "total_minutes": round(wall / 60, 2),
             "timings_s": result.timings,
             "machine": machine(),
-            "command": " ".join(["python", *sys.argv]),
+            "command": shlex.join(["python", *sys.argv]),
         },
         args.json,
     )

@@ -10,9 +10,9 @@ RSS is read with getrusage, so only the prediction is measured.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -118,7 +118,7 @@ def main() -> None:
             "exit_code": proc.returncode,
             "input_int16_gb": round(2 * args.size[0] * args.size[1] * args.size[2] / 1024**3, 3),
             "machine": machine(),
-            "command": " ".join(["python", *sys.argv]),
+            "command": shlex.join(["python", *sys.argv]),
         },
         args.json,
     )

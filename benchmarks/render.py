@@ -22,18 +22,27 @@ README_MARKERS = ("<!-- benchmark-table -->", "<!-- /benchmark-table -->")
 
 #: The 28-minute recipe comparison: (result key, what differs from the pipeline as shipped).
 RECIPES = [
-    ("hippocampus", "**as shipped**: batch 2, bf16 autocast on the CPU"),
-    ("hippocampus_b2_fp32", "batch 2, float32 (`training.cpu_bf16=false`)"),
-    ("hippocampus_b4_fp32", "batch 4, float32 (`batch_size=4`, `iterations_per_epoch=50`, `cpu_bf16=false`)"),
-    ("hippocampus_20min", "as shipped, **20-minute** budget"),
+    ("hippocampus", "**as shipped**: batch 2, bf16 autocast on the CPU, flips left-right only"),
+    ("hippocampus_all_flips", "flips along all three axes (nnU-Net's default)"),
+    ("hippocampus_b2_fp32", "all-axis flips, float32"),
+    ("hippocampus_b4_fp32", "all-axis flips, float32, batch 4 (`iterations_per_epoch=50`)"),
+    ("hippocampus_20min", "all-axis flips, **20-minute** budget"),
 ]
-#: The lever study at a 10-minute budget: (result key, lever), the first row is the baseline.
+#: The lever study at a short budget: (result key, lever), the first row is the baseline.
 LEVERS = [
-    ("lever_base_10min", "baseline: the pipeline as shipped"),
-    ("lever_no_augmentation_10min", "augmentation off (`augmentation.enabled=false`)"),
-    ("lever_no_oversampling_10min", "no foreground oversampling (`training.foreground_oversample=0`, was 0.33)"),
-    ("lever_dynunet_ds_10min", "DynUNet [16, 32, 64, 128] with deep supervision instead of the U-Net"),
-    ("lever_cosine_10min", "cosine schedule with 1 warm-up epoch instead of poly"),
+    ("lever_base", "baseline: the pipeline as shipped"),
+    ("lever_all_flips", "flips along all three axes instead of left-right only"),
+    (
+        "lever_no_augmentation",
+        "augmentation off (`augmentation.enabled=false`; no flips, hence no mirror TTA either)",
+    ),
+    (
+        "lever_no_oversampling",
+        "no foreground oversampling (`training.foreground_oversample=0`, was 0.33)",
+    ),
+    ("lever_dynunet", "DynUNet [16, 32, 64, 128] (nnU-Net's network) instead of the U-Net"),
+    ("lever_dynunet_ds", "the same DynUNet with deep supervision (2 auxiliary outputs)"),
+    ("lever_cosine", "cosine schedule with 1 warm-up epoch instead of poly"),
 ]
 
 
@@ -62,8 +71,13 @@ def _met(ok: bool | None) -> str:
     return "not measured" if ok is None else ("**met**" if ok else "not met")
 
 
+def _command(text: str) -> str:
+    """The command as a reader would type it: without the scratch --output and --json paths."""
+    return re.sub(r" --(output|json) \S+", "", text)
+
+
 def _commands(*results: dict[str, Any] | None) -> str:
-    lines = [r["command"] for r in results if r and r.get("command")]
+    lines = [_command(r["command"]) for r in results if r and r.get("command")]
     return "```bash\n" + "\n".join(lines) + "\n```\n" if lines else ""
 
 
@@ -83,7 +97,9 @@ def summary_table(r: dict[str, dict[str, Any]]) -> str:
         + (f"{_dice_pair(hip)} in {_f(hip['budget_minutes'], 0)} min" if hip else "not measured")
         + " | ≥ 0.87 / 0.85 within 30 min | "
         + _met(
-            hip and hip["dice"]["anterior"] >= 0.87 and hip["dice"]["posterior"] >= 0.85
+            hip
+            and hip["dice"]["anterior"] >= 0.87
+            and hip["dice"]["posterior"] >= 0.85
             and hip["budget_minutes"] <= 30
         )
         + " |",
@@ -93,7 +109,11 @@ def summary_table(r: dict[str, dict[str, Any]]) -> str:
         + _met(isbi and isbi["pixel_error"] <= 0.08 and isbi["budget_minutes"] <= 20)
         + " |",
         "| sliding window vs MONAI (same net, same settings), time ratio MONAI / medseg | "
-        + (f"{_f(sw['ratio_monai_over_medseg'])}, outputs differ by {sw['max_abs_diff']:g}" if sw else "not measured")
+        + (
+            f"{_f(sw['ratio_monai_over_medseg'])}, outputs differ by {sw['max_abs_diff']:g}"
+            if sw
+            else "not measured"
+        )
         + " | equal or faster, same output | "
         + _met(sw and sw["ratio_monai_over_medseg"] >= 0.95 and sw["max_abs_diff"] <= 1e-4)
         + " |",
@@ -130,8 +150,8 @@ def _recipe_rows(r: dict[str, dict[str, Any]]) -> str:
         rows.append(
             f"| {text} | {_f(x['budget_minutes'], 0)} min | {x['steps_done']} | "
             f"{_f(x['dice']['anterior'])} ± {_f(sd.get('anterior'))} | "
-            f"{_f(x['dice']['posterior'])} ± {_f(sd.get('posterior'))} | {_f(x.get('seconds_per_case'), 2)} | "
-            f"{_where(x)} |"
+            f"{_f(x['dice']['posterior'])} ± {_f(sd.get('posterior'))} | "
+            f"{_f(x.get('seconds_per_case'), 2)} | {_where(x)} |"
         )
     return "\n".join(rows) + "\n"
 
@@ -153,15 +173,28 @@ def _lever_rows(r: dict[str, dict[str, Any]]) -> str:
             dp = x["dice"]["posterior"] - base["dice"]["posterior"]
             delta = f"{da:+.3f} / {dp:+.3f}"
         rows.append(f"| {text} | {x['steps_done']} | {_dice_pair(x)} | {delta} |")
-    hip = r.get("hippocampus")
-    if hip and hip.get("dice_no_tta"):
-        da = hip["dice"]["anterior"] - hip["dice_no_tta"]["anterior"]
-        dp = hip["dice"]["posterior"] - hip["dice_no_tta"]["posterior"]
-        rows.append(
-            f"| test-time mirroring (8 flips) vs none, same 28-minute checkpoint | {hip['steps_done']} | "
-            f"{_dice_pair(hip)} vs {_dice_pair(hip, 'dice_no_tta')} | {da:+.3f} / {dp:+.3f} |"
-        )
+    for key in ("hippocampus", LEVERS[0][0]):  # the TTA lever: one checkpoint, with and without
+        x = r.get(key)
+        if x and x.get("dice_no_tta"):
+            da = x["dice"]["anterior"] - x["dice_no_tta"]["anterior"]
+            dp = x["dice"]["posterior"] - x["dice_no_tta"]["posterior"]
+            rows.append(
+                "| test-time mirroring (8 flips) vs none, same "
+                f"{_f(x['budget_minutes'], 0)}-minute checkpoint | {x['steps_done']} | "
+                f"{_dice_pair(x)} vs {_dice_pair(x, 'dice_no_tta')} | {da:+.3f} / {dp:+.3f} |"
+            )
+            break
     return "\n".join(rows) + "\n"
+
+
+def _lever_intro(r: dict[str, dict[str, Any]]) -> str:
+    base = r.get(LEVERS[0][0])
+    minutes = f"{_f(base['budget_minutes'], 0)}-minute" if base else "short"
+    return (
+        f"Each lever changes one thing in the shipped recipe. These runs use a {minutes} budget so that "
+        f"the whole study fits in about an hour: compare them with the {minutes} baseline, not with the "
+        "28-minute table. One run each: differences below about 0.01 are within run-to-run noise.\n"
+    )
 
 
 def _isbi(r: dict[str, dict[str, Any]]) -> str:
@@ -169,7 +202,8 @@ def _isbi(r: dict[str, dict[str, Any]]) -> str:
     if not x:
         return "Not measured yet.\n"
     return (
-        f"| budget | epochs | pixel error | membrane Dice | s/slice (TTA) | measured on |\n|---:|---:|---:|---:|---:|---|\n"
+        "| budget | epochs | pixel error | membrane Dice | s/slice (TTA) | measured on |\n"
+        "|---:|---:|---:|---:|---:|---|\n"
         f"| {_f(x['budget_minutes'], 0)} min | {x['epochs_done']} | **{_f(x['pixel_error'], 4)}** | "
         f"{_f(x['membrane_dice'], 4)} | {_f(x['seconds_per_slice'], 2)} | {_where(x)} |\n"
     )
@@ -180,16 +214,28 @@ def _demo(r: dict[str, dict[str, Any]]) -> str:
     if not x:
         return "Not measured yet.\n"
     t = x.get("timings_s", {})
+    rows = [
+        "| demo pipeline | training budget | steps | Dice anterior | Dice posterior | training | whole demo "
+        "| measured on |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for key, text in (
+        ("demo", "**as shipped** (flips left-right only)"),
+        ("demo_all_flips", "all-axis flips"),
+    ):
+        d = r.get(key)
+        if d:
+            rows.append(
+                f"| {text} | {_f(d['budget_minutes'], 0)} min | {d['steps']} | {_f(d['dice']['anterior'])} | "
+                f"{_f(d['dice']['posterior'])} | {_f(d['train_minutes'], 1)} min | "
+                f"{_f(d['total_minutes'], 1)} min | {_where(d)} |"
+            )
     return (
-        "| training budget | steps | Dice anterior | Dice posterior | training | whole demo | measured on |\n"
-        "|---:|---:|---:|---:|---:|---:|---|\n"
-        f"| {_f(x['budget_minutes'], 0)} min | {x['steps']} | **{_f(x['dice']['anterior'])}** | "
-        f"**{_f(x['dice']['posterior'])}** | {_f(x['train_minutes'], 1)} min | {_f(x['total_minutes'], 1)} min | "
-        f"{_where(x)} |\n\n"
+        "\n".join(rows) + "\n\n"
+        "Training time includes preprocessing the 36 cases (a first run, empty cache). "
         f"Time outside training: prediction of the 10 cases {_f(t.get('predict'), 0)} s, evaluation and "
         f"overlays {_f(t.get('evaluate'), 0)} s, DICOM SEG export {_f(t.get('export'), 0)} s, CT example "
-        f"{_f(t.get('ct'), 0)} s; the rest is preprocessing the 36 cases (a first run, empty cache) and the "
-        "report.\n"
+        f"{_f(t.get('ct'), 0)} s.\n"
     )
 
 
@@ -217,9 +263,9 @@ def _memory(r: dict[str, dict[str, Any]]) -> str:
     if not x:
         return "Not measured yet.\n"
     return (
-        f"`medseg predict` on a {'x'.join(map(str, x['shape']))} int16 scan ({x['input_int16_gb']} GB of voxels) "
-        "with a 3-class 3D U-Net, window 128x128x64, overlap 0.25, CPU; peak resident memory of the "
-        "prediction process:\n\n"
+        f"`medseg predict` on a {'x'.join(map(str, x['shape']))} int16 scan "
+        f"({x['input_int16_gb']} GB of voxels) with a 3-class 3D U-Net, window 128x128x64, overlap 0.25, "
+        "CPU; peak resident memory of the prediction process:\n\n"
         "| peak RSS | time | exit |\n|---:|---:|---:|\n"
         f"| **{_f(x['peak_rss_gb'], 2)} GB** | {_f(x['seconds'], 0)} s | {x['exit_code']} |\n\n"
         "The arg-max is taken slab by slab, so no full-resolution float32 volume per class is held "
@@ -233,13 +279,18 @@ def render(r: dict[str, dict[str, Any]]) -> str:
     hip = r.get("hippocampus")
     parts = [
         "# Benchmarks\n",
-        "<!-- generated by benchmarks/render.py from benchmarks/results/*.json: edit those, not this page -->\n",
-        "Figures measured with the scripts in `benchmarks/`. `python benchmarks/run_all.py` reruns every one "
-        "of them in turn and rewrites this page (`--list` shows the entries and commands, `--only KEY` reruns "
-        "some, `--render-only` just redraws the page from `benchmarks/results/`). Timing never goes into "
-        "tests.\n",
+        "<!-- generated by benchmarks/render.py from benchmarks/results/*.json: "
+        "edit those, not this page -->\n",
+        "Figures measured with the scripts in `benchmarks/`. `python benchmarks/run_all.py` reruns every "
+        "one of them in turn and rewrites this page (`--list` shows the entries and commands, `--only KEY` "
+        "reruns some, `--render-only` just redraws the page from `benchmarks/results/`). Timing never goes "
+        "into tests.\n",
         f"Machine: {_machine_line(r)}. Nothing else ran during a measurement. "
-        + (f"GPU figures (marked as such): {', '.join(gpu)}." if gpu else "No GPU was available: every figure is a CPU figure.")
+        + (
+            f"GPU figures (marked as such): {', '.join(gpu)}."
+            if gpu
+            else "No GPU was available: every figure is a CPU figure."
+        )
         + " Data: `../shared/datasets` (`--data-root`), manifests in `data_manifests/`.\n",
         "## Summary\n",
         summary_table(r),
@@ -247,7 +298,7 @@ def render(r: dict[str, dict[str, Any]]) -> str:
         "The README's main command: trains the 3D U-Net hippocampus pipeline on the 36 embedded training "
         "cases, predicts and scores the 10 held-out embedded cases (on their own grids, mirror TTA), writes "
         "the report and the DICOM SEG exports.\n",
-        _commands(r.get("demo")),
+        _commands(r.get("demo"), r.get("demo_all_flips")),
         _demo(r),
         "## Training: MSD Hippocampus, 3D U-Net, fixed wall-clock budget\n",
         "Fixed 80/20 split of the 208 cases (`data_manifests/msd_hippocampus.json`: 166 training, 42 held "
@@ -259,17 +310,16 @@ def render(r: dict[str, dict[str, Any]]) -> str:
         "oversampling 0.33, full augmentation).\n",
         _commands(*(r.get(k) for k, _ in RECIPES)),
         _recipe_rows(r),
-        "\nFor reference (issue text): nnU-Net v2 trained for 30 minutes on this machine completes one epoch "
-        "and scores about 0.52 / 0.32; nnU-Net's published level after GPU-days of training is 0.89 / 0.88.\n",
+        "\nFor reference (issue text): nnU-Net v2 trained for 30 minutes on this machine completes one "
+        "epoch and scores about 0.52 / 0.32; nnU-Net's published level after GPU-days of training is "
+        "0.89 / 0.88.\n",
         "### Levers\n",
-        "Each lever changes one thing in the shipped recipe; these runs use a 10-minute budget so that all of "
-        "them fit in one sitting, so compare them with the 10-minute baseline, not with the 28-minute table. "
-        "One run each: differences below about 0.005 are within run-to-run noise.\n",
+        _lever_intro(r),
         _commands(*(r.get(k) for k, _ in LEVERS)),
         _lever_rows(r),
-        "\nFrom the recipe table: bf16 autocast (these Xeons have AMX-BF16) makes a step about twice as fast, "
-        "and halving the batch doubles the steps again; in a fixed budget on a CPU, more and smaller steps "
-        "win."
+        "\nFrom the recipe table: bf16 autocast (these Xeons have AMX-BF16) makes a step about twice as "
+        "fast, and halving the batch doubles the steps again; in a fixed budget on a CPU, more and smaller "
+        "steps win."
         + (
             f" The shipped recipe predicts a case in {_f(hip.get('seconds_per_case'), 2)} s with TTA."
             if hip

@@ -51,20 +51,40 @@ def _hippo(key: str, minutes: int, *sets: str) -> Entry:
     return Entry(key, "train_hippocampus.py", tuple(args))
 
 
+#: Budget of each lever-study run (short, so that the whole study fits in about an hour).
+LEVER_MINUTES = 5
+#: Flips along all three axes (nnU-Net's default) instead of the shipped left-right only.
+ALL_FLIPS = "augmentation.flip_axes=null"
+
 #: Every benchmark, in the order they run.
 ENTRIES: list[Entry] = [
     Entry("demo", "demo.py"),
+    Entry("demo_all_flips", "demo.py", ("--set", ALL_FLIPS)),
     _hippo("hippocampus", 28),
-    _hippo("hippocampus_b4_fp32", 28, "training.batch_size=4", "training.iterations_per_epoch=50",
-           "training.cpu_bf16=false"),
-    _hippo("hippocampus_b2_fp32", 28, "training.cpu_bf16=false"),
-    _hippo("hippocampus_20min", 20),
-    _hippo("lever_base_10min", 10),
-    _hippo("lever_no_augmentation_10min", 10, "augmentation.enabled=false"),
-    _hippo("lever_no_oversampling_10min", 10, "training.foreground_oversample=0"),
-    _hippo("lever_dynunet_ds_10min", 10, "model.name=dynunet",
-           "model.params={filters: [16, 32, 64, 128], deep_supervision: true}", "training.deep_supervision=true"),
-    _hippo("lever_cosine_10min", 10, "training.schedule=cosine", "training.warmup_epochs=1"),
+    _hippo("hippocampus_all_flips", 28, ALL_FLIPS),
+    _hippo("hippocampus_b2_fp32", 28, ALL_FLIPS, "training.cpu_bf16=false"),
+    _hippo(
+        "hippocampus_b4_fp32",
+        28,
+        ALL_FLIPS,
+        "training.batch_size=4",
+        "training.iterations_per_epoch=50",
+        "training.cpu_bf16=false",
+    ),
+    _hippo("hippocampus_20min", 20, ALL_FLIPS),
+    _hippo("lever_base", LEVER_MINUTES),
+    _hippo("lever_all_flips", LEVER_MINUTES, ALL_FLIPS),
+    _hippo("lever_no_augmentation", LEVER_MINUTES, "augmentation.enabled=false"),
+    _hippo("lever_no_oversampling", LEVER_MINUTES, "training.foreground_oversample=0"),
+    _hippo("lever_dynunet", LEVER_MINUTES, "model.name=dynunet", "model.params={filters: [16, 32, 64, 128]}"),
+    _hippo(
+        "lever_dynunet_ds",
+        LEVER_MINUTES,
+        "model.name=dynunet",
+        "model.params={filters: [16, 32, 64, 128], deep_supervision: true}",
+        "training.deep_supervision=true",
+    ),
+    _hippo("lever_cosine", LEVER_MINUTES, "training.schedule=cosine", "training.warmup_epochs=1"),
     Entry("isbi", "train_isbi.py", ("--minutes", "18", "--output", "/tmp/medseg_bench/isbi")),
     Entry("sliding_window", "sliding_window_speed.py", ("--repeats", "6")),
     Entry("predict_memory", "predict_memory.py"),
@@ -97,7 +117,9 @@ def main() -> int:
             print(f"== {e.key}: {' '.join(cmd[1:])}", flush=True)
             t0 = time.monotonic()
             proc = subprocess.run(cmd, cwd=REPO)
-            print(f"== {e.key}: exit {proc.returncode} after {(time.monotonic() - t0) / 60:.1f} min", flush=True)
+            print(
+                f"== {e.key}: exit {proc.returncode} after {(time.monotonic() - t0) / 60:.1f} min", flush=True
+            )
             if proc.returncode:
                 failed.append(e.key)
     path = write_docs()

@@ -9,7 +9,7 @@ largest difference between their outputs.
 from __future__ import annotations
 
 import argparse
-import json
+import shlex
 import statistics
 import sys
 import time
@@ -76,7 +76,7 @@ def main() -> None:
         "max_abs_diff": diff,
         "repeats": args.repeats,
         "machine": machine(),
-        "command": " ".join(["python", *sys.argv]),
+        "command": shlex.join(["python", *sys.argv]),
     }
     dump(result, args.json)
 

@@ -12,6 +12,7 @@ same checkpoint, without), the training and prediction times, and the machine.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -99,7 +100,7 @@ def main() -> None:
         if args.no_tta
         else evaluate_run(run, Path(config.data.manifest), Path(args.data_root), tta=False)["dice"],
         "machine": machine(),
-        "command": " ".join(["python", *sys.argv]),
+        "command": shlex.join(["python", *sys.argv]),
     }
     dump(result, args.json)
 

@@ -9,6 +9,7 @@ four held-out slices, predicted through the same Predictor as `medseg predict`.
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import sys
 import time
@@ -75,7 +76,7 @@ def main() -> None:
             "seconds_per_slice": round(float(np.mean(seconds)), 3),
             "tta": not args.no_tta,
             "machine": machine(),
-            "command": " ".join(["python", *sys.argv]),
+            "command": shlex.join(["python", *sys.argv]),
         },
         args.json,
     )

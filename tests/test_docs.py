@@ -86,3 +86,19 @@ def test_links_in_readme_and_docs_resolve():
             if target.startswith(("http://", "https://", "mailto:")):
                 continue
             assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
+
+
+def test_run_all_reruns_every_figure_on_the_page():
+    from benchmarks.render import LEVERS, RECIPES, RESULTS
+    from benchmarks.run_all import ENTRIES
+
+    keys = {e.key for e in ENTRIES}
+    rendered = {k for k, _ in RECIPES + LEVERS} | {
+        "demo",
+        "demo_all_flips",
+        "isbi",
+        "sliding_window",
+        "predict_memory",
+    }
+    assert rendered <= keys
+    assert {p.stem for p in RESULTS.glob("*.json")} <= keys

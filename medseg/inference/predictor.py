@@ -47,6 +47,15 @@ class MirrorTTA(torch.nn.Module):
         return out / n
 
 
+def trained_flip_axes(config: dict[str, Any], n_axes: int) -> list[int]:
+    """The patch axes a run flipped in training augmentation (none when flips were off)."""
+    aug = config.get("augmentation") or {}
+    if not aug.get("enabled", True) or float(aug.get("flip_p", 0.5)) <= 0:
+        return []
+    axes = aug.get("flip_axes")
+    return list(range(n_axes)) if axes is None else sorted({int(a) for a in axes if 0 <= int(a) < n_axes})
+
+
 @dataclass
 class Prediction:
     """A predicted label map on the source grid, with optional probabilities and a record."""
@@ -80,6 +89,9 @@ class Predictor:
         device: Where the network runs.
         slice_axis: For 2D models on 3D scans, the axis slices are taken along.
         overlap, batch_size, tta, amp: Sliding-window settings.
+        tta_axes: The patch axes mirror TTA flips (default: all). A model should only be
+            mirrored along axes it saw flipped in training; :meth:`from_run` takes them from
+            the recorded augmentation.
     """
 
     def __init__(
@@ -94,6 +106,7 @@ class Predictor:
         tta: bool = False,
         amp: bool = False,
         model_name: str | None = None,
+        tta_axes: Sequence[int] | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -102,7 +115,8 @@ class Predictor:
         self.slice_axis = slice_axis
         self.overlap = overlap
         self.batch_size = batch_size
-        self.tta = tta
+        self.tta_axes = list(range(len(self.patch_size)) if tta_axes is None else tta_axes)
+        self.tta = bool(tta and self.tta_axes)
         self.amp = amp
         self.model_name = model_name or getattr(model, "medseg_config", {}).get("name", "model")
 
@@ -137,6 +151,11 @@ class Predictor:
             "tta": cfg["inference"]["tta"],
         }
         settings.update({k: v for k, v in overrides.items() if v is not None})
+        settings["tta_axes"] = trained_flip_axes(cfg, len(cfg["training"]["patch_size"]))
+        if settings["tta"] and not settings["tta_axes"]:
+            log.warning(
+                "mirror TTA is off: the model was trained without flips, and mirrored inputs would mislead it"
+            )
         log.info("loaded %s (epoch %d) from %s", mc["name"], int(state["epoch"]) + 1, ckpt)
         return cls(
             model,
@@ -152,7 +171,7 @@ class Predictor:
     def _network(self) -> torch.nn.Module:
         net: torch.nn.Module = self.model
         if self.tta:
-            net = MirrorTTA(net, range(len(self.patch_size)))
+            net = MirrorTTA(net, self.tta_axes)
         return net
 
     @torch.no_grad()
@@ -230,6 +249,7 @@ class Predictor:
             "model": self.model_name,
             "labels": {str(k): v for k, v in self.plan.labels.items()},
             "tta": self.tta,
+            "tta_axes": self.tta_axes if self.tta else [],
             "overlap": self.overlap,
             "postprocess": options.to_dict(),
             "seconds": round(time.monotonic() - t0, 3),

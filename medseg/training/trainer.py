@@ -328,10 +328,17 @@ class Trainer:
             losses = []
             e0 = time.monotonic()
             batches = track(loader, f"epoch {epoch + 1}/{epochs}") if self.dist.is_main else loader
-            for image, label in batches:
+            stop = False
+            for i, (image, label) in enumerate(batches):
                 progress = step / max(total_steps, 1)
                 if budget:
-                    progress = max(progress, (time.monotonic() - t0 + self.elapsed_before) / budget)
+                    spent = (time.monotonic() - t0 + self.elapsed_before) / budget
+                    # the budget ends the run mid-epoch too (checked every 10 steps under torchrun)
+                    if losses and (not self.dist.enabled or i % 10 == 0):
+                        stop = broadcast_flag(self.dist, spent >= 1.0, self.device)
+                        if stop:
+                            break
+                    progress = max(progress, spent)
                 lr = t.lr * lr_factor(
                     t.schedule.value, int(progress * total_steps), total_steps, t.warmup_epochs * len(loader)
                 )
@@ -339,8 +346,11 @@ class Trainer:
                     g["lr"] = lr
                 losses.append(self._step(image, label))
                 step += 1
-            stop = budget is not None and broadcast_flag(
-                self.dist, time.monotonic() - t0 + self.elapsed_before >= budget, self.device
+            stop = stop or (
+                budget is not None
+                and broadcast_flag(
+                    self.dist, time.monotonic() - t0 + self.elapsed_before >= budget, self.device
+                )
             )
             train_loss = float(np.mean(losses)) if losses else float("nan")
             if self.dist.enabled:

@@ -79,7 +79,7 @@ def test_demo_refuses_to_overwrite_an_earlier_demo(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_end_to_end_with_a_tiny_budget(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("MEDSEG_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "demo"
     result = run_demo(
         out,

@@ -104,6 +104,20 @@ def test_predictor_from_run_folder(tmp_path, rng):
     assert pred.info["labels"] == {"0": "background", "1": "object"}
 
 
+@pytest.mark.parametrize(
+    ("augmentation", "axes"),
+    [({}, [0, 1, 2]), ({"flip_axes": [0, 2]}, [0, 2]), ({"flip_p": 0.0}, []), ({"enabled": False}, [])],
+)
+def test_mirror_tta_flips_only_the_axes_flipped_in_training(tmp_path, augmentation, axes):
+    """Mirroring a model along an axis it never saw flipped feeds it inputs it cannot read."""
+    predictor = Predictor.from_run(
+        make_run(tmp_path / "run", augmentation=augmentation, tta=True), device="cpu"
+    )
+    assert predictor.tta_axes == axes and predictor.tta == bool(axes)
+    net = predictor._network()
+    assert (net.axes if predictor.tta else None) == (axes or None)
+
+
 @pytest.mark.shared
 def test_totalsegmentator_dicom_predicts_onto_the_reference_grid(shared_datasets, tmp_path):
     ts = shared_path(shared_datasets, "totalsegmentator_examples")

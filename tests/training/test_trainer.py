@@ -263,3 +263,18 @@ def test_label_values_with_gaps(tmp_path):
     Trainer(cfg, tmp_path / "run", device="cpu").fit()
     row = _rows(tmp_path / "run")[0]
     assert "val_dice_a" in row and "val_dice_c" in row and row["val_dice_c"] != ""
+
+
+def test_time_budget_ends_the_run_mid_epoch(data3d, tmp_path):
+    """A spent budget stops within the epoch (not at its end), validates and saves the checkpoints."""
+    d = pipeline_dict(
+        data3d, tmp_path / "cache", "unet", 3, {"features": [8, 16]}, epochs=4, iterations_per_epoch=2000
+    )
+    d["training"]["max_minutes"] = 0.02  # 1.2 s: a few of the 2000 steps of the first epoch
+    run = tmp_path / "run"
+    last = Trainer(config_from_dict(d), run, device="cpu").fit()
+    rows = _rows(run)
+    assert len(rows) == 1 and 1 <= int(rows[0]["step"]) < 2000
+    assert int(last["step"]) == int(rows[0]["step"])
+    assert rows[0]["val_dice_mean"] != ""
+    assert (run / "checkpoints" / "best.pt").is_file()
