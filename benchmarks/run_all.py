@@ -60,6 +60,7 @@ ALL_FLIPS = "augmentation.flip_axes=null"
 ENTRIES: list[Entry] = [
     Entry("demo", "demo.py"),
     Entry("demo_all_flips", "demo.py", ("--set", ALL_FLIPS)),
+    Entry("demo_fp32", "demo.py", ("--set", "training.cpu_bf16=false")),
     _hippo("hippocampus", 28),
     _hippo("hippocampus_all_flips", 28, ALL_FLIPS),
     _hippo("hippocampus_b2_fp32", 28, ALL_FLIPS, "training.cpu_bf16=false"),

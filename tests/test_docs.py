@@ -96,6 +96,7 @@ def test_run_all_reruns_every_figure_on_the_page():
     rendered = {k for k, _ in RECIPES + LEVERS} | {
         "demo",
         "demo_all_flips",
+        "demo_fp32",
         "isbi",
         "sliding_window",
         "predict_memory",
