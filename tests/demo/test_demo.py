@@ -121,7 +121,8 @@ def test_quickstart_ct_commands_run(tmp_path, capsys, monkeypatch):
     assert [c[:2] for c in commands] == [["medseg", "info"], ["medseg", "convert"], ["medseg", "export"]]
     monkeypatch.chdir(REPO)
     for args in commands:
-        args = [str(tmp_path / a) if "/" not in a and a.endswith((".nii.gz", ".dcm")) else a for a in args[1:]]
+        written = [str(tmp_path / a) if "/" not in a and a.endswith((".nii.gz", ".dcm")) else a for a in args]
+        args = written[1:]  # output files go to tmp_path
         assert main(args) == 0, args
     assert "512" in capsys.readouterr().out
     ct = read_volume(tmp_path / "ct.nii.gz")
