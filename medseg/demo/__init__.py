@@ -31,6 +31,7 @@ from medseg.errors import ConfigError, MedsegError
 
 if TYPE_CHECKING:
     from medseg.config.schema import PipelineConfig
+    from medseg.volume import Volume
 
 log = logging.getLogger(__name__)
 
@@ -260,17 +261,11 @@ def export_case_seg(
     return seg, series_dir
 
 
-def _on_grid(volume: object, grid: object) -> np.ndarray:
+def _on_grid(volume: Volume, grid: Volume) -> np.ndarray:
     """``volume``'s array on ``grid``'s voxel order (the two differ by axis flips/permutations)."""
-    from medseg import geometry
-    from medseg.errors import GeometryMismatchError
+    from medseg.export.reference import place_on_grid
 
-    array, affine = geometry.reorient_array(
-        volume.array, volume.affine, geometry.orientation_code(grid.affine)
-    )
-    if array.shape != grid.array.shape or not np.allclose(affine, grid.affine, atol=1e-3):
-        raise GeometryMismatchError("two volumes of the demo are not on one grid")
-    return array
+    return place_on_grid(volume, grid.affine, grid.array.shape, "demo volume", "its scan's grid")
 
 
 def ct_example(out: Path) -> tuple[Path, Path]:
