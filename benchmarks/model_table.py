@@ -1,8 +1,9 @@
 """Parameter and FLOP counts of every registered model with its default parameters.
 
-Prints the Markdown table in docs/models.md: ``python benchmarks/model_table.py``
-(options: ``--in-channels``, ``--out-channels``; ``--params`` prints the parameter
-tables of docs/models.md instead; ``--timing`` times a CPU training step of each
+Prints the Markdown size table of docs/models.md: ``python benchmarks/model_table.py``
+(options: ``--in-channels``, ``--out-channels``; ``--params`` prints its generated
+parameter tables instead (:func:`medseg.models.docs.render_markdown`); ``--update-docs``
+rewrites both generated blocks of docs/models.md; ``--timing`` times a CPU training step of each
 3D model with default parameters on a batch of two 64^3 patches). Counts are for one input of
 2D 256x256 and 3D 96x96x96. FLOPs are measured with
 ``torch.utils.flop_counter.FlopCounterMode`` on PyTorch's ``meta`` device (no
@@ -14,7 +15,6 @@ operations (normalisation, activations, interpolation, softmax).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -26,7 +26,9 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medseg.models import build_model, count_parameters, list_models
+from medseg.models.docs import render_markdown, replace_generated
 
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 SHAPES = {2: (256, 256), 3: (96, 96, 96)}
 
 
@@ -41,15 +43,34 @@ def measure(name: str, spatial_dims: int, in_channels: int, out_channels: int) -
     return count_parameters(model), counter.get_total_flops()
 
 
-def print_param_tables() -> None:
-    """One Markdown table of parameters (name, default, description) per model."""
+def size_table(in_channels: int = 1, out_channels: int = 2) -> str:
+    """The Markdown size table: parameters and FLOPs of every model, 2D and 3D, default parameters."""
+    lines = [
+        "| model | params 2D | GFLOPs 2D 256x256 | params 3D | GFLOPs 3D 96x96x96 |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for spec in list_models():
-        print(f"#### `{spec.name}`\n\n| parameter | default | type | description |\n|---|---|---|---|")
-        for p in spec.params:
-            default = json.dumps(p.default)
-            kind = p.type.replace("|", "\\|")
-            print(f"| `{p.name}` | `{default}` | {kind} | {p.description} |")
-        print()
+        p2, f2 = measure(spec.name, 2, in_channels, out_channels)
+        p3, f3 = measure(spec.name, 3, in_channels, out_channels)
+        lines.append(
+            f"| {spec.name} | {p2 / 1e6:.2f} M | {f2 / 1e9:.2f} | {p3 / 1e6:.2f} M | {f3 / 1e9:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def generated_docs(text: str) -> str:
+    """``text`` (docs/models.md) with its generated blocks (sizes, parameters) rewritten."""
+    text = replace_generated(text, "sizes", size_table())
+    return replace_generated(text, "parameters", render_markdown())
+
+
+def update_docs(path: Path = DOCS) -> bool:
+    """Rewrite the generated blocks of ``path``; whether anything changed."""
+    text = path.read_text(encoding="utf-8")
+    new = generated_docs(text)
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
 
 
 def print_timings(threads: int, steps: int = 3) -> None:
@@ -78,23 +99,24 @@ def main() -> None:
     parser.add_argument("--in-channels", type=int, default=1)
     parser.add_argument("--out-channels", type=int, default=2)
     parser.add_argument("--params", action="store_true", help="print each model's parameter table")
+    parser.add_argument(
+        "--update-docs",
+        action="store_true",
+        help=f"rewrite the generated tables (sizes, parameters) in {DOCS.name}",
+    )
     parser.add_argument("--timing", action="store_true", help="time a 3D CPU training step per model")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for --timing (default 2)")
     args = parser.parse_args()
     if args.params:
-        print_param_tables()
+        print(render_markdown(), end="")
+        return
+    if args.update_docs:
+        print(f"{DOCS} {'updated' if update_docs() else 'already up to date'}")
         return
     if args.timing:
         print_timings(args.threads)
         return
-    print(
-        "| model | params 2D | GFLOPs 2D 256x256 | params 3D | GFLOPs 3D 96x96x96 |\n"
-        "|---|---:|---:|---:|---:|"
-    )
-    for spec in list_models():
-        p2, f2 = measure(spec.name, 2, args.in_channels, args.out_channels)
-        p3, f3 = measure(spec.name, 3, args.in_channels, args.out_channels)
-        print(f"| {spec.name} | {p2 / 1e6:.2f} M | {f2 / 1e9:.2f} | {p3 / 1e6:.2f} M | {f3 / 1e9:.1f} |")
+    print(size_table(args.in_channels, args.out_channels), end="")
     print(
         f"\n(in_channels={args.in_channels}, out_channels={args.out_channels}, default parameters, batch 1, "
         f"torch {torch.__version__})"

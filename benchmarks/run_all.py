@@ -77,12 +77,14 @@ ENTRIES: list[Entry] = [
     _hippo("lever_all_flips", LEVER_MINUTES, ALL_FLIPS),
     _hippo("lever_no_augmentation", LEVER_MINUTES, "augmentation.enabled=false"),
     _hippo("lever_no_oversampling", LEVER_MINUTES, "training.foreground_oversample=0"),
-    _hippo("lever_dynunet", LEVER_MINUTES, "model.name=dynunet", "model.params={filters: [16, 32, 64, 128]}"),
+    _hippo(
+        "lever_dynunet", LEVER_MINUTES, "model.name=dynunet", "model.params={features: [16, 32, 64, 128]}"
+    ),
     _hippo(
         "lever_dynunet_ds",
         LEVER_MINUTES,
         "model.name=dynunet",
-        "model.params={filters: [16, 32, 64, 128], deep_supervision: true}",
+        "model.params={features: [16, 32, 64, 128], deep_supervision: true}",
         "training.deep_supervision=true",
     ),
     _hippo("lever_cosine", LEVER_MINUTES, "training.schedule=cosine", "training.warmup_epochs=1"),

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from medseg.errors import MedsegError, UnsupportedFormatError
+from medseg.errors import MedsegError
 from medseg.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -25,10 +25,10 @@ def inspect(path: str | Path, series: str | None = None) -> list[dict[str, Any]]
     DICOM series are described from their headers alone (no pixel data is decoded).
     A series that cannot be read gets a report with an ``error`` entry instead.
     """
-    from medseg.io import ImageFormat, detect_format, read_volume
+    from medseg.io import DICOM, detect_format, read_volume
 
     fmt = detect_format(path)
-    if fmt is not ImageFormat.DICOM:
+    if fmt is not DICOM:
         return [read_volume(path).describe()]
     from medseg.io.dicom import plan_dicom_series, scan_dicom, select_series
 
@@ -62,14 +62,9 @@ def inspect(path: str | Path, series: str | None = None) -> list[dict[str, Any]]
 
 
 def _prepare_output(output: Path, overwrite: bool) -> None:
-    from medseg.io import WRITABLE
+    from medseg.io.formats import writer_for
 
-    name = output.name.lower()
-    if not any(name.endswith(ext) for ext in WRITABLE):
-        raise UnsupportedFormatError(
-            f"cannot write {output.name}: medseg writes {', '.join(WRITABLE)}",
-            hint="give the output a .nii.gz, .nrrd or .mha name",
-        )
+    writer_for(output)  # raises UnsupportedFormatError for a suffix medseg does not write
     if output.exists() and not overwrite:
         raise MedsegError(f"{output} already exists", hint="pass --overwrite to replace it")
 

@@ -9,6 +9,16 @@ keeps its traceback.
 
 from __future__ import annotations
 
+#: Exit statuses of commands that finish but report a partial failure; no error class
+#: uses them (``docs/troubleshooting.md`` documents every code).
+EXIT_CONVERT_PARTIAL = 12
+EXIT_MANIFEST_PROBLEMS = 13
+EXIT_SOME_FAILED = 14
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split()) if "\n" in str(text) or "\r" in str(text) else str(text)
+
 
 class MedsegError(Exception):
     """Base class of every error a user can act on.
@@ -16,14 +26,22 @@ class MedsegError(Exception):
     Args:
         message: What went wrong, naming the file or value concerned.
         hint: How to fix it, in one short sentence (optional).
+
+    Both are kept on one line: line breaks (e.g. in a library's message quoted here) become
+    spaces, so the CLI's error is always one line.
     """
 
     exit_code: int = 2
 
     def __init__(self, message: str, hint: str | None = None) -> None:
+        message = _one_line(message)
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = _one_line(hint) if hint else hint
+
+    def __reduce__(self) -> tuple[type, tuple[str, str | None]]:
+        """Pickle with the hint (errors cross process boundaries, e.g. from the reader worker)."""
+        return (type(self), (self.message, self.hint))
 
     def __str__(self) -> str:
         if self.hint:
@@ -84,3 +102,10 @@ class MissingDependencyError(MedsegError):
     """An optional dependency is needed for the requested feature."""
 
     exit_code = 11
+
+
+class ReaderCrashedError(MedsegError):
+    """A native reader (SimpleITK, nibabel, pydicom's decoders) died on an input, e.g. with
+    a segmentation fault, in the worker process that reads each case of a batch."""
+
+    exit_code = 17

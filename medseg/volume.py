@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medseg import geometry
+
+if TYPE_CHECKING:  # pragma: no cover
+    import nibabel
 
 
 @dataclass
@@ -127,10 +130,8 @@ class Volume:
         array, affine = geometry.reorient_array(self.array, self.affine, codes)
         return Volume(np.ascontiguousarray(array), affine, replace(self.meta))
 
-    def to_nifti(self):  # -> nibabel.Nifti1Image
+    def to_nifti(self) -> nibabel.Nifti1Image:
         """This volume as an in-memory ``nibabel.Nifti1Image`` (sform and qform set)."""
-        from medseg.io.nifti import volume_to_nifti
-
         return volume_to_nifti(self)
 
     def describe(self) -> dict[str, Any]:
@@ -162,3 +163,30 @@ class Volume:
             f"Volume(shape={self.shape}, dtype={self.array.dtype}, spacing=({sp}), "
             f"orientation={self.orientation!r}, modality={self.meta.modality!r})"
         )
+
+
+def volume_to_nifti(volume: Volume) -> nibabel.Nifti1Image:
+    """Build a ``Nifti1Image`` whose sform *and* qform hold the volume's affine.
+
+    The sform holds the affine exactly (float32). The qform can only express
+    rigid rotations with positive spacing; nibabel picks the closest one, which
+    is exact for every non-sheared affine.
+    """
+    import nibabel as nib
+
+    array = volume.array
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)
+    elif array.dtype == np.int64 and array.size and array.min() >= -(2**31) and array.max() < 2**31:
+        array = array.astype(np.int32)
+    img = nib.Nifti1Image(array, volume.affine)
+    img.header.set_xyzt_units(xyz="mm", t="sec")
+    img.set_sform(volume.affine, code=1)
+    img.set_qform(volume.affine, code=1)
+    if array.ndim == 4 and volume.meta.time_spacing:
+        zooms = list(img.header.get_zooms())
+        zooms[3] = float(volume.meta.time_spacing)
+        img.header.set_zooms(zooms)
+    if volume.meta.series_description:
+        img.header["descrip"] = volume.meta.series_description.encode("ascii", "ignore")[:79]
+    return img

@@ -103,3 +103,27 @@ def test_run_all_reruns_every_figure_on_the_page():
     }
     assert rendered <= keys
     assert {p.stem for p in RESULTS.glob("*.json")} <= keys
+
+
+def test_extending_page_lists_every_registered_name():
+    """docs/extending.md's table of registered names equals the four tables."""
+    import re
+
+    from medseg.export.registry import EXPORTS
+    from medseg.io.formats import FORMATS
+    from medseg.losses import LOSSES
+    from medseg.models import MODELS
+
+    text = (DOCS / "extending.md").read_text()
+    block = text.split("<!-- registered-names")[1].split("<!-- /registered-names -->")[0]
+    listed = {
+        row.split("|")[1].strip(): [n.strip() for n in row.split("|")[3].split(",")]
+        for row in block.splitlines()
+        if re.match(r"\| (networks|losses|input formats|export formats) ", row)
+    }
+    assert listed == {
+        "networks": list(MODELS),
+        "losses": list(LOSSES),
+        "input formats": [f.name for f in FORMATS],
+        "export formats": [e.name for e in EXPORTS],
+    }, "update the table in docs/extending.md"

@@ -1,6 +1,6 @@
 """Pipeline configuration: pydantic schemas (unknown keys rejected) and YAML loading."""
 
-from medseg.config.load import dump_config, load_pipeline
+from medseg.config.load import config_from_dict, dump_config, load_pipeline
 from medseg.config.schema import (
     AugmentationConfig,
     DataConfig,
@@ -21,6 +21,7 @@ __all__ = [
     "PipelineConfig",
     "PreprocessingConfig",
     "TrainingConfig",
+    "config_from_dict",
     "dump_config",
     "load_pipeline",
 ]

@@ -7,6 +7,7 @@ from typing import Any
 
 from medseg.config.schema import PipelineConfig
 from medseg.errors import ConfigError, InputNotFoundError
+from medseg.io.guard import guarded_reader
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -31,22 +32,28 @@ def _format_errors(exc: Any, source: str) -> str:
 
 
 def config_from_dict(data: dict[str, Any], source: str = "(dict)") -> PipelineConfig:
-    """Validate a plain dictionary as a pipeline config.
+    """Validate a plain dictionary as a pipeline config (the schema; model and loss names and
+    parameters are checked against their registries by
+    :func:`medseg.training.config_check.check_registries`, which the trainer and ``medseg train``
+    call before any data work).
 
     Raises:
-        ConfigError: naming every invalid or unknown key.
+        ConfigError: naming every invalid or unknown key; an unknown model or loss name or
+            parameter names the key and suggests the closest valid one.
     """
     from pydantic import ValidationError
 
     try:
-        return PipelineConfig.model_validate(data)
+        config = PipelineConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
             _format_errors(exc, source),
             hint="see docs/configuration.md for every key and its meaning",
         ) from None
+    return config
 
 
+@guarded_reader("pipeline config", ConfigError)
 def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
     """Read and validate a pipeline YAML file.
 
@@ -61,9 +68,12 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
     if not p.is_file():
         raise InputNotFoundError(f"no such pipeline config: {p}", hint="give the path of a YAML file")
     try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p} is not valid YAML: {exc}".replace("\n", " ")) from None
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p} is not UTF-8 text (byte {exc.start})", hint="save it as UTF-8 YAML") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        message = " ".join(str(exc).split())[:300]
+        raise ConfigError(f"{p} is not valid YAML: {message}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p} must hold a mapping of sections (data, model, training...)")
     for item in overrides or []:

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from medseg import geometry
-from medseg.data.images2d import is_image2d, read_image2d
 from medseg.data.manifest import CaseEntry, Manifest
 from medseg.errors import GeometryMismatchError, MedsegError
+from medseg.io import is_image, read_volume
+from medseg.io.formats import gray_labels, is_2d_source
 from medseg.volume import Volume
 
 #: Image and label grids further apart than this (mm) do not agree.
@@ -26,32 +27,26 @@ class LoadedCase:
     label: Volume | None
 
 
-def read_any(path: str | Path) -> Volume:
-    """Read a 3D scan, or a 2D image (PNG/TIFF...) as a single-slice volume."""
-    from medseg.io import read_volume
-
-    return read_image2d(path) if is_image2d(path) else read_volume(path)
-
-
 def _is_label_object(path: Path) -> bool:
     """True for DICOM SEG / RTSTRUCT files (with or without the DICOM preamble)."""
-    if path.is_dir() or is_image2d(path):
+    if path.is_dir() or is_image(path):
         return False
-    from medseg.export import label_object_kind
+    from medseg.io.dicom.label_objects import label_object_kind
 
     return label_object_kind(path) is not None
 
 
 def read_label(path: str | Path, reference: str | Path | None, label_map: dict[int, int] | None) -> Volume:
-    """Read a label map (NIfTI/NRRD/MHA, 2D image, or DICOM SEG/RTSTRUCT on ``reference``),
-    apply ``label_map`` (raw value -> class) and return integer labels."""
+    """Read a label map (any format of the format table, 2D pictures included, or DICOM
+    SEG/RTSTRUCT on ``reference``), apply ``label_map`` (raw value -> class) and return
+    integer labels. A label picture saved in colour must hold equal channels."""
     p = Path(path)
     if _is_label_object(p):
-        from medseg.export import read_label_object
+        from medseg.io.dicom.label_objects import read_label_object
 
         vol = read_label_object(p, reference)
     else:
-        vol = read_any(p)
+        vol = gray_labels(read_volume(p), p)
     arr = vol.array
     if arr.ndim == 4 and arr.shape[3] == 1:
         arr = arr[..., 0]
@@ -85,7 +80,7 @@ def load_case(case: CaseEntry, manifest: Manifest, with_label: bool = True) -> L
     Raises:
         MedsegError: a file is missing or unreadable, or grids disagree.
     """
-    vols = [read_any(p) for p in case.images]
+    vols = [read_volume(p) for p in case.images]
     if manifest.channels_in_one_file:
         img = vols[0]
         arr = img.array if img.array.ndim == 4 else img.array[..., np.newaxis]
@@ -106,6 +101,12 @@ def load_case(case: CaseEntry, manifest: Manifest, with_label: bool = True) -> L
         arrays = []
         for path, v in zip(case.images, vols):
             if v.array.ndim == 4:
+                if is_2d_source(v):
+                    raise MedsegError(
+                        f"case {case.id}: {path} is a colour picture with {v.array.shape[3]} channels",
+                        hint="declare them (e.g. channels: [red, green, blue]) and set "
+                        "channels_in_one_file: true, or save the picture in greyscale",
+                    )
                 raise MedsegError(
                     f"case {case.id}: {path} is 4D ({v.shape}); give one 3D file per channel "
                     "or set channels_in_one_file"

@@ -27,6 +27,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from medseg.errors import ConfigError, InputNotFoundError
+from medseg.io.formats import case_id
+from medseg.io.guard import guarded_reader
 
 DATA_ROOT_ENV = "MEDSEG_DATA_ROOT"
 
@@ -96,11 +98,7 @@ def _from_msd(data: dict[str, Any]) -> dict[str, Any]:
     cases = []
     for entry in data.get("training", []):
         image = str(entry["image"])
-        cid = Path(image).name
-        for ext in (".nii.gz", ".nii", ".nrrd", ".mha"):
-            if cid.endswith(ext):
-                cid = cid[: -len(ext)]
-        cases.append({"id": cid, "images": [image], "label": entry.get("label")})
+        cases.append({"id": case_id(image), "images": [image], "label": entry.get("label")})
     return {
         "name": str(data.get("name", "msd")),
         "labels": labels,
@@ -111,6 +109,7 @@ def _from_msd(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@guarded_reader("manifest", ConfigError)
 def load_manifest(path: str | Path, data_root: str | Path | None = None) -> Manifest:
     """Read an MSD ``dataset.json`` or a medseg manifest and make its paths absolute.
 

@@ -130,9 +130,9 @@ def run_demo(
         MedsegError: ``output`` already holds a demo (without ``overwrite``), a bad budget,
             or a device that is not available.
     """
+    from medseg.device import resolve_device
     from medseg.export.prepare import EmptyMaskError
     from medseg.training import Trainer
-    from medseg.training.trainer import resolve_device
 
     t_start = time.monotonic()
     out = Path(output).resolve()
@@ -241,7 +241,7 @@ def export_case_seg(
     Returns:
         (the SEG file, the series folder).
     """
-    from medseg.export import export_mask, read_label_object
+    from medseg.export import ExportOptions, export_mask, read_label_object
     from medseg.io import read_volume
     from medseg.io.dicom import write_dicom_series
 
@@ -251,9 +251,8 @@ def export_case_seg(
         read_volume(image_path), series_dir, modality="MR", series_description=f"medseg demo {case}"
     )
     names = {k: v for k, v in (labels or {}).items() if k > 0}
-    seg = export_mask(
-        mask_path, series_dir, "seg", names, out / f"{case}.seg.dcm", model_name="demo 3D U-Net"
-    )
+    options = ExportOptions(model_name="demo 3D U-Net")
+    seg = export_mask(mask_path, series_dir, "seg", names, out / f"{case}.seg.dcm", options)
     back = read_label_object(seg, series_dir)
     mask = read_volume(mask_path)
     if not np.array_equal(_on_grid(back, mask), mask.array):
@@ -270,7 +269,7 @@ def _on_grid(volume: Volume, grid: Volume) -> np.ndarray:
 
 def ct_example(out: Path) -> tuple[Path, Path]:
     """Overlay and DICOM SEG of the embedded TotalSegmentator CT and its organ labels."""
-    from medseg.export import export_mask
+    from medseg.export import ExportOptions, export_mask
     from medseg.io import read_volume
     from medseg.reporting.overlay import overlay
 
@@ -281,7 +280,6 @@ def ct_example(out: Path) -> tuple[Path, Path]:
     organs_on_ct = type(organs)(_on_grid(organs, ct), ct.affine, organs.meta)
     png = out / "ct_organs.png"
     overlay(ct, organs_on_ct, None, png, labels, window="abdomen", title="TotalSegmentator example CT")
-    seg = export_mask(
-        organs, root / "dicom", "seg", labels, out / "ct_organs.seg.dcm", model_name="TotalSegmentator"
-    )
+    options = ExportOptions(model_name="TotalSegmentator")
+    seg = export_mask(organs, root / "dicom", "seg", labels, out / "ct_organs.seg.dcm", options)
     return png, seg

@@ -11,27 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medseg.errors import InputNotFoundError, MedsegError, NoImageDataError
+from medseg.io import formats
 
-__all__ = ["IMAGE_EXTENSIONS", "CaseMatch", "case_id", "list_cases", "match_cases"]
+__all__ = ["CaseMatch", "case_id", "list_cases", "match_cases"]
 
-#: Extensions recognised as images, longest first.
-IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".tiff", ".tif")
 _CHANNEL_SUFFIX = "_0000"
 
 
-def _image_extension(name: str) -> str | None:
-    lower = name.lower()
-    for ext in IMAGE_EXTENSIONS:
-        if lower.endswith(ext) and len(name) > len(ext):
-            return ext
-    return None
-
-
 def case_id(path: str | Path) -> str:
-    """The case id of an image file: its name minus the extension and a trailing ``_0000``."""
-    name = Path(path).name
-    ext = _image_extension(name)
-    stem = name[: -len(ext)] if ext else name
+    """The case id of an image file: its name minus the image suffix (any format of
+    :mod:`medseg.io.formats`) and a trailing ``_0000``."""
+    stem = formats.case_id(path)
     if stem.endswith(_CHANNEL_SUFFIX) and len(stem) > len(_CHANNEL_SUFFIX):
         stem = stem[: -len(_CHANNEL_SUFFIX)]
     return stem
@@ -50,28 +40,42 @@ def list_cases(folder: str | Path, what: str = "folder") -> dict[str, Path]:
         MedsegError: two files with the same case id.
     """
     root = Path(folder)
+    return {cid: _one_file(root, what, cid, files) for cid, files in _files_by_case(root, what).items()}
+
+
+def _files_by_case(root: Path, what: str) -> dict[str, list[Path]]:
     if not root.is_dir():
         raise InputNotFoundError(
             f"{what} {root} does not exist" if not root.exists() else f"{what} {root} is not a folder",
-            hint="give a folder of .nii.gz/.nrrd/.mha/.png/.tif files",
+            hint=f"give a folder of image files: {formats.describe_formats()}",
         )
-    cases: dict[str, Path] = {}
+    cases: dict[str, list[Path]] = {}
     for p in sorted(root.iterdir()):
-        if p.name.startswith(".") or not p.is_file() or _image_extension(p.name) is None:
+        if p.name.startswith(".") or not p.is_file() or not formats.is_image(p):
             continue
-        cid = case_id(p)
-        if cid in cases:
-            raise MedsegError(
-                f"{what} {root} holds two files for case {cid!r}: {cases[cid].name} and {p.name}",
-                hint="keep one file per case",
-            )
-        cases[cid] = p
+        cases.setdefault(case_id(p), []).append(p)
     if not cases:
         raise NoImageDataError(
             f"{what} {root} holds no image file",
-            hint="expected .nii.gz, .nii, .nrrd, .mha, .mhd, .png or .tif files",
+            hint=f"expected image files: {formats.describe_formats()}",
         )
     return cases
+
+
+def _one_file(root: Path, what: str, cid: str, files: list[Path], like: Path | None = None) -> Path:
+    """The file of case ``cid``. A 2D picture and a volume of one case (a prediction of a 2D
+    input written as PNG and as NIfTI) give the one of ``like``'s kind (the picture without
+    ``like``); other duplicates are an error."""
+    if len(files) == 1:
+        return files[0]
+    pictures = [f for f in files if formats.is_2d_name(f)]
+    if len(files) == 2 and len(pictures) == 1:
+        volume = next(f for f in files if f not in pictures)
+        return volume if like is not None and not formats.is_2d_name(like) else pictures[0]
+    raise MedsegError(
+        f"{what} {root} holds two files for case {cid!r}: {files[0].name} and {files[1].name}",
+        hint="keep one file per case",
+    )
 
 
 @dataclass
@@ -92,11 +96,18 @@ class CaseMatch:
 def match_cases(pred_dir: str | Path, ref_dir: str | Path) -> CaseMatch:
     """Pair the files of two folders by case id.
 
+    A prediction folder may hold a case as a 2D picture and a volume (``--format nifti``
+    beside the PNG mask of a 2D input): the one of the reference's kind is used.
+
     Raises:
         NoImageDataError: no case id occurs in both folders.
     """
-    preds = list_cases(pred_dir, "prediction folder")
+    pred_files = _files_by_case(Path(pred_dir), "prediction folder")
     refs = list_cases(ref_dir, "reference folder")
+    preds = {
+        c: _one_file(Path(pred_dir), "prediction folder", c, files, refs.get(c))
+        for c, files in pred_files.items()
+    }
     common = sorted(preds.keys() & refs.keys())
     if not common:
         raise NoImageDataError(

@@ -14,13 +14,14 @@ import numpy as np
 
 from medseg import geometry
 from medseg.errors import GeometryMismatchError, MedsegError
-from medseg.evaluation.images import read_labels
+from medseg.evaluation.labelmaps import read_labels
 from medseg.evaluation.labels import default_name, labels_present, parse_labels
 from medseg.evaluation.matching import match_cases
 from medseg.evaluation.metrics import ClassMetrics, compute_metrics
 from medseg.evaluation.resample import resample_to_grid
 from medseg.evaluation.results import EvaluationResult, MetricRow, summarise
 from medseg.evaluation.summary import ConfusionMatrix, pair_counts
+from medseg.io.formats import is_2d_source
 from medseg.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -248,7 +249,7 @@ class Evaluator:
             metrics=evaluate_case(p, r, spacing, wanted, self.nsd_tolerance, self.hd_percentile),
             ref_labels=ref_labels,
             ndim=len(axes),
-            unit="px" if ref.meta.source_format in ("png", "tiff") else "mm",
+            unit="px" if is_2d_source(ref) else "mm",
             pixel_pairs=pair_counts(p, r) if len(axes) == 2 else {},
         )
 

@@ -1,247 +1,164 @@
-"""Entry points: export a mask as SEG/RTSTRUCT, and read either back as a label map."""
+"""Entry points: export a mask in any registered format, and read a SEG/RTSTRUCT back as a label map."""
 
 from __future__ import annotations
 
 import logging
-from enum import Enum
+from dataclasses import replace
 from pathlib import Path
 
 from medseg.errors import MedsegError, UnsupportedFormatError
-from medseg.export.dicom_common import AlgorithmType, OverlapPolicy, object_kind, read_dicom_object
 from medseg.export.labels import LabelSet, load_labels
+from medseg.export.options import ExportOptions
 from medseg.export.reference import ReferenceSeries, load_reference
+from medseg.export.registry import ExportFormat, check_request, get_export, parse_formats
 from medseg.volume import Volume
 
 log = logging.getLogger(__name__)
 
 
-class ExportFormat(str, Enum):
-    """Clinical export formats (``seg`` and ``rtss`` are accepted as aliases)."""
+def write_label_volume(
+    mask: Volume | str | Path,
+    reference: ReferenceSeries | str | Path | None,
+    labels: LabelSet | str | Path | dict | list | None,
+    output: str | Path,
+    options: ExportOptions,
+) -> Path:
+    """The ``nifti`` row's writer: the label map itself, on its own grid, atomically.
 
-    DICOM_SEG = "dicom-seg"
-    RTSTRUCT = "rtstruct"
+    ``mask`` is a label map ``[i, j, k]`` (Volume or image path); it is written unchanged
+    (array, affine) as NIfTI-1 by :func:`medseg.io.write_volume`. ``reference``, ``labels``
+    and ``options`` are accepted for the writer contract; a NIfTI file records none of them.
 
-    @classmethod
-    def _missing_(cls, value: object) -> ExportFormat | None:
-        aliases = {
-            "seg": cls.DICOM_SEG,
-            "dicomseg": cls.DICOM_SEG,
-            "rtss": cls.RTSTRUCT,
-            "rt-struct": cls.RTSTRUCT,
-        }
-        key = str(value).strip().lower().replace("_", "-")
-        return (
-            aliases.get(key)
-            or aliases.get(key.replace("-", ""))
-            or next((m for m in cls if m.value == key), None)
-        )
-
-    @property
-    def suffix(self) -> str:
-        """File name suffix medseg uses for this format."""
-        return ".seg.dcm" if self is ExportFormat.DICOM_SEG else ".rtstruct.dcm"
-
-
-def parse_formats(formats: str | ExportFormat | list[str | ExportFormat]) -> list[ExportFormat]:
-    """``"dicom-seg,rtstruct"`` (or a list) -> formats.
-
-    Raises:
-        UnsupportedFormatError: an unknown format name.
+    Returns:
+        The written path.
     """
-    items = formats.split(",") if isinstance(formats, str) else list(formats)
-    out = []
-    for item in items:
-        if isinstance(item, str) and not item.strip():
-            continue
-        try:
-            fmt = ExportFormat(item.strip() if isinstance(item, str) else item)
-        except ValueError:
-            raise UnsupportedFormatError(
-                f"unknown export format {item!r}",
-                hint=f"choose from {', '.join(f.value for f in ExportFormat)}",
-            ) from None
-        if fmt not in out:
-            out.append(fmt)
-    if not out:
-        raise UnsupportedFormatError("no export format given", hint="use dicom-seg and/or rtstruct")
+    from medseg.io import read_volume, write_volume
+
+    volume = mask if isinstance(mask, Volume) else read_volume(mask)
+    out = Path(output)
+    write_volume(volume, out)
+    log.info("wrote label volume %s", out)
     return out
+
+
+def _one_class(mask: Volume | str | Path, fmt: ExportFormat) -> Volume:
+    """``mask`` as a Volume, refused when it holds several classes and ``fmt`` stores one."""
+    import numpy as np
+
+    from medseg.io import read_volume
+
+    volume = mask if isinstance(mask, Volume) else read_volume(mask)
+    classes = [int(v) for v in np.unique(volume.array) if v != 0]
+    if len(classes) > 1:
+        raise UnsupportedFormatError(
+            f"{fmt.name} holds one class per file; the mask holds {len(classes)} ({classes[:10]})",
+            hint="export each class as its own mask",
+        )
+    return volume
 
 
 def export_mask(
     mask: Volume | str | Path,
-    reference_dir: str | Path | ReferenceSeries,
+    reference_dir: str | Path | ReferenceSeries | None,
     fmt: ExportFormat | str,
     labels: LabelSet | str | Path | dict | list | None,
     output: str | Path,
-    algorithm_name: str = "medseg",
-    model_name: str | None = None,
-    fractional: bool = False,
-    algorithm_type: AlgorithmType | str = AlgorithmType.AUTOMATIC,
-    series: str | None = None,
+    options: ExportOptions | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Export a mask (Volume or image file) as a DICOM SEG or RTSTRUCT on its source series.
+    """Export a mask (Volume or image file) in one registered format (see :data:`EXPORTS`).
 
-    The mask must be on the grid of the reference series as medseg reads it (the
+    For formats that reference the source DICOM series (DICOM SEG, PS3.3 A.51; RT Structure
+    Set, PS3.3 A.19) the mask must be on the grid of that series as medseg reads it (the
     dcm2niix grid), or any exact permutation/flip of its axes; anything else raises
-    :class:`~medseg.errors.GeometryMismatchError`. Every label value in the mask must
-    be named in ``labels``. ``fractional`` applies to SEG only.
+    :class:`~medseg.errors.GeometryMismatchError`. Every label value in the mask must be
+    named in ``labels``.
+
+    Args:
+        mask: Label map ``[i, j, k]`` (or ``[i, j, k, label]`` probabilities in [0, 1] for a
+            fractional export).
+        reference_dir: Folder of the source DICOM series (or a loaded reference); None
+            for formats that need none.
+        fmt: A registered name or alias (``dicom-seg``, ``seg``, ``rtstruct`` ...) or row.
+        labels: Labels file/dict naming each class (None: generic names and codes).
+        output: The file to write.
+        options: What the object records (algorithm, model, series ...); default
+            :class:`ExportOptions`.
+        overwrite: Replace an existing ``output``.
 
     Returns:
         The written file.
+
+    Raises:
+        UnsupportedFormatError: an unknown format, or a capability it lacks (fractional,
+            several classes).
+        MedsegError: an existing output, no reference for a format that needs one, and
+            the writers' errors (geometry, labels, empty mask).
     """
-    fmt = ExportFormat(fmt)
+    fmt = get_export(fmt)
+    options = options or ExportOptions()
     out = Path(output)
     if out.exists() and not overwrite:
         raise MedsegError(f"{out} already exists", hint="pass --overwrite to replace it")
     if out.is_dir():
-        raise MedsegError(f"{out} is a folder", hint="give a file name such as mask.seg.dcm")
-    if fmt is ExportFormat.DICOM_SEG:
-        from medseg.export.seg import write_seg
-
-        return write_seg(
-            mask,
-            reference_dir,
-            labels,
-            out,
-            algorithm_name=algorithm_name,
-            model_name=model_name,
-            fractional=fractional,
-            algorithm_type=algorithm_type,
-            series=series,
-        )
-    if fractional:
-        raise MedsegError("RTSTRUCT holds contours, not probabilities", hint="drop --fractional for rtstruct")
-    from medseg.export.rtstruct import write_rtstruct
-
-    return write_rtstruct(
-        mask,
-        reference_dir,
-        labels,
-        out,
-        algorithm_name=algorithm_name,
-        model_name=model_name,
-        algorithm_type=algorithm_type,
-        series=series,
-    )
+        raise MedsegError(f"{out} is a folder", hint=f"give a file name such as mask{fmt.suffix}")
+    check_request([fmt], options.fractional, reference_dir is not None)
+    if not fmt.multi_class:
+        mask = _one_class(mask, fmt)
+    return fmt.writer(mask, reference_dir, labels, out, options)
 
 
 class MaskExporter:
-    """Export masks to several clinical formats with one labels set and model identity
+    """Export masks to several formats with one labels set and one :class:`ExportOptions`
     (for pipelines: ``predict --format nifti,dicom-seg,rtstruct`` calls this per scan).
 
     Args:
-        formats: Formats to write (``"dicom-seg,rtstruct"`` or a list).
+        formats: Formats to write (``"dicom-seg,rtstruct"``, or a list of names or rows).
         labels: Labels file/dict (loaded once), or None for generic names.
-        algorithm_name: Algorithm name recorded in the objects.
-        model_name: Model recorded with the algorithm (e.g. the run name).
-        fractional: FRACTIONAL SEG from probability channels.
-        algorithm_type: ``automatic``, ``semiautomatic`` or ``manual``.
+        options: What the objects record; ``fractional`` applies to the formats that
+            declare it and is left out for the others.
+
+    Raises:
+        UnsupportedFormatError: an unknown format name.
     """
 
     def __init__(
         self,
-        formats: str | list[str | ExportFormat] = "dicom-seg",
+        formats: str | ExportFormat | list[str | ExportFormat] = "dicom-seg",
         labels: LabelSet | str | Path | dict | list | None = None,
-        algorithm_name: str = "medseg",
-        model_name: str | None = None,
-        fractional: bool = False,
-        algorithm_type: AlgorithmType | str = AlgorithmType.AUTOMATIC,
+        options: ExportOptions | None = None,
     ) -> None:
         self.formats = parse_formats(formats)
         self.labels = load_labels(labels) if labels is not None else None
-        self.algorithm_name = algorithm_name
-        self.model_name = model_name
-        self.fractional = fractional
-        self.algorithm_type = AlgorithmType(algorithm_type)
+        self.options = options or ExportOptions()
 
     def __call__(
         self,
         mask: Volume | str | Path,
-        reference_dir: str | Path,
+        reference_dir: str | Path | ReferenceSeries | None,
         output_dir: str | Path,
         stem: str = "mask",
-        series: str | None = None,
         overwrite: bool = False,
     ) -> dict[str, Path]:
-        """Write ``<output_dir>/<stem>.seg.dcm`` and/or ``<stem>.rtstruct.dcm``; returns the
-        written paths by format value."""
-        reference = load_reference(reference_dir, series)
+        """Write ``<output_dir>/<stem><suffix>`` per format; returns the paths by format name.
+
+        Raises:
+            MedsegError: as :func:`export_mask`; capabilities are checked before anything
+                is written.
+        """
+        check_request(self.formats, self.options.fractional, reference_dir is not None)
+        reference = reference_dir
+        if reference_dir is not None and any(f.needs_dicom_reference for f in self.formats):
+            reference = load_reference(reference_dir, self.options.series)
         written = {}
         for fmt in self.formats:
-            written[fmt.value] = export_mask(
+            written[fmt.name] = export_mask(
                 mask,
                 reference,
                 fmt,
                 self.labels,
                 Path(output_dir) / f"{stem}{fmt.suffix}",
-                algorithm_name=self.algorithm_name,
-                model_name=self.model_name,
-                fractional=self.fractional and fmt is ExportFormat.DICOM_SEG,
-                algorithm_type=self.algorithm_type,
+                replace(self.options, fractional=self.options.fractional and fmt.fractional),
                 overwrite=overwrite,
             )
         return written
-
-
-def label_object_kind(path: str | Path) -> str | None:
-    """``"SEG"`` or ``"RTSTRUCT"`` when ``path`` is such a DICOM file, else None (cheap:
-    reads the header only; never raises for non-DICOM files)."""
-    import pydicom
-
-    p = Path(path)
-    name = p.name.lower()
-    if not p.is_file() or name.endswith((".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")):
-        return None
-    try:
-        ds = pydicom.dcmread(str(p), stop_before_pixels=True, force=True)
-    except Exception:
-        return None
-    return object_kind(ds)
-
-
-def read_label_object(
-    path: str | Path,
-    reference_dir: str | Path | None = None,
-    labels: LabelSet | str | Path | dict | list | None = None,
-    overlap: OverlapPolicy | str = OverlapPolicy.ERROR,
-    series: str | None = None,
-) -> Volume:
-    """Read a DICOM SEG or RTSTRUCT as a label map on the grid of its source series.
-
-    This is what a manifest entry naming a SEG/RTSTRUCT as its label calls. The
-    reference series is required for an RTSTRUCT; a SEG without one is read on its own
-    geometry (the slices it stores).
-
-    Args:
-        path: The SEG or RTSTRUCT file.
-        reference_dir: Folder of the source DICOM series.
-        labels: Optional labels: structures are matched to label values by name, and
-            structures not named are left out.
-        overlap: ``error`` (default), ``last`` or ``split`` (see :class:`OverlapPolicy`).
-        series: Which series of ``reference_dir`` (when it holds several).
-
-    Raises:
-        UnsupportedFormatError: not a SEG or RTSTRUCT.
-        MedsegError: subclasses for geometry, overlap, missing reference.
-    """
-    ds = read_dicom_object(path)
-    kind = object_kind(ds)
-    if kind == "SEG":
-        from medseg.export.seg import read_seg
-
-        return read_seg(path, reference_dir, labels=labels, overlap=overlap, series=series)
-    if kind == "RTSTRUCT":
-        if reference_dir is None:
-            raise MedsegError(
-                f"{path} is an RTSTRUCT: its contours can only be rasterised on the image series "
-                "they were drawn on",
-                hint="give that series with --reference DICOM_FOLDER",
-            )
-        from medseg.export.rtstruct import read_rtstruct
-
-        return read_rtstruct(path, reference_dir, labels=labels, overlap=overlap, series=series)
-    raise UnsupportedFormatError(
-        f"{path} is not a DICOM SEG or RTSTRUCT (modality {getattr(ds, 'Modality', 'unknown')})",
-        hint="give a Segmentation or RT Structure Set file",
-    )

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 class EmptyMaskError(MedsegError):
     """A mask with no foreground: a SEG needs at least one segment, an RTSTRUCT one ROI."""
 
-    exit_code = 13
+    exit_code = 15  # unique per class: docs/troubleshooting.md
 
 
 @dataclass

@@ -1,77 +1,71 @@
-"""DICOM Segmentation (SEG) export and import through highdicom.
+"""DICOM Segmentation (SEG) export through highdicom (PS3.3 A.51, C.8.20).
 
 Export writes one segment per class present in the mask (BINARY, or FRACTIONAL
 probabilities), frames referencing the exact source instances, empty frames omitted.
 Segments are numbered 1..N in label order (the standard asks for consecutive
 numbers); each segment records its original label value in its Segment Description
 (``medseg label value 5``) so that import gives back the same label map.
+
+Import (:func:`read_seg`) lives in core, :mod:`medseg.io.dicom.seg_read`, and is
+re-exported here.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medseg import geometry
-from medseg.errors import CorruptFileError, GeometryMismatchError, MedsegError
+from medseg.errors import MedsegError
 from medseg.export.dicom_common import (
     AlgorithmType,
-    OverlapPolicy,
     algorithm_parameters,
-    combine_structures,
     derived_series_number,
     label_value_note,
     medseg_version,
     minimal_source_header,
-    read_dicom_object,
-    recorded_label_value,
-    require_kind,
 )
-from medseg.export.labels import LabelSet, LabelSpec, load_labels
+from medseg.export.labels import LabelSet, LabelSpec
+from medseg.export.options import ExportOptions
 from medseg.export.prepare import prepare_mask
 from medseg.export.reference import (
     ReferenceSeries,
-    array_from_frames,
-    describe_grid,
     frames_from_array,
-    grid_tolerance,
-    load_reference,
 )
 from medseg.io.atomic import atomic_output
-from medseg.volume import Volume, VolumeMeta
+from medseg.io.dicom.seg_read import read_seg
+from medseg.volume import Volume
 
 log = logging.getLogger(__name__)
+
+__all__ = ["read_seg", "write_seg"]
 
 
 def _segment_description(
     number: int,
     label: LabelSpec,
-    algorithm_type: AlgorithmType,
-    algorithm_name: str,
-    model_name: str | None,
+    options: ExportOptions,
 ) -> Any:
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
     identification = None
-    if algorithm_type is not AlgorithmType.MANUAL:
+    if options.algorithm_type is not AlgorithmType.MANUAL:
         identification = hd.AlgorithmIdentificationSequence(
-            name=algorithm_name,
+            name=options.algorithm_name,
             family=codes.cid7162.ArtificialIntelligence,
             version=medseg_version(),
             source="medseg",
-            parameters=algorithm_parameters(model_name),
+            parameters=algorithm_parameters(options.model_name),
         )
     description = hd.seg.SegmentDescription(
         segment_number=number,
         segment_label=label.name,
         segmented_property_category=label.category.to_highdicom(),
         segmented_property_type=label.type.to_highdicom(),
-        algorithm_type=algorithm_type.value.upper(),
+        algorithm_type=options.algorithm_type.value.upper(),
         algorithm_identification=identification,
         display_color=hd.color.CIELabColor.from_rgb(*label.color),
     )
@@ -88,28 +82,20 @@ def write_seg(
     reference_dir: str | Path | ReferenceSeries,
     labels: LabelSet | str | Path | dict | list | None,
     output: str | Path,
-    algorithm_name: str = "medseg",
-    model_name: str | None = None,
-    fractional: bool = False,
-    algorithm_type: AlgorithmType | str = AlgorithmType.AUTOMATIC,
-    series: str | None = None,
-    series_description: str | None = None,
+    options: ExportOptions | None = None,
 ) -> Path:
     """Write ``mask`` as a DICOM SEG that references the source series, atomically.
 
     Args:
         mask: Label map (Volume or image path) on the reference series grid, or on any
-            axis permutation/flip of it. With ``fractional=True`` it may instead be a 4D
+            axis permutation/flip of it. With ``options.fractional`` it may instead be a 4D
             array of probabilities in [0, 1], one channel per label of ``labels``.
         reference_dir: Folder of the source DICOM series (or a loaded reference).
         labels: Labels file/dict naming each class (None: generic names and codes).
         output: The ``.dcm`` file to write.
-        algorithm_name: Algorithm name recorded in each segment.
-        model_name: Model recorded as an algorithm parameter and as the device model.
-        fractional: Write a FRACTIONAL (probability) SEG instead of BINARY.
-        algorithm_type: ``automatic`` (default), ``semiautomatic`` or ``manual``.
-        series: Which series of ``reference_dir`` (when it holds several).
-        series_description: SeriesDescription of the SEG (default names the model).
+        options: Algorithm and model recorded in each segment, ``fractional`` (a
+            FRACTIONAL, probability, SEG instead of BINARY), ``series`` of
+            ``reference_dir``, SeriesDescription (default names the model).
 
     Returns:
         The written path.
@@ -121,12 +107,12 @@ def write_seg(
     import highdicom as hd
     from pydicom.uid import generate_uid
 
-    algorithm_type = AlgorithmType(algorithm_type)
-    prepared = prepare_mask(mask, reference_dir, labels, fractional=fractional, series=series)
+    options = options or ExportOptions()
+    fractional = options.fractional
+    prepared = prepare_mask(mask, reference_dir, labels, fractional=fractional, series=options.series)
     ref = prepared.reference
     descriptions = [
-        _segment_description(n, label, algorithm_type, algorithm_name, model_name)
-        for n, label in enumerate(prepared.labels, start=1)
+        _segment_description(n, label, options) for n, label in enumerate(prepared.labels, start=1)
     ]
     frames = frames_from_array(prepared.array)
     if prepared.fractional:
@@ -144,7 +130,7 @@ def write_seg(
         if fractional:  # a label map written as FRACTIONAL: one 0/1 channel per segment
             pixels = np.stack([relabelled == n for n in range(1, len(descriptions) + 1)], axis=-1)
             pixels = pixels.astype(np.float32)
-    what = model_name or algorithm_name
+    what = options.recorded_name
     try:
         seg = hd.seg.Segmentation(
             source_images=[minimal_source_header(ds) for ds in ref.datasets],
@@ -156,12 +142,12 @@ def write_seg(
             sop_instance_uid=generate_uid(),
             instance_number=1,
             manufacturer="medseg",
-            manufacturer_model_name=(model_name or algorithm_name)[:64],
+            manufacturer_model_name=what[:64],
             software_versions=f"medseg {medseg_version()}",
             device_serial_number="none",
             content_description=f"Segmentation by {what}"[:64],
             content_label="MEDSEG",
-            series_description=(series_description or f"SEG {what}")[:64],
+            series_description=(options.series_description or f"SEG {what}")[:64],
             omit_empty_frames=True,
         )
     except (ValueError, TypeError) as exc:
@@ -173,186 +159,4 @@ def write_seg(
     with atomic_output(out) as tmp:
         seg.save_as(str(tmp))
     log.info("wrote SEG %s (%d segments, %d frames)", out, len(descriptions), int(seg.NumberOfFrames))
-    return out
-
-
-def _segment_values(
-    seg: Any, label_set: LabelSet | None, notes: list[str]
-) -> tuple[list[int], list[int], list[str]]:
-    """Segment numbers to import, their label values and names."""
-    numbers, values, names = [], [], []
-    for item in seg.SegmentSequence:
-        number = int(item.SegmentNumber)
-        name = str(getattr(item, "SegmentLabel", "") or f"Segment {number}")
-        if label_set is not None:
-            match = label_set.find(name)
-            if match is None:
-                notes.append(f"segment {number} {name!r} is not in the labels file, left out")
-                continue
-            value = match.index
-        else:
-            value = recorded_label_value(getattr(item, "SegmentDescription", None)) or number
-        numbers.append(number)
-        values.append(value)
-        names.append(name)
-    return numbers, values, names
-
-
-def _hd_volume_to_medseg(array: np.ndarray, affine_lps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """highdicom volume ``[slice, row, column, ...]`` with its LPS affine -> medseg array
-    in dcm2niix order (column, row reversed, slice along the normal) and RAS affine."""
-    arr = np.transpose(array, (2, 1, 0, *range(3, array.ndim)))
-    perm = np.zeros((4, 4))
-    perm[0, 2] = perm[1, 1] = perm[2, 0] = perm[3, 3] = 1.0  # medseg (i, j, k) -> hd (k, j, i)
-    lps = affine_lps @ perm
-    normal = np.cross(lps[:3, 0], lps[:3, 1])
-    if float(np.dot(normal, lps[:3, 2])) < 0:
-        arr = arr[:, :, ::-1]
-        lps = geometry.flip_axis_affine(lps, 2, arr.shape[2])
-    arr = arr[:, ::-1]
-    lps = geometry.flip_axis_affine(lps, 1, arr.shape[1])
-    return np.ascontiguousarray(arr), geometry.LPS_TO_RAS @ lps
-
-
-def read_seg(
-    path: str | Path,
-    reference_dir: str | Path | ReferenceSeries | None = None,
-    labels: LabelSet | str | Path | dict | list | None = None,
-    overlap: OverlapPolicy | str = OverlapPolicy.ERROR,
-    series: str | None = None,
-) -> Volume:
-    """Read a DICOM SEG as a label map (through highdicom).
-
-    With ``reference_dir`` the label map is on the grid of that series (as
-    :func:`medseg.io.read_volume` reads it); without, on the SEG's own geometry, which
-    spans only the slices the SEG stores.
-
-    Label values: with ``labels``, segments are matched to labels by name; otherwise
-    a value medseg recorded is restored, else the segment number is used. FRACTIONAL
-    segments are thresholded at 0.5.
-
-    Raises:
-        GeometryMismatchError: the SEG is in another frame of reference or not on the
-            reference grid.
-        OverlapError: overlapping segments with ``overlap="error"``.
-    """
-    import highdicom as hd
-
-    source = str(path)
-    ds = read_dicom_object(path)
-    require_kind(ds, "SEG", path)
-    try:
-        seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
-    except Exception as exc:
-        raise CorruptFileError(f"{path}: highdicom cannot read this SEG: {exc}") from None
-    label_set = load_labels(labels) if labels is not None else None
-    notes: list[str] = []
-    numbers, values, names = _segment_values(seg, label_set, notes)
-    if not numbers:
-        raise MedsegError(
-            f"{source}: no segment to import ({'; '.join(notes) or 'the SEG has no segments'})",
-            hint="name the segments in the labels file as the SEG does (segment labels)",
-        )
-    if len(set(values)) != len(values):
-        raise MedsegError(f"{source}: several segments map to the same label value ({values})")
-    if reference_dir is None:
-        stacked, affine = _own_geometry(seg, numbers, source)
-        meta = VolumeMeta(frame_of_reference_uid=str(getattr(ds, "FrameOfReferenceUID", "")) or None)
-        notes.append("no reference series given: the grid spans only the slices stored in the SEG")
-    else:
-        ref = (
-            reference_dir
-            if isinstance(reference_dir, ReferenceSeries)
-            else load_reference(reference_dir, series, allow_irregular=True)
-        )
-        stacked = _on_reference(seg, ds, ref, numbers, source)
-        affine, meta = ref.affine, ref.meta
-        notes = list(ref.meta.warnings) + notes
-    for note in notes:
-        log.warning("%s: %s", source, note)
-    masks = [
-        stacked[..., n] > 0.5 if stacked.dtype.kind == "f" else stacked[..., n] > 0
-        for n in range(len(numbers))
-    ]
-    array, split = combine_structures(masks, values, names, overlap, source)
-    meta = replace(
-        meta,
-        modality="SEG",
-        source=source,
-        source_format="dicom-seg",
-        series_uid=str(getattr(ds, "SeriesInstanceUID", "")) or None,
-        series_description=str(getattr(ds, "SeriesDescription", "")) or None,
-        warnings=notes,
-        extra={
-            "structures": [
-                {"channel" if split else "value": (c if split else v), "name": nm, "segment_number": s}
-                for c, (s, v, nm) in enumerate(zip(numbers, values, names))
-            ]
-        },
-    )
-    return Volume(array, affine, meta)
-
-
-def _on_reference(seg: Any, ds: Any, ref: ReferenceSeries, numbers: list[int], source: str) -> np.ndarray:
-    """``[i, j, k, segment]`` on the reference grid."""
-    seg_for = str(getattr(ds, "FrameOfReferenceUID", "") or "")
-    if seg_for and ref.frame_of_reference_uid and seg_for != ref.frame_of_reference_uid:
-        raise GeometryMismatchError(
-            f"{source} is in frame of reference {seg_for} but reference series {ref.series_id} is in "
-            f"{ref.frame_of_reference_uid}",
-            hint="give the series the SEG was made on (its ReferencedSeriesSequence names it)",
-        )
-    referenced = {str(uid) for _, _, uid in seg.get_source_image_uids()}
-    if referenced and referenced <= set(ref.sop_instance_uids):
-        try:
-            frames = seg.get_pixels_by_source_instance(
-                source_sop_instance_uids=ref.sop_instance_uids,
-                segment_numbers=numbers,
-                combine_segments=False,
-                assert_missing_frames_are_empty=True,
-                ignore_spatial_locations=True,
-            )
-            return array_from_frames(ref.to_grid(frames))
-        except (ValueError, RuntimeError, KeyError, AttributeError) as exc:
-            log.info("%s: reading by source instance failed (%s); placing frames by geometry", source, exc)
-    stacked, affine = _own_geometry(seg, numbers, source)
-    return _embed(stacked, affine, ref, source)
-
-
-def _own_geometry(seg: Any, numbers: list[int], source: str) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        volume = seg.get_volume(segment_numbers=numbers, combine_segments=False)
-    except (ValueError, RuntimeError) as exc:
-        raise GeometryMismatchError(
-            f"{source}: the SEG frames do not form a regular volume ({exc})",
-            hint="give --reference with the source series",
-        ) from None
-    return _hd_volume_to_medseg(np.asarray(volume.array), np.asarray(volume.affine))
-
-
-def _embed(stacked: np.ndarray, affine: np.ndarray, ref: ReferenceSeries, source: str) -> np.ndarray:
-    """Place a sub-grid of the reference grid (same spacing and axes) into it."""
-    m = geometry.voxel_to_voxel(affine, ref.affine)
-    tol = grid_tolerance(ref.affine) / min(geometry.spacing(ref.affine))
-    if stacked.shape[2] == 1:
-        m[:3, 2] = (0.0, 0.0, 1.0)  # a single slice has no meaningful slice step
-    if not (
-        np.allclose(m[:3, :3], np.eye(3), atol=tol) and np.allclose(m[:3, 3], np.rint(m[:3, 3]), atol=tol)
-    ):
-        raise GeometryMismatchError(
-            f"{source} ({describe_grid(affine, stacked.shape)}) is not on the grid of reference series "
-            f"{ref.series_id} ({ref.describe()})",
-            hint="give the series the SEG was made on",
-        )
-    offset = np.rint(m[:3, 3]).astype(int)
-    out = np.zeros((*ref.shape, stacked.shape[3]), dtype=stacked.dtype)
-    lo = np.maximum(offset, 0)
-    hi = np.minimum(offset + np.array(stacked.shape[:3]), ref.shape)
-    if np.any(hi <= lo):
-        raise GeometryMismatchError(f"{source} lies outside reference series {ref.series_id}")
-    src = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, offset))
-    inside = stacked[src]
-    if inside.sum() != stacked.sum():
-        log.warning("%s: part of the segmentation lies outside the reference series and is dropped", source)
-    out[tuple(slice(a, b) for a, b in zip(lo, hi))] = inside
     return out

@@ -10,16 +10,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from medseg import errors
 from medseg.errors import MedsegError
 from medseg.inference.discovery import CaseInput, discover
 from medseg.inference.postprocess import PostprocessOptions
-from medseg.io.atomic import write_text_atomic
+from medseg.io.atomic import remove_stale_temporaries, write_text_atomic
+from medseg.io.formats import format_named, is_2d_name
 from medseg.progress import track
 
 log = logging.getLogger(__name__)
 
 #: Exit status of ``medseg predict`` when some cases failed.
-EXIT_SOME_FAILED = 14
+EXIT_SOME_FAILED = errors.EXIT_SOME_FAILED
 
 
 @dataclass
@@ -76,20 +80,28 @@ def predict_folder(
     overwrite: bool = False,
     probabilities: bool = False,
     postprocessing: PostprocessOptions | None = None,
-    formats: tuple[str, ...] = ("nifti",),
+    formats: tuple[str, ...] | None = None,
     resample_uneven: bool = False,
 ) -> BatchResult:
     """Predict every scan under ``input_path`` into ``output_dir``.
 
-    Cases whose output exists are skipped unless ``overwrite``. Each output is written
-    atomically. Under torchrun the cases are shared out by rank (``cases[rank::world]``)
-    and rank 0 merges the per-rank records into ``predictions.json``.
+    The mask follows the input's kind: ``<case>.nii.gz`` for volumes, and for 2D pictures
+    (PNG, TIFF, JPEG, BMP) a picture of the same size, ``<case>.png`` (labels up to 255) or
+    ``<case>.tif`` (more labels, or a multi-page input). ``formats`` names further outputs
+    (default: none beyond the mask); ``nifti`` adds ``<case>.nii.gz`` for a 2D input.
+
+    Cases whose outputs are complete (the mask and, written last, its ``<case>.json``) are
+    skipped unless ``overwrite``; a case an earlier, killed run left half-done is redone.
+    Each output is written atomically. Under torchrun the cases are shared out by rank
+    (``cases[rank::world]``) and rank 0 merges the per-rank records into ``predictions.json``.
     """
-    from medseg.io import read_volume, write_volume
+    from medseg.io import write_volume
+    from medseg.io.isolated import read_isolated
 
     out_dir = Path(output_dir)
     cases, skipped = discover(input_path, exclude=out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)  # outputs a killed earlier run was writing when it died
     rank, world = _rank_world()
     if world > 1:
         _init_group()
@@ -103,21 +115,29 @@ def predict_folder(
             for s in skipped
         )
     for case in track(mine, "predicting"):
+        two_d = case.series is None and is_2d_name(case.path)  # the mask is a picture too
         target = out_dir / f"{case.id}.nii.gz"
-        if target.exists() and not overwrite:
-            results.append(CaseResult(case.id, str(case.path), "skipped", output=str(target)))
+        done = [p for p in _mask_candidates(out_dir, case.id, two_d) if p.exists()]
+        # the sidecar is written last: without it, an earlier run died mid-case and it is redone
+        if done and (out_dir / f"{case.id}.json").is_file() and not overwrite:
+            results.append(CaseResult(case.id, str(case.path), "skipped", output=str(done[0])))
             continue
+        wanted = formats if formats is not None else (() if two_d else ("nifti",))
         t0 = time.monotonic()
         try:
-            image = read_volume(case.path, series=case.series, resample_uneven=resample_uneven)
+            # in a worker process: a native crash fails this case only (issue #14)
+            image = read_isolated(case.path, series=case.series, resample_uneven=resample_uneven)
             prediction = predictor.predict(image, probabilities=probabilities, postprocessing=postprocessing)
+            if two_d:
+                target = out_dir / f"{case.id}{_picture_suffix(prediction.labels)}"
             write_volume(prediction.labels, target)
             extra = []
             if prediction.probabilities is not None:
                 p = out_dir / f"{case.id}_probabilities.nii.gz"
                 write_volume(prediction.probabilities, p)
                 extra.append(str(p))
-            extra.extend(_export_dicom(case, prediction, out_dir, formats, predictor))
+            if wanted:
+                extra.extend(_export_formats(case, prediction, out_dir, wanted, predictor, target))
             write_text_atomic(
                 out_dir / f"{case.id}.json",
                 json.dumps({"input": str(case.path), "series": case.series, **prediction.info}, indent=2),
@@ -153,34 +173,45 @@ def predict_folder(
     return BatchResult(results)
 
 
-def _export_dicom(
-    case: CaseInput, prediction: Any, out_dir: Path, formats: tuple[str, ...], predictor: Any
+def _mask_candidates(out_dir: Path, case_id: str, two_d: bool) -> list[Path]:
+    """Where the mask of a case may already be (a 2D input's mask is a PNG or a TIFF)."""
+    if two_d:
+        return [out_dir / f"{case_id}{format_named(n).suffixes[0]}" for n in ("png", "tiff")]
+    return [out_dir / f"{case_id}.nii.gz"]
+
+
+def _picture_suffix(labels: Any) -> str:
+    """``.png`` for one slice of 8-bit labels (up to 255), else ``.tif`` (16-bit labels or pages)."""
+    one_slice = labels.spatial_shape[2] == 1 and labels.array.ndim == 3
+    name = "png" if one_slice and labels.array.dtype in (np.uint8, np.bool_) else "tiff"
+    return format_named(name).suffixes[0]
+
+
+def _export_formats(
+    case: CaseInput,
+    prediction: Any,
+    out_dir: Path,
+    formats: tuple[str, ...],
+    predictor: Any,
+    written: Path,
 ) -> list[str]:
-    wanted = [f for f in formats if f != "nifti"]
+    """Write ``<case><suffix>`` for each registered format of ``formats`` except the one whose
+    file is ``written`` already (the label volume); returns the paths written.
+
+    Raises:
+        MedsegError: a format that needs the source DICOM series for a non-DICOM input
+            (checked before any is written), or a writer's error.
+    """
+    from medseg.export import ExportOptions, MaskExporter, parse_formats
+
+    wanted = [f for f in parse_formats(formats) if out_dir / f"{case.id}{f.suffix}" != written]
     if not wanted:
         return []
-    if case.series is None:
-        raise MedsegError(
-            f"{case.id}: {', '.join(wanted)} export needs a DICOM input series",
-            hint="predict DICOM series, or use --format nifti for NIfTI inputs",
-        )
-    from medseg.export import export_mask
-
-    written = []
-    for fmt in wanted:
-        suffix = {"dicom-seg": ".seg.dcm", "rtstruct": ".rtstruct.dcm"}[fmt]
-        path = out_dir / f"{case.id}{suffix}"
-        export_mask(
-            prediction.labels,
-            case.path,
-            fmt,
-            predictor.plan.labels,
-            path,
-            model_name=predictor.model_name,
-            series=case.series,
-        )
-        written.append(str(path))
-    return written
+    options = ExportOptions(model_name=predictor.model_name, series=case.series)
+    exporter = MaskExporter(wanted, predictor.plan.labels, options)
+    reference = case.path if case.series is not None else None
+    paths = exporter(prediction.labels, reference, out_dir, stem=case.id, overwrite=True)
+    return [str(p) for p in paths.values()]
 
 
 def _write_record(out_dir: Path, results: list[CaseResult], rank: int, world: int, predictor: Any) -> None:

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medseg.errors import InputNotFoundError
+from medseg.io.formats import FORMATS, image_suffix, is_companion
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-_DATA_FILE_SUFFIXES = (".raw", ".zraw", ".raw.gz")
+#: The reason a file that is no scan is skipped.
+_NOT_AN_IMAGE = f"not an image ({', '.join(f.title for f in FORMATS)} or DICOM)"
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,6 @@ class Skipped:
     path: Path
     reason: str
     ignored: bool = False
-
-
-def _image_suffix(path: Path) -> str | None:
-    name = path.name.lower()
-    return next((s for s in IMAGE_SUFFIXES if name.endswith(s)), None)
 
 
 def _case_id(rel: str) -> str:
@@ -73,11 +69,11 @@ def discover(path: str | Path, exclude: Path | None = None) -> tuple[list[CaseIn
             if not any(p.iterdir()):
                 skipped.append(Skipped(p, "empty folder"))
             continue
-        suffix = _image_suffix(p)
+        suffix = image_suffix(p)
         if suffix:
             rel = str(p.relative_to(root))[: -len(suffix)]
             cases.append(CaseInput(_case_id(rel), p))
-        elif p.name.lower().endswith(_DATA_FILE_SUFFIXES):
+        elif is_companion(p):
             continue  # data files next to .mhd/.nhdr headers
         else:
             other.append(p)
@@ -96,13 +92,13 @@ def discover(path: str | Path, exclude: Path | None = None) -> tuple[list[CaseIn
 def _discover_file(root: Path) -> tuple[list[CaseInput], list[Skipped]]:
     from medseg.io.dicom.scan import scan_dicom
 
-    suffix = _image_suffix(root)
+    suffix = image_suffix(root)
     if suffix:
         return [CaseInput(_case_id(root.name[: -len(suffix)]), root)], []
     scan = scan_dicom(root)
     if scan.series:
         return [CaseInput(_case_id(root.stem), root, scan.series[0].id)], []
-    reason = scan.corrupt[0][1] if scan.corrupt else "not an image (NIfTI, NRRD, MHA or DICOM)"
+    reason = scan.corrupt[0][1] if scan.corrupt else _NOT_AN_IMAGE
     return [], [Skipped(root, reason)]
 
 
@@ -147,5 +143,5 @@ def _discover_dicom(
         elif p.suffix.lower() == ".json" and p.name.split(".")[0] in image_stems:
             skipped.append(Skipped(p, "sidecar of an image", ignored=True))
         else:
-            skipped.append(Skipped(p, "not an image (NIfTI, NRRD, MHA or DICOM)"))
+            skipped.append(Skipped(p, _NOT_AN_IMAGE))
     return cases, skipped

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medseg.device import resolve_device
 from medseg.errors import InputNotFoundError, MedsegError
 from medseg.inference.postprocess import PostprocessOptions, postprocess
 from medseg.inference.sliding_window import sliding_window_inference, sliding_window_labels
@@ -127,7 +128,6 @@ class Predictor:
         """Load a run folder (or one checkpoint file): it holds the model config, weights and plan."""
         from medseg.models import build_model
         from medseg.training.checkpoint import load_checkpoint
-        from medseg.training.trainer import resolve_device
 
         dev = resolve_device(device)
         ckpt = _find_checkpoint(Path(path), checkpoint)

@@ -2,16 +2,27 @@
 
 A crash or a kill mid-write never leaves a truncated output under the final
 name, and an existing file is replaced only once the new one is complete.
+
+A ``kill -9`` cannot run clean-up code, so the temporary folder of a killed writer stays
+behind. Its name records the writer's process id (``.NAME.PID.RANDOM.tmp``), and
+:func:`remove_stale_temporaries` deletes those whose process is gone; batch prediction and
+training call it on their output folders when they start.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
 
 
 @contextlib.contextmanager
@@ -25,7 +36,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=final.parent))
     try:
         tmp_path = tmp_dir / final.name
         yield tmp_path
@@ -48,3 +59,36 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary folders that killed writers left in ``folder`` (not recursive).
+
+    Only folders named by :func:`atomic_output` whose writing process no longer exists are
+    removed, so a writer still running (another rank, another batch) is never disturbed.
+
+    Returns:
+        The folders removed.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    removed = []
+    for entry in root.iterdir():
+        match = _TEMPORARY.match(entry.name)
+        if match and entry.is_dir() and not _alive(int(match.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    if removed:
+        log.info("removed %d unfinished temporary output(s) of an interrupted run in %s", len(removed), root)
+    return removed

@@ -15,15 +15,17 @@ from medseg.errors import CorruptFileError, UnsupportedFormatError
 from medseg.io.atomic import atomic_output
 from medseg.volume import Volume, VolumeMeta
 
-_FORMAT_BY_SUFFIX = {".nrrd": "nrrd", ".nhdr": "nrrd", ".mha": "mha", ".mhd": "mha"}
 
-
-def read_itk(path: str | Path) -> Volume:
+def read_itk(path: str | Path, source_format: str = "itk") -> Volume:
     """Read a NRRD or MetaImage file. A 4th image dimension becomes the volume axis;
-    multi-component (vector) pixels become a 4th axis too."""
+    multi-component (vector) pixels become a 4th axis too. ``source_format`` is recorded in
+    the metadata (the format table passes ``nrrd`` or ``mha``)."""
     import SimpleITK as sitk
 
+    from medseg.io.headers import check_header
+
     path = Path(path)
+    check_header(path)  # before SimpleITK: it trusts NDims/DimSize and can crash (issue #14)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -63,7 +65,7 @@ def read_itk(path: str | Path) -> Volume:
     time_spacing = float(spacing[3]) if dim == 4 else None
     meta = VolumeMeta(
         source=str(path),
-        source_format=_FORMAT_BY_SUFFIX.get(path.suffix.lower(), "itk"),
+        source_format=source_format,
         time_spacing=time_spacing,
     )
     return Volume(np.ascontiguousarray(array), geometry.LPS_TO_RAS @ affine_lps, meta)

@@ -9,7 +9,7 @@ import numpy as np
 
 from medseg.errors import CorruptFileError
 from medseg.io.atomic import atomic_output
-from medseg.volume import Volume, VolumeMeta
+from medseg.volume import Volume, VolumeMeta, volume_to_nifti
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,10 @@ def read_nifti(path: str | Path) -> Volume:
     import nibabel as nib
 
     from medseg import geometry
+    from medseg.io.headers import check_header
 
     path = Path(path)
+    check_header(path)  # dims, datatype, vox_offset vs file size before nibabel allocates
     try:
         img = nib.load(str(path))
         array = np.asanyarray(img.dataobj)
@@ -88,33 +90,6 @@ def _descrip(header) -> str | None:
     except Exception:
         return None
     return text or None
-
-
-def volume_to_nifti(volume: Volume):  # -> nibabel.Nifti1Image
-    """Build a ``Nifti1Image`` whose sform *and* qform hold the volume's affine.
-
-    The sform holds the affine exactly (float32). The qform can only express
-    rigid rotations with positive spacing; nibabel picks the closest one, which
-    is exact for every non-sheared affine.
-    """
-    import nibabel as nib
-
-    array = volume.array
-    if array.dtype == np.bool_:
-        array = array.astype(np.uint8)
-    elif array.dtype == np.int64 and array.size and array.min() >= -(2**31) and array.max() < 2**31:
-        array = array.astype(np.int32)
-    img = nib.Nifti1Image(array, volume.affine)
-    img.header.set_xyzt_units(xyz="mm", t="sec")
-    img.set_sform(volume.affine, code=1)
-    img.set_qform(volume.affine, code=1)
-    if array.ndim == 4 and volume.meta.time_spacing:
-        zooms = list(img.header.get_zooms())
-        zooms[3] = float(volume.meta.time_spacing)
-        img.header.set_zooms(zooms)
-    if volume.meta.series_description:
-        img.header["descrip"] = volume.meta.series_description.encode("ascii", "ignore")[:79]
-    return img
 
 
 def write_nifti(volume: Volume, path: str | Path) -> Path:

@@ -5,15 +5,22 @@ parameters. Per-axis values (strides, kernel sizes, dilations) are written as
 an ``int`` (same on every axis) or a list with one entry per spatial axis;
 their length is checked against ``spatial_dims``, which :func:`build_model`
 passes in the validation context.
+
+Parameter names are shared across families (``features`` is the channels per
+level everywhere). A renamed parameter stays accepted under its old name, with
+a :class:`DeprecationWarning`, through one validator on :class:`ModelParams`
+driven by :data:`RENAMED_PARAMS`, so configs and run folders saved before the
+rename still load and build the same network.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from enum import Enum
-from typing import Union
+from typing import Any, Union
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo
+from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
 
 #: An int (same on every axis) or one int per spatial axis.
 PerAxis = Union[int, tuple[int, ...]]  # noqa: UP007 (pydantic needs the runtime union on 3.10)
@@ -34,10 +41,37 @@ class Act(str, Enum):
     PRELU = "prelu"
 
 
+#: Deprecated parameter name -> its current name, accepted by every family that has the current one.
+RENAMED_PARAMS: dict[str, str] = {"filters": "features"}
+
+
 class ModelParams(BaseModel):
     """Base class of every family's parameters: rejects unknown keys, immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_renamed(cls, data: Any) -> Any:
+        """Map deprecated parameter names (:data:`RENAMED_PARAMS`) to their current names, warning."""
+        if not isinstance(data, Mapping):
+            return data
+        renamed = {
+            old: new
+            for old, new in RENAMED_PARAMS.items()
+            if old in data and new in cls.model_fields and old not in cls.model_fields
+        }
+        if not renamed:
+            return data
+        data = dict(data)
+        for old, new in renamed.items():
+            if new in data:
+                raise ValueError(f"give '{new}' only ('{old}' is its deprecated name)")
+            warnings.warn(
+                f"model parameter '{old}' is deprecated, use '{new}'", DeprecationWarning, stacklevel=2
+            )
+            data[new] = data.pop(old)
+        return data
 
     def divisor(self, spatial_dims: int) -> tuple[int, ...]:
         """Per-axis multiple the network needs its input size to be (inputs are padded to it)."""

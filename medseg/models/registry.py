@@ -3,142 +3,31 @@
 Pipelines name a model by its registry key (``"unet"``, ``"deeplabv3plus"``...)
 and pass its parameters; nothing is imported from a dotted path and nothing is
 evaluated. To add a network, write its family folder (a pydantic parameter
-model with ``extra="forbid"`` and a builder) and add one :class:`ModelSpec`
-to :data:`MODELS`.
+model with ``extra="forbid"``, subclassing :class:`~._params.ModelParams`, and
+a builder) and add one :class:`~.spec.ModelSpec` row, with small example
+parameters, to :data:`MODELS`. Everything else (``build_model``, config
+checks, ``medseg models``, the contract and learning tests) reads this table;
+regenerate the tables of ``docs/models.md`` with
+``python benchmarks/model_table.py --update-docs``.
 """
 
 from __future__ import annotations
 
-import enum
-import types
-import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic_core import PydanticUndefined
-from torch import nn
-
-from medseg.models._params import ModelParams
 from medseg.models.deeplab.model import (
     DeepLabV3Params,
     DeepLabV3PlusParams,
     build_deeplabv3,
     build_deeplabv3plus,
 )
+from medseg.models.spec import ModelSpec, ParamSpec, type_name
 from medseg.models.uctransnet.model import UCTransNetParams, build_uctransnet
 from medseg.models.unet.dynunet import DynUNetParams, build_dynunet
 from medseg.models.unet.unet import UNetParams, build_unet
 
-Builder = Callable[[int, int, int, Any], nn.Module]
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One build parameter of a model: name, type, default and what it does."""
-
-    name: str
-    type: str
-    default: Any
-    description: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "type": self.type,
-            "default": self.default,
-            "description": self.description,
-        }
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A registered network.
-
-    Attributes:
-        name: registry key used in pipeline configs.
-        family: ``"unet"``, ``"uctransnet"`` or ``"deeplab"``.
-        description: one line.
-        paper: the reference it follows.
-        params_model: the pydantic model validating its parameters.
-        builder: ``builder(spatial_dims, in_channels, out_channels, params) -> nn.Module``.
-        spatial_dims: the dimensionalities it can be built for.
-        deep_supervision: whether it can return auxiliary outputs (``deep_supervision=True``).
-        onnx: whether it exports to ONNX (checked by the contract test).
-    """
-
-    name: str
-    family: str
-    description: str
-    paper: str
-    params_model: type[ModelParams]
-    builder: Builder = field(repr=False)
-    spatial_dims: tuple[int, ...] = (2, 3)
-    deep_supervision: bool = False
-    onnx: bool = True
-
-    @property
-    def supports_2d(self) -> bool:
-        return 2 in self.spatial_dims
-
-    @property
-    def supports_3d(self) -> bool:
-        return 3 in self.spatial_dims
-
-    @property
-    def params(self) -> list[ParamSpec]:
-        """The build parameters with their defaults, in declaration order."""
-        out = []
-        for name, info in self.params_model.model_fields.items():
-            default = info.default
-            if default is PydanticUndefined:
-                default = None
-            out.append(
-                ParamSpec(name, type_name(info.annotation), _jsonable(default), info.description or "")
-            )
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able description (``medseg models --json``)."""
-        return {
-            "name": self.name,
-            "family": self.family,
-            "description": self.description,
-            "paper": self.paper,
-            "spatial_dims": list(self.spatial_dims),
-            "supports_2d": self.supports_2d,
-            "supports_3d": self.supports_3d,
-            "deep_supervision": self.deep_supervision,
-            "onnx": self.onnx,
-            "params": [p.to_dict() for p in self.params],
-        }
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def type_name(annotation: Any) -> str:
-    """A short readable name of a parameter annotation (``int | per-axis``, ``list[int]``...)."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        names = [type_name(a) for a in args if a is not type(None)]
-        if args == (int, tuple[int, ...]) or names == ["int", "list[int]"]:
-            text = "int | list[int]"
-        else:
-            text = " | ".join(names)
-        return text + (" | null" if type(None) in args else "")
-    if origin is tuple:
-        return f"list[{type_name(args[0])}]" if args else "list"
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return " | ".join(repr(m.value) for m in annotation)
-    return getattr(annotation, "__name__", str(annotation))
-
+__all__ = ["MODELS", "ModelSpec", "ParamSpec", "type_name"]
 
 _UNET_PAPER = (
     "Ronneberger, Fischer, Brox: U-Net: Convolutional Networks for Biomedical Image Segmentation, "
@@ -152,6 +41,17 @@ _DEEPLAB_V3P = (
     "(DeepLabV3+), ECCV 2018"
 )
 
+
+def _per_dims(params: Callable[[int], dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Example parameters that differ between 2D and 3D, as ``{2: params(2), 3: params(3)}``."""
+    return {2: params(2), 3: params(3)}
+
+
+def _aniso(value: Any, last: Any, spatial_dims: int) -> list[Any]:
+    """A per-axis value that differs on the last (through-plane) axis: ``[value, ..., last]``."""
+    return [value] * (spatial_dims - 1) + [last]
+
+
 #: Every registered network, by registry name.
 MODELS: dict[str, ModelSpec] = {
     "unet": ModelSpec(
@@ -162,6 +62,19 @@ MODELS: dict[str, ModelSpec] = {
         paper=_UNET_PAPER,
         params_model=UNetParams,
         builder=build_unet,
+        example_params={"features": [8, 16, 32]},
+        example_variants={
+            "residual-noskip-batchnorm": _per_dims(
+                lambda d: {
+                    "features": [4, 8, 8],
+                    "residual": True,
+                    "skip_connections": False,
+                    "norm": "batch",
+                    "dropout": 0.2,
+                    "strides": [2, _aniso(2, 1, d)],
+                }
+            ),
+        },
     ),
     "dynunet": ModelSpec(
         name="dynunet",
@@ -172,6 +85,19 @@ MODELS: dict[str, ModelSpec] = {
         "segmentation, Nature Methods 2021",
         params_model=DynUNetParams,
         builder=build_dynunet,
+        example_params={"features": [8, 16, 32], "deep_supervision": True, "deep_supr_num": 1},
+        example_variants={
+            "residual": {"features": [4, 8, 8, 16], "residual": True},
+            "deepsup-anisotropic": _per_dims(
+                lambda d: {
+                    "features": [4, 8, 8, 16],
+                    "strides": [1, _aniso(2, 1, d), 2, 2],
+                    "kernel_size": [_aniso(3, 1, d), 3, 3, 3],
+                    "deep_supervision": True,
+                    "deep_supr_num": 2,
+                }
+            ),
+        },
         deep_supervision=True,
     ),
     "uctransnet": ModelSpec(
@@ -183,6 +109,23 @@ MODELS: dict[str, ModelSpec] = {
         "Channel-wise Perspective with Transformer, AAAI 2022",
         params_model=UCTransNetParams,
         builder=build_uctransnet,
+        example_params={
+            "features": [8, 16, 32, 32],
+            "token_stride": 8,
+            "transformer_layers": 1,
+            "num_heads": 2,
+            "pos_grid": 4,
+        },
+        example_variants={
+            "embed-dims": {
+                "features": [4, 8, 16, 16],
+                "token_stride": 8,
+                "transformer_layers": 2,
+                "num_heads": 2,
+                "pos_grid": 3,
+                "embed_dims": [4, 6, 8],
+            },
+        },
     ),
     "deeplabv3": ModelSpec(
         name="deeplabv3",
@@ -192,6 +135,21 @@ MODELS: dict[str, ModelSpec] = {
         paper=_DEEPLAB_V3,
         params_model=DeepLabV3Params,
         builder=build_deeplabv3,
+        example_params={"features": [8, 16, 32, 32], "aspp_channels": 16, "output_stride": 2},
+        example_variants={
+            "blocks-os8": {"features": [4, 8, 16, 16], "aspp_channels": 8, "blocks": [1, 2, 1]},
+            "anisotropic-os16-noatrous": _per_dims(
+                lambda d: {
+                    "features": [4, 8, 8, 16, 16],
+                    "aspp_channels": 8,
+                    "strides": [_aniso(2, 1, d), 2, 2, 2, 2],
+                    "output_stride": _aniso(16, 8, d),
+                    "aspp_rates": [_aniso(3, 1, d), 2],
+                    "atrous": False,
+                    "norm": "batch",
+                }
+            ),
+        },
     ),
     "deeplabv3plus": ModelSpec(
         name="deeplabv3plus",
@@ -200,5 +158,25 @@ MODELS: dict[str, ModelSpec] = {
         paper=_DEEPLAB_V3P,
         params_model=DeepLabV3PlusParams,
         builder=build_deeplabv3plus,
+        # the decoder fuses the stem's features (stride 2): with stride-4 fusion the 4x-upsampled output
+        # of the learning test's 32^3 volumes is too coarse for its radius-5 ellipsoids
+        example_params={
+            "features": [8, 16, 32, 32],
+            "aspp_channels": 16,
+            "low_level_channels": 8,
+            "decoder_channels": 16,
+            "low_level_stage": 0,
+        },
+        example_variants={
+            "anisotropic-rates": _per_dims(
+                lambda d: {
+                    "features": [4, 8, 16, 16],
+                    "aspp_channels": 8,
+                    "low_level_channels": 4,
+                    "decoder_channels": 8,
+                    "aspp_rates": [_aniso(1, 2, d), 3],
+                }
+            ),
+        },
     ),
 }

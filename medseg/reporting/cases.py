@@ -60,7 +60,9 @@ def render_case(result: EvaluationResult, case: str, window: object | None = "au
         KeyError: ``case`` is not in the evaluation.
         MedsegError: a file that cannot be read any more.
     """
-    from medseg.evaluation.images import read_image, read_labels
+    from medseg.evaluation.labelmaps import read_labels
+    from medseg.io import read_volume
+    from medseg.io.formats import luminance
 
     rows = [r for r in result.rows if r.case == case]
     if not rows:
@@ -68,7 +70,7 @@ def render_case(result: EvaluationResult, case: str, window: object | None = "au
     ref = read_labels(rows[0].ref_path)
     pred = _on_grid(read_labels(rows[0].pred_path), ref, order=0)
     image_path = find_image(result.settings.get("image_dir"), case)
-    image = _on_grid(read_image(image_path), ref, order=1) if image_path else None
+    image = _on_grid(luminance(read_volume(image_path)), ref, order=1) if image_path else None
     return render_overlay(image, ref, pred, result.labels, window=window, title=case_title(result, case))
 
 

@@ -24,16 +24,15 @@ import numpy as np
 from medseg.errors import InputNotFoundError, MedsegError
 from medseg.evaluation.results import EvaluationResult, load_evaluation
 from medseg.evaluation.summary import describe
+from medseg.reporting.compare_render import (
+    COMPARED_METRICS,
+    comparison_html,
+    comparison_markdown,
+    comparison_png,
+)
 
 __all__ = ["COMPARED_METRICS", "Comparison", "ComparisonRow", "compare_runs", "paired_difference"]
 
-#: metric -> (label, higher is better, boundary metric)
-COMPARED_METRICS: dict[str, tuple[str, bool, bool]] = {
-    "dice": ("Dice", True, False),
-    "hd95": ("HD95", False, True),
-    "assd": ("ASSD", False, True),
-    "nsd": ("NSD", True, True),
-}
 ALL_CLASSES = "all classes"
 
 
@@ -65,8 +64,6 @@ class Comparison:
 
     def to_markdown(self) -> str:
         """The side-by-side table as Markdown (boundary metrics in bold)."""
-        from medseg.reporting.compare_render import comparison_markdown
-
         return comparison_markdown(self)
 
     def to_csv(self) -> str:
@@ -115,7 +112,6 @@ class Comparison:
     def write(self, out_dir: str | Path) -> Path:
         """Write compare.md, compare.csv, compare.html (and compare.png) atomically into ``out_dir``."""
         from medseg.io.atomic import write_bytes_atomic, write_text_atomic
-        from medseg.reporting.compare_render import comparison_html, comparison_png
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -13,14 +13,19 @@ from medseg.reporting.html import Cell, esc, img_tag, page, table
 if TYPE_CHECKING:  # pragma: no cover
     from medseg.reporting.compare import Comparison, ComparisonRow
 
-__all__ = ["comparison_html", "comparison_markdown", "comparison_png"]
+__all__ = ["COMPARED_METRICS", "comparison_html", "comparison_markdown", "comparison_png"]
 
+#: metric -> (label, higher is better, boundary metric)
+COMPARED_METRICS: dict[str, tuple[str, bool, bool]] = {
+    "dice": ("Dice", True, False),
+    "hd95": ("HD95", False, True),
+    "assd": ("ASSD", False, True),
+    "nsd": ("NSD", True, True),
+}
 _DIGITS = {"dice": 3, "nsd": 3, "hd95": 2, "assd": 2}
 
 
 def _metric_label(metric: str, unit: str) -> str:
-    from medseg.reporting.compare import COMPARED_METRICS
-
     label, higher, _ = COMPARED_METRICS[metric]
     if metric in ("hd95", "assd"):
         label += f" ({unit})"
@@ -29,8 +34,6 @@ def _metric_label(metric: str, unit: str) -> str:
 
 def _verdict(metric: str, diff: dict[str, Any]) -> str | None:
     """``"better"``/``"worse"`` for a significant (p < 0.05) paired difference, else None."""
-    from medseg.reporting.compare import COMPARED_METRICS
-
     mean, p = diff.get("mean_diff"), diff.get("p_value")
     if mean is None or p is None or p >= 0.05 or mean == 0:
         return None
@@ -88,7 +91,6 @@ def comparison_markdown(comparison: Comparison) -> str:
 
 def comparison_png(comparison: Comparison) -> bytes:
     """Per-case values of each metric per run (box plots, with each case's runs joined by a line)."""
-    from medseg.reporting.compare import COMPARED_METRICS
     from medseg.reporting.figures import figure_png, new_figure
 
     metrics = list(COMPARED_METRICS)

@@ -135,7 +135,9 @@ def _label_array(volume: Volume | None) -> np.ndarray | None:
 
 
 def _is_2d_image(volume: Volume) -> bool:
-    return volume.meta.source_format in ("png", "tiff") and volume.spatial_shape[2] == 1
+    from medseg.io.formats import is_2d_source
+
+    return is_2d_source(volume) and volume.spatial_shape[2] == 1
 
 
 def _views(shape: tuple[int, int, int], center: tuple[int, int, int]) -> list[tuple[str, int]]:

@@ -21,9 +21,11 @@ import numpy as np
 import torch
 
 from medseg.config import PipelineConfig, dump_config
+from medseg.device import resolve_device
 from medseg.errors import ConfigError, MedsegError
-from medseg.io.atomic import write_text_atomic
+from medseg.io.atomic import remove_stale_temporaries, write_text_atomic
 from medseg.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from medseg.training.config_check import check_registries
 from medseg.training.distributed import DistInfo, barrier, broadcast_flag, cleanup, init_distributed
 from medseg.training.schedule import lr_factor
 
@@ -54,24 +56,6 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when available; ``cuda`` without a GPU is a user error."""
-    if device == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        import os
-
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # one GPU per torchrun rank
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise MedsegError(
-            "--device cuda was asked for but no CUDA GPU is available",
-            hint="use --device cpu or --device auto",
-        )
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise MedsegError(f"unknown device {device!r}", hint="use auto, cpu or cuda")
-    return torch.device(device)
-
-
 class Trainer:
     """Train a pipeline into a run folder.
 
@@ -84,6 +68,9 @@ class Trainer:
         device: ``auto``, ``cpu`` or ``cuda``.
         resume: Continue from ``run_dir/checkpoints/last.pt``.
         extend_epochs: Train this many epochs past the planned end (implies resume).
+
+    Raises:
+        ConfigError: (at once, before any data work) an unknown or invalid model or loss.
     """
 
     def __init__(
@@ -96,6 +83,7 @@ class Trainer:
         resume: bool = False,
         extend_epochs: int = 0,
     ) -> None:
+        check_registries(config)  # a bad model or loss fails now, before any case is read
         self.config = config
         self.run_dir = Path(run_dir)
         self.data_root = data_root
@@ -116,6 +104,9 @@ class Trainer:
     # -- setup ------------------------------------------------------------------------------
     def _check_run_dir(self) -> None:
         last = self.run_dir / "checkpoints" / "last.pt"
+        if self.dist.is_main:  # what a killed earlier session was writing when it died
+            for folder in (self.run_dir, self.run_dir / "checkpoints"):
+                remove_stale_temporaries(folder)
         if self.resume and not last.is_file():
             raise MedsegError(
                 f"nothing to resume in {self.run_dir}: no checkpoints/last.pt",
@@ -130,11 +121,10 @@ class Trainer:
     def _build(self, n_classes: int, in_channels: int) -> None:
         from medseg.losses import DeepSupervision, build_loss
         from medseg.models import build_model
+        from medseg.training.config_check import model_build_params
 
         cfg = self.config
-        params = dict(cfg.model.params)
-        if cfg.training.deep_supervision:
-            params["deep_supervision"] = True
+        params = model_build_params(cfg)
         torch.manual_seed(cfg.training.seed)
         self.model = build_model(cfg.model.name, cfg.model.spatial_dims, in_channels, n_classes, **params)
         self.model.to(self.device)

@@ -16,6 +16,7 @@ from medseg.cli.main import main
 from medseg.io import read_volume, write_volume
 from medseg.volume import Volume
 from tests.fixtures.dicom_factory import regular_positions, write_series
+from tests.fixtures.fresh_import import modules_loaded
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,19 +49,9 @@ def dicom_dir(tmp_path) -> Path:
 
 
 def test_help_lists_commands_and_imports_nothing_heavy():
-    code = (
-        "import sys; from medseg.cli.main import build_parser; build_parser(); "
-        "heavy = [m for m in ('torch', 'SimpleITK', 'pydicom', 'monai', 'nibabel', 'scipy') "
-        "if m in sys.modules]; print(heavy)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        check=True,
-    )
-    assert out.stdout.strip() == "[]"
+    code = "from medseg.cli.main import build_parser; build_parser()"
+    heavy = ("torch", "SimpleITK", "pydicom", "monai", "nibabel", "scipy")
+    assert modules_loaded(code, heavy) == []
     proc = run_cli("--help")
     assert proc.returncode == 0
     for command in ("info", "convert"):

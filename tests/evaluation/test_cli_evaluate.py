@@ -87,7 +87,7 @@ def test_missing_folder_and_bad_options_are_one_line(tmp_path, capsys):
     _one_error_line(capsys, "unknown window 'sunset'")
     code = main(["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "--labels", "liver"])
     assert code == ConfigError.exit_code
-    _one_error_line(capsys, "label id 'liver'")
+    _one_error_line(capsys, "'liver' is not a label value")
 
 
 def test_unmatched_cases_are_reported(tmp_path, capsys):

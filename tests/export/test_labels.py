@@ -8,7 +8,7 @@ import pytest
 from pydicom.sr.codedict import codes
 
 from medseg.errors import ConfigError, InputNotFoundError
-from medseg.export.labels import TABLE_PATH, LabelSet, load_labels, lookup_builtin
+from medseg.labels import TABLE_PATH, LabelSet, load_labels, lookup_builtin
 
 
 def _sct_meanings() -> dict[str, set[str]]:
@@ -111,7 +111,8 @@ def test_full_form_keeps_user_codes_and_yaml_works(tmp_path):
         ({"labels": [{"index": 0, "name": "a"}]}, "index"),
         ({"labels": [{"index": 1, "name": "a", "type": {"value": "1", "meaning": "x"}}]}, "category"),
         ({"labels": [{"index": 1, "name": "a", "rt_type": "TUMOUR"}]}, "rt_type"),
-        ({"liver": 1}, "not a label value"),
+        ({"liver": "x"}, "not a label value"),
+        ({"1": [1, 2]}, "region"),
         ({"labels": [], "extra": 1}, "unknown key"),
     ],
 )
@@ -135,3 +136,16 @@ def test_find_by_name_ignores_case_and_separators():
     assert labels.find("kidney left").index == 3
     assert labels.find("KIDNEY-LEFT").index == 3
     assert labels.find("kidney right") is None
+
+
+def test_one_parser_reads_every_labels_form(tmp_path):
+    """Inline, id lists, MSD and nnU-Net dataset descriptions and the short form give one LabelSet."""
+    expected = {1: "liver", 2: "spleen"}
+    msd = tmp_path / "dataset.json"
+    msd.write_text('{"name": "x", "labels": {"0": "background", "1": "liver", "2": "spleen"}}')
+    forms = ["1:liver, 2:spleen", {"liver": 1, "spleen": 2, "background": 0}, msd, str(msd)]
+    for form in forms:
+        labels = load_labels(form)
+        assert {label.index: label.name for label in labels.labels} == expected, form
+    assert load_labels({"liver": 1}).labels[0].type.value == codes.SCT.Liver.value  # coded like files
+    assert [label.name for label in load_labels([2, 0, 1]).labels] == ["label_1", "label_2"]

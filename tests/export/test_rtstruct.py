@@ -10,7 +10,7 @@ import pytest
 
 from medseg import __version__
 from medseg.errors import GeometryMismatchError, MedsegError
-from medseg.export import OverlapError, read_label_object, read_rtstruct, write_rtstruct
+from medseg.export import ExportOptions, OverlapError, read_label_object, read_rtstruct, write_rtstruct
 from medseg.export.reference import PATIENT_STUDY_ATTRIBUTES
 from medseg.io import read_volume
 from tests.export.helpers import assert_dciodvfy_clean, dice, make_synthetic
@@ -19,7 +19,7 @@ from tests.export.helpers import assert_dciodvfy_clean, dice, make_synthetic
 @pytest.fixture(scope="module")
 def rt_file(synthetic, synthetic_mask, labels_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("rt") / "mask.rtstruct.dcm"
-    write_rtstruct(synthetic_mask, synthetic.folder, labels_file, out, model_name="unet-test")
+    write_rtstruct(synthetic_mask, synthetic.folder, labels_file, out, ExportOptions(model_name="unet-test"))
     return out
 
 
@@ -132,6 +132,8 @@ def test_import_errors(rt_file, synthetic, tmp_path):
     ds = pydicom.dcmread(rt_file)
     ds.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID = "1.2.3.4"
     ds.FrameOfReferenceUID = "1.2.3.4"
+    for roi in ds.StructureSetROISequence:  # each ROI is placed by its own frame
+        roi.ReferencedFrameOfReferenceUID = "1.2.3.4"
     path = tmp_path / "other_for.dcm"
     ds.save_as(path)
     with pytest.raises(GeometryMismatchError, match="frame of reference"):

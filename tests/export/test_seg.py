@@ -14,7 +14,7 @@ from medseg.errors import (
     GeometryMismatchError,
     SeriesGeometryError,
 )
-from medseg.export import EmptyMaskError, read_label_object, read_seg, write_seg
+from medseg.export import EmptyMaskError, ExportOptions, read_label_object, read_seg, write_seg
 from medseg.export.reference import PATIENT_STUDY_ATTRIBUTES
 from medseg.io import read_volume, write_volume
 from medseg.volume import Volume
@@ -25,7 +25,7 @@ from tests.fixtures.dicom_factory import base_dataset, regular_positions, write_
 @pytest.fixture(scope="module")
 def seg_file(synthetic, synthetic_mask, labels_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("seg") / "mask.seg.dcm"
-    write_seg(synthetic_mask, synthetic.folder, labels_file, out, model_name="unet-test")
+    write_seg(synthetic_mask, synthetic.folder, labels_file, out, ExportOptions(model_name="unet-test"))
     return out
 
 
@@ -140,7 +140,9 @@ def test_fractional_seg_keeps_probabilities(synthetic, synthetic_mask, tmp_path)
     probs[..., 1] = np.where(lab == 3, 0.7, 0.0)
     prob_volume = Volume(probs, synthetic_mask.affine)
     labels = {"1": "liver", "2": "tumour"}
-    out = write_seg(prob_volume, synthetic.folder, labels, tmp_path / "frac.dcm", fractional=True)
+    out = write_seg(
+        prob_volume, synthetic.folder, labels, tmp_path / "frac.dcm", ExportOptions(fractional=True)
+    )
     assert_dciodvfy_clean(out)
     ds = pydicom.dcmread(out)
     assert ds.SegmentationType == "FRACTIONAL"
@@ -205,7 +207,7 @@ def test_reference_series_problems(tmp_path, synthetic_mask):
     mask = Volume(np.ones(grid.spatial_shape, np.uint8), grid.affine)
     with pytest.raises(AmbiguousSeriesError):
         write_seg(mask, tmp_path / "two", None, tmp_path / "x.dcm")
-    out = write_seg(mask, tmp_path / "two", None, tmp_path / "one.dcm", series="1")
+    out = write_seg(mask, tmp_path / "two", None, tmp_path / "one.dcm", ExportOptions(series="1"))
     assert np.array_equal(read_seg(out, tmp_path / "two", series="1").array, mask.array)
     # irregular spacing: exports refuse (nothing to reference between the slices)
     uneven = np.array([[0, 0, 0], [0, 0, 2], [0, 0, 5]], float)
@@ -237,6 +239,8 @@ def test_seg_placed_by_geometry_on_another_series_of_its_frame_of_reference(seg_
 
 
 def test_label_map_as_fractional_seg(synthetic, synthetic_mask, labels_file, tmp_path):
-    out = write_seg(synthetic_mask, synthetic.folder, labels_file, tmp_path / "f.dcm", fractional=True)
+    out = write_seg(
+        synthetic_mask, synthetic.folder, labels_file, tmp_path / "f.dcm", ExportOptions(fractional=True)
+    )
     assert pydicom.dcmread(out, stop_before_pixels=True).SegmentationType == "FRACTIONAL"
     assert np.array_equal(read_seg(out, synthetic.folder).array, synthetic_mask.array)

@@ -10,7 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from medseg.export import read_label_object, write_rtstruct, write_seg
+from medseg.export import ExportOptions, read_label_object, write_rtstruct, write_seg
 from medseg.export.preview import save_overlay_png
 from medseg.io import read_volume
 from tests.conftest import shared_path
@@ -31,10 +31,9 @@ def case(shared_datasets, tmp_path_factory):
     class_map = json.loads((root / "class_map_total_v2.json").read_text())
     labels = {str(c): class_map[str(c)] for c in CLASSES}
     out = tmp_path_factory.mktemp("totalseg")
-    seg = write_seg(
-        mask, ct_dir, root / "class_map_total_v2.json", out / "ts.seg.dcm", model_name="TotalSegmentator"
-    )
-    rt = write_rtstruct(mask, ct_dir, labels, out / "ts.rtstruct.dcm", model_name="TotalSegmentator")
+    options = ExportOptions(model_name="TotalSegmentator")
+    seg = write_seg(mask, ct_dir, root / "class_map_total_v2.json", out / "ts.seg.dcm", options)
+    rt = write_rtstruct(mask, ct_dir, labels, out / "ts.rtstruct.dcm", options)
     return {"root": root, "ct": ct_dir, "mask": mask, "labels": labels, "seg": seg, "rt": rt, "out": out}
 
 

@@ -67,11 +67,15 @@ def test_batch_writes_good_cases_lists_bad_ones_and_resumes(archive, tmp_path):
     assert status["empty"]["error"] == "empty folder"
     assert "not an image" in status["notes.txt"]["error"]
     assert "| a | 20x18x12 |" in proc.stdout
-    # rerun: finished cases are skipped
+    # rerun: finished cases are skipped; one a killed run left without its sidecar is redone
+    (out / "sub__b.json").unlink()
+    (out / ".a.nii.gz.999999999.x1.tmp").mkdir()  # a killed writer's temporary folder
     again = _cli("predict", "-m", str(run), "-i", str(archive), "-o", str(out), "--device", "cpu")
     assert again.returncode == 14
     status = {c["id"]: c["status"] for c in json.loads((out / "predictions.json").read_text())["cases"]}
-    assert status["a"] == status["sub__b"] == status["patient1__ct"] == "skipped"
+    assert status["a"] == status["patient1__ct"] == "skipped"
+    assert status["sub__b"] == "ok" and (out / "sub__b.json").is_file()
+    assert not list(out.glob(".*.tmp"))
     # all good: exit 0
     good = tmp_path / "good"
     good.mkdir()

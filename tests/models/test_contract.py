@@ -1,6 +1,7 @@
-"""The contract every registered model must meet, checked on every registry name in 2D and 3D.
+"""The contract every registered model must meet, checked on every example of every registry entry
+(``ModelSpec.example_params`` and ``example_variants``) in each dimensionality it supports.
 
-For each (model config, dimensionality, input size) -- sizes include non-cubic ones
+For each (example, dimensionality, input size) -- sizes include non-cubic ones
 and ones that are not a multiple of the network's stride:
 - logits have the input's spatial shape and ``out_channels`` channels;
 - deep supervision (where built with it) gives ``[full, aux1, ...]`` in training, coarser last,
@@ -11,7 +12,7 @@ and ones that are not a multiple of the network's stride:
   outputs exactly;
 - the ONNX export (onnxruntime) matches PyTorch within 1e-4 (max abs).
 
-The configs are small (few channels, shallow transformers) so the whole contract runs on a CPU.
+The examples are small (few channels, shallow transformers) so the whole contract runs on a CPU.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,75 +32,12 @@ ort = pytest.importorskip("onnxruntime")
 
 torch.set_num_threads(2)
 
-# (case id, registry name, params for spatial_dims)
-Params = Callable[[int], dict[str, Any]]
-CASES: list[tuple[str, str, Params]] = [
-    ("unet", "unet", lambda d: {"features": [4, 8, 16]}),
-    (
-        "unet-residual-noskip-batchnorm",
-        "unet",
-        lambda d: {
-            "features": [4, 8, 8],
-            "residual": True,
-            "skip_connections": False,
-            "norm": "batch",
-            "dropout": 0.2,
-            "strides": [2, [2] * (d - 1) + [1]],
-        },
-    ),
-    ("dynunet", "dynunet", lambda d: {"filters": [4, 8, 8, 16], "residual": True}),
-    (
-        "dynunet-deepsup-anisotropic",
-        "dynunet",
-        lambda d: {
-            "filters": [4, 8, 8, 16],
-            "strides": [1, [2] * (d - 1) + [1], 2, 2],
-            "kernel_size": [[3] * (d - 1) + [1], 3, 3, 3],
-            "deep_supervision": True,
-            "deep_supr_num": 2,
-        },
-    ),
-    (
-        "uctransnet",
-        "uctransnet",
-        lambda d: {
-            "features": [4, 8, 16, 16],
-            "token_stride": 8,
-            "transformer_layers": 2,
-            "num_heads": 2,
-            "pos_grid": 3,
-            "embed_dims": [4, 6, 8],
-        },
-    ),
-    (
-        "deeplabv3",
-        "deeplabv3",
-        lambda d: {"features": [4, 8, 16, 16], "aspp_channels": 8, "output_stride": 8, "blocks": [1, 2, 1]},
-    ),
-    (
-        "deeplabv3-anisotropic-os16-noatrous",
-        "deeplabv3",
-        lambda d: {
-            "features": [4, 8, 8, 16, 16],
-            "aspp_channels": 8,
-            "strides": [[2] * (d - 1) + [1], 2, 2, 2, 2],
-            "output_stride": [16] * (d - 1) + [8],
-            "aspp_rates": [[3] * (d - 1) + [1], 2],
-            "atrous": False,
-            "norm": "batch",
-        },
-    ),
-    (
-        "deeplabv3plus",
-        "deeplabv3plus",
-        lambda d: {
-            "features": [4, 8, 16, 16],
-            "aspp_channels": 8,
-            "low_level_channels": 4,
-            "decoder_channels": 8,
-            "aspp_rates": [[1] * (d - 1) + [2], 3],
-        },
-    ),
+# (case id, registry name, spatial_dims, params): every example of every registered model
+CASES: list[tuple[str, str, int, dict[str, Any]]] = [
+    (name if variant == "example" else f"{name}-{variant}", name, dims, params)
+    for name, spec in MODELS.items()
+    for dims in spec.spatial_dims
+    for variant, params in spec.examples(dims).items()
 ]
 
 SIZES = {
@@ -110,15 +47,24 @@ SIZES = {
 OUT_CHANNELS = 3
 
 PARAMS = [
-    pytest.param(case_id, name, params, dims, shape, id=f"{case_id}-{dims}d-{'x'.join(map(str, shape))}")
-    for case_id, name, params in CASES
-    for dims in (2, 3)
+    pytest.param(name, params, dims, shape, id=f"{case_id}-{dims}d-{'x'.join(map(str, shape))}")
+    for case_id, name, dims, params in CASES
     for shape in SIZES[dims]
 ]
 
 
-def test_every_registered_model_is_in_the_contract():
-    assert {name for _, name, _ in CASES} == set(MODELS)
+@pytest.mark.parametrize("name", list(MODELS))
+def test_deep_supervision_claim_is_exercised(name):
+    """A model that claims deep supervision has an example that returns auxiliary outputs (so the
+    contract checks them); one that does not claim it has none."""
+    spec = MODELS[name]
+    for dims in spec.spatial_dims:
+        with_aux = [
+            variant
+            for variant, params in spec.examples(dims).items()
+            if build_model(name, dims, 1, OUT_CHANNELS, **params).deep_supervision_scales
+        ]
+        assert bool(with_aux) == spec.deep_supervision, f"{name} {dims}D: examples with aux {with_aux}"
 
 
 def _build(name: str, params: dict[str, Any], dims: int, in_channels: int, seed: int) -> torch.nn.Module:
@@ -134,9 +80,8 @@ def _eval(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return y
 
 
-@pytest.mark.parametrize(("case_id", "name", "params", "dims", "shape"), PARAMS)
-def test_model_contract(case_id, name, params, dims, shape):
-    p = params(dims)
+@pytest.mark.parametrize(("name", "p", "dims", "shape"), PARAMS)
+def test_model_contract(name, p, dims, shape):
     in_channels = shape[1]
     spatial = shape[2:]
     model = _build(name, p, dims, in_channels, seed=0)
@@ -150,11 +95,10 @@ def test_model_contract(case_id, name, params, dims, shape):
     # --- training mode: shapes, deep supervision, finite gradients for every parameter
     model.train()
     out = model(x)
-    if p.get("deep_supervision"):
+    scales = model.deep_supervision_scales
+    if scales:
         assert isinstance(out, list)
-        assert len(out) == 1 + p["deep_supr_num"]
-        scales = model.deep_supervision_scales
-        assert len(scales) == len(out) - 1
+        assert len(out) == 1 + len(scales)
         prev = (1,) * dims
         for aux, scale in zip(out[1:], scales):
             assert all(s >= q for s, q in zip(scale, prev)) and scale != prev, "coarser last"
@@ -212,18 +156,12 @@ def test_model_contract(case_id, name, params, dims, shape):
     assert diff <= 1e-4, f"ONNX output differs from PyTorch by {diff}"
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize(
+    ("name", "dims"), [(name, dims) for name, spec in MODELS.items() for dims in spec.spatial_dims]
+)
 def test_tiny_inputs_are_padded_and_cropped(name, dims):
     """Any spatial size >= 1 works (eval mode): a 1-voxel-thick input gives 1-voxel-thick logits."""
-    small = {
-        "unet": {"features": [2, 4]},
-        "dynunet": {"filters": [2, 4, 4]},
-        "uctransnet": {"features": [2, 4, 4], "token_stride": 4, "transformer_layers": 1, "num_heads": 1},
-        "deeplabv3": {"features": [2, 4, 4], "aspp_channels": 4},
-        "deeplabv3plus": {"features": [2, 4, 4], "aspp_channels": 4, "low_level_stage": 0},
-    }[name]
-    model = _build(name, small, dims, 1, seed=0).eval()
+    model = _build(name, MODELS[name].example(dims), dims, 1, seed=0).eval()
     shape = (1, 1, 1, 5, 3)[: dims + 2]
     y = _eval(model, torch.randn(shape))
     assert tuple(y.shape) == (1, OUT_CHANNELS, *shape[2:])

@@ -179,7 +179,9 @@ def test_uctransnet_position_embeddings_follow_the_token_grid():
 # ----------------------------------------------------------------------------- DynUNet deep supervision
 def test_dynunet_aux_outputs_are_monais_heads_at_their_own_resolution():
     torch.manual_seed(0)
-    kwargs = dict(filters=[4, 8, 8, 16], strides=[1, [2, 2, 1], 2, 2], deep_supervision=True, deep_supr_num=2)
+    kwargs = dict(
+        features=[4, 8, 8, 16], strides=[1, [2, 2, 1], 2, 2], deep_supervision=True, deep_supr_num=2
+    )
     ours = build_model("dynunet", 3, 1, 3, **kwargs)
     monai = MonaiDynUNet(
         3,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,30 +25,41 @@ from medseg.models import (
     required_divisor,
     save_model,
 )
+from medseg.models.docs import UPDATE_COMMAND
 
 torch.set_num_threads(2)
 
 REPO = Path(__file__).resolve().parents[2]
 
-SMALL = {
-    "unet": {"features": [4, 8, 8]},
-    "dynunet": {"filters": [4, 8, 8], "deep_supervision": True},
-    "uctransnet": {"features": [4, 8, 8], "transformer_layers": 1, "num_heads": 2},
-    "deeplabv3": {"features": [4, 8, 8], "aspp_channels": 4},
-    "deeplabv3plus": {"features": [4, 8, 8], "aspp_channels": 4, "low_level_stage": 0},
-}
 
-
-def test_registry_names_are_the_contract():
-    assert list(MODELS) == ["unet", "dynunet", "uctransnet", "deeplabv3", "deeplabv3plus"]
-    specs = {s.name: s for s in list_models()}
-    assert specs["dynunet"].deep_supervision and not specs["unet"].deep_supervision
-    for spec in specs.values():
-        assert spec.supports_2d and spec.supports_3d and spec.onnx
+def test_registry_rows_are_complete():
+    assert list_models() == list(MODELS.values())
+    for key, spec in MODELS.items():
+        assert key == spec.name == key.strip().lower()
+        assert spec.spatial_dims and set(spec.spatial_dims) <= {2, 3}
         assert spec.paper and spec.description
+        assert (REPO / "medseg" / "models" / spec.family).is_dir(), f"{key}: no family folder"
         names = [p.name for p in spec.params]
         assert names == list(spec.params_model.model_fields)
         assert all(p.description for p in spec.params)
+        for dims in spec.spatial_dims:
+            for variant, params in spec.examples(dims).items():
+                assert params, f"{key} {variant}: an example should be small, not the defaults"
+                assert build_model(key, dims, 1, 2, **params).medseg_config["name"] == key
+
+
+def test_examples_are_validated_when_a_row_is_created():
+    spec = MODELS["unet"]
+    with pytest.raises(ValueError, match=r"'unet': example 'example' is invalid in 2D: .*features needs"):
+        dataclasses.replace(spec, example_params={"features": [8]})
+    with pytest.raises(ValueError, match="'bad'"):
+        dataclasses.replace(spec, example_variants={"bad": {2: {"featurez": [4, 8]}, 3: {}}})
+    with pytest.raises(KeyError):  # per-dims examples must cover every supported dimensionality
+        dataclasses.replace(spec, example_params={2: {"features": [4, 8]}})
+    per_dims = dataclasses.replace(spec, example_params={2: {"features": [4, 8]}, 3: {"features": [2, 4]}})
+    assert per_dims.example(3) == {"features": [2, 4]}
+    per_dims.example(3)["features"].append(8)  # a copy: the row is not changed
+    assert per_dims.example(3) == {"features": [2, 4]}
 
 
 def test_unknown_model_lists_known_names():
@@ -78,7 +92,8 @@ def test_unknown_param_names_it_and_lists_valid_ones(name):
         ("unet", {"norm": "group"}, "'norm'"),
         ("unet", {"dropout": 1.5}, "'dropout'"),
         ("dynunet", {"strides": [2, 2, 2, 2, 2]}, "strides[0] must be 1"),
-        ("dynunet", {"filters": [4, 8, 16], "deep_supervision": True, "deep_supr_num": 2}, "deep_supr_num"),
+        ("dynunet", {"features": [4, 8, 16], "deep_supervision": True, "deep_supr_num": 2}, "deep_supr_num"),
+        ("dynunet", {"features": [4, 8, 16], "filters": [4, 8, 16]}, "give 'features' only"),
         ("uctransnet", {"features": [4, 8, 16, 32, 64], "token_stride": 4}, "token_stride"),
         ("uctransnet", {"embed_dims": [4, 4]}, "embed_dims"),
         ("deeplabv3", {"output_stride": 12}, "output_stride"),
@@ -107,7 +122,7 @@ def test_bad_channel_counts(in_ch, out_ch, needle):
 
 
 def test_medseg_config_holds_resolved_defaults_and_rebuilds():
-    model = build_model("dynunet", 3, 2, 3, filters=[4, 8, 16, 16], strides=[1, [2, 2, 1], 2, 2])
+    model = build_model("dynunet", 3, 2, 3, features=[4, 8, 16, 16], strides=[1, [2, 2, 1], 2, 2])
     cfg = model.medseg_config
     assert cfg["name"] == "dynunet" and cfg["spatial_dims"] == 3
     assert cfg["in_channels"] == 2 and cfg["out_channels"] == 3
@@ -148,10 +163,10 @@ def test_inputs_at_a_multiple_of_the_divisor_are_not_padded():
     assert seen == [(8, 12, 6), (12, 12, 8)]
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", [name for name, spec in MODELS.items() if spec.supports_3d])
 def test_save_load_round_trip_is_exact(name, tmp_path):
     torch.manual_seed(0)
-    model = build_model(name, 3, 2, 3, **SMALL[name])
+    model = build_model(name, 3, 2, 3, **MODELS[name].example(3))
     # move batch-norm-free weights away from their init so the round trip is not trivially equal
     with torch.no_grad():
         for p in model.parameters():
@@ -189,7 +204,7 @@ def test_load_model_errors(tmp_path):
         load_model(junk)
     _assert_one_line(exc.value, "junk.pt")
     # a truncated model file
-    good = save_model(build_model("unet", 2, 1, 2, **SMALL["unet"]), tmp_path / "good.pt")
+    good = save_model(build_model("unet", 2, 1, 2, features=[4, 8, 8]), tmp_path / "good.pt")
     cut = tmp_path / "cut.pt"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(CorruptFileError) as exc:
@@ -225,8 +240,11 @@ def test_cli_models_json_lists_every_model_with_counts(capsys):
         real = count_parameters(build_model(e["name"], 2, 3, 4))
         assert e["parameter_count"] == real
         assert e["config"] == {"spatial_dims": 2, "in_channels": 3, "out_channels": 4}
-        assert e["supports_2d"] and e["supports_3d"] and e["onnx"]
-        assert e["deep_supervision"] == (e["name"] == "dynunet")
+        assert e == {
+            **MODELS[e["name"]].to_dict(),
+            **{k: e[k] for k in ("parameter_count", "divisor", "config")},
+        }
+        assert e["example_params"]["2"] == MODELS[e["name"]].example(2)
         assert len(e["divisor"]) == 2
         assert {p["name"] for p in e["params"]} == set(MODELS[e["name"]].params_model.model_fields)
     unet = next(e for e in entries if e["name"] == "unet")
@@ -248,6 +266,8 @@ def test_cli_models_text_and_errors(capsys):
         assert name in out
         for param in spec.params_model.model_fields:
             assert param in out
+        if spec.supports_3d:
+            assert f"small example: {json.dumps(spec.example(3))}" in out
     assert main(["models", "nope"]) == 10
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown model 'nope'" in err[0]
@@ -278,16 +298,101 @@ def _load_benchmark():
     return module
 
 
-def test_docs_models_md_matches_the_registry_and_the_benchmark():
-    """docs/models.md lists every model and parameter, and its size table is what
-    benchmarks/model_table.py measures now (regenerate the table when a default changes)."""
+def test_docs_models_md_is_generated_from_the_registry():
+    """docs/models.md's size and parameter tables are what benchmarks/model_table.py generates now
+    from MODELS (regenerate them when a model or a default changes)."""
     text = (REPO / "docs" / "models.md").read_text(encoding="utf-8")
     bench = _load_benchmark()
+    assert bench.generated_docs(text) == text, f"docs/models.md is stale: run `{UPDATE_COMMAND}`"
     for spec in list_models():
         assert f"#### `{spec.name}`" in text
         for param in spec.params_model.model_fields:
             assert f"| `{param}` |" in text, f"{spec.name}.{param} missing from docs/models.md"
-        p2, f2 = bench.measure(spec.name, 2, 1, 2)
-        p3, f3 = bench.measure(spec.name, 3, 1, 2)
-        row = f"| {spec.name} | {p2 / 1e6:.2f} M | {f2 / 1e9:.2f} | {p3 / 1e6:.2f} M | {f3 / 1e9:.1f} |"
-        assert row in text, f"stale size row for {spec.name}; expected {row}"
+    assert main(["models", "--markdown"]) == 0
+
+
+def test_stale_docs_are_detected_and_rewritten(tmp_path):
+    bench = _load_benchmark()
+    current = (REPO / "docs" / "models.md").read_text(encoding="utf-8")
+    stale = current.replace("| `features` |", "| `filters` |", 1)
+    path = tmp_path / "models.md"
+    path.write_text(stale, encoding="utf-8")
+    assert bench.generated_docs(stale) != stale
+    assert bench.update_docs(path) and path.read_text(encoding="utf-8") == current
+    assert not bench.update_docs(path)
+    with pytest.raises(ValueError, match="no generated block 'sizes'"):
+        bench.generated_docs("# no markers\n")
+
+
+def _dynunet_with_features() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model("dynunet", 3, 1, 2, features=[4, 8, 8], strides=[1, [2, 2, 1], 2])
+
+
+def test_old_filters_name_builds_the_same_network_with_a_warning():
+    new = _dynunet_with_features()
+    torch.manual_seed(0)
+    with pytest.warns(DeprecationWarning, match="'filters' is deprecated, use 'features'"):
+        old = build_model("dynunet", 3, 1, 2, filters=[4, 8, 8], strides=[1, [2, 2, 1], 2])
+    assert old.medseg_config == new.medseg_config and "filters" not in old.medseg_config["params"]
+    assert list(old.state_dict()) == list(new.state_dict())
+    for (k, a), b in zip(old.state_dict().items(), new.state_dict().values()):
+        assert torch.equal(a, b), k
+    with warnings.catch_warnings():  # families without 'features' do not translate it
+        warnings.simplefilter("error")
+        with pytest.raises(ConfigError, match="unknown parameter 'featurez'"):
+            build_model("dynunet", 3, 1, 2, featurez=[4, 8, 8])
+
+
+def _with_old_name(config: dict) -> dict:
+    """A model config as medseg recorded it before ``filters`` became ``features``."""
+    params = dict(config["params"])
+    params["filters"] = params.pop("features")
+    return {**config, "params": params}
+
+
+def test_model_file_saved_with_filters_still_loads(tmp_path):
+    model = _dynunet_with_features().eval()
+    path = save_model(model, tmp_path / "model.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["config"] = _with_old_name(payload["config"])
+    torch.save(payload, path)
+    with pytest.warns(DeprecationWarning, match="filters"):
+        loaded = load_model(path)
+    assert loaded.medseg_config == model.medseg_config
+    x = torch.randn(1, 1, 9, 10, 7)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_run_folder_saved_with_filters_still_predicts(tmp_path):
+    from medseg.config.load import config_from_dict
+    from medseg.inference.predictor import Predictor
+    from medseg.training.checkpoint import save_inference_checkpoint
+    from medseg.training.config_check import check_registries
+    from medseg.transforms.preprocess import Plan
+    from medseg.volume import Volume
+
+    model = _dynunet_with_features().eval()
+    old_config = _with_old_name(model.medseg_config)
+    img = Volume(np.random.default_rng(0).normal(size=(12, 12, 12)).astype(np.float32), np.eye(4))
+    plan = Plan.from_dataset([(img, None)], {0: "background", 1: "object"}, target_spacing=None)
+    cfg = config_from_dict(
+        {
+            "name": "old",
+            "data": {"manifest": "unused.json"},
+            "model": {"name": "dynunet", "spatial_dims": 3, "params": old_config["params"]},
+            "training": {"patch_size": [12, 12, 12]},
+        }
+    )
+    with pytest.warns(DeprecationWarning, match="filters"):
+        check_registries(cfg)  # the config check accepts the old name too
+    model.medseg_config = old_config  # what the checkpoint recorded before the rename
+    save_inference_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt", model, plan, cfg)
+    with pytest.warns(DeprecationWarning, match="filters"):
+        predictor = Predictor.from_run(tmp_path / "run", device="cpu")
+    for a, b in zip(predictor.model.state_dict().values(), model.state_dict().values()):
+        assert torch.equal(a, b)
+    x = torch.randn(1, 1, 8, 8, 4)
+    with torch.no_grad():
+        assert torch.equal(predictor.model(x), model(x))

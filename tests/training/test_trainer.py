@@ -39,7 +39,7 @@ FAMILIES = [
     ("unet", {"features": [8, 16, 32]}),
     ("uctransnet", {"features": [8, 16, 32], "transformer_layers": 1, "num_heads": 2}),
     ("deeplabv3plus", {"features": [8, 16, 32, 32], "aspp_channels": 16}),
-    ("dynunet", {"filters": [8, 16, 32], "deep_supervision": True}),
+    ("dynunet", {"features": [8, 16, 32], "deep_supervision": True}),
 ]
 
 

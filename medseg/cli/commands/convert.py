@@ -1,4 +1,4 @@
-"""``medseg convert INPUT OUTPUT``: any supported scan to NIfTI, NRRD or MHA."""
+"""``medseg convert INPUT OUTPUT``: any supported scan to any format medseg writes."""
 
 from __future__ import annotations
 
@@ -10,13 +10,17 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from medseg.io.formats import describe_formats
+
     p = sub.add_parser(
         "convert",
-        help="convert a scan or DICOM series (or a DICOM SEG/RTSTRUCT) to NIfTI, NRRD or MHA",
-        description="Convert a scan (NIfTI, NRRD, MHA/MHD, DICOM file or folder) to NIfTI "
-        "(.nii/.nii.gz), NRRD (.nrrd/.nhdr) or MetaImage (.mha/.mhd); the output format follows "
-        "the extension. The geometry is kept exactly; outputs are written atomically. A DICOM SEG "
-        "or RTSTRUCT file becomes a label map on the grid of its source series (--reference).",
+        help="convert a scan or DICOM series (or a DICOM SEG/RTSTRUCT) to NIfTI, NRRD, MHA or PNG/TIFF",
+        description=f"Convert a scan ({describe_formats()}, or a DICOM file or folder) to "
+        f"{describe_formats(writable=True)}; the output format follows the extension. The "
+        "geometry is kept exactly (a 2D picture has 1 mm pixels and stores no geometry; a PNG "
+        "holds one slice of whole numbers 0-65535, a TIFF any values and pages); outputs are "
+        "written atomically. A DICOM SEG or RTSTRUCT file becomes a label map on the grid of its "
+        "source series (--reference).",
     )
     p.add_argument("input", help="image file, DICOM file, or folder of DICOM files")
     p.add_argument("output", help="output file (or folder with --all)")
@@ -78,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
         for r in results:
             status = r["status"] if r["status"] != "ok" else f"-> {r['output']}"
             sys.stdout.write(f"{r['series_id']} {status}\n")
-        return 0 if not failed else 12
+        from medseg.errors import EXIT_CONVERT_PARTIAL
+
+        return 0 if not failed else EXIT_CONVERT_PARTIAL
     out = convert(
         args.input,
         args.output,

@@ -13,7 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Match predictions to references by case id (file name without extension and "
         "without a trailing _0000), then compute per case and class: Dice, IoU, 95th-percentile "
         "Hausdorff distance, average symmetric surface distance, normalised surface Dice and volume "
-        "differences, in mm from the image geometry. Prints a Markdown table; with --output writes "
+        "differences, in mm from the image geometry (in pixels for 2D pictures: PNG, TIFF, JPEG, "
+        "BMP label images, read as stored). Prints a Markdown table; with --output writes "
         "metrics.csv, summary.json and evaluation.json (the input of medseg report / compare).",
     )
     p.add_argument("--pred", required=True, metavar="FOLDER", help="folder of predicted label maps")

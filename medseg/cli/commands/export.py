@@ -1,10 +1,16 @@
-"""``medseg export --mask MASK --reference DICOM_DIR --format dicom-seg|rtstruct --output FILE``."""
+"""``medseg export --mask MASK --reference DICOM_DIR --format FORMAT --output FILE``.
+
+The formats, their names and suffixes come from the export-format registry
+(:mod:`medseg.export.registry`), which imports nothing heavy.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+
+from medseg.export.registry import describe_formats, export_names
 
 log = logging.getLogger(__name__)
 
@@ -20,13 +26,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--mask", required=True, help="label map file (0 = background)")
     p.add_argument(
-        "--reference", required=True, metavar="DICOM_DIR", help="folder of the source DICOM series"
+        "--reference",
+        metavar="DICOM_DIR",
+        help="folder of the source DICOM series (required by the formats that reference it)",
     )
     p.add_argument(
         "--format",
         required=True,
-        metavar="dicom-seg|rtstruct",
-        help="dicom-seg or rtstruct (or both, comma-separated, with --output a folder)",
+        metavar="|".join(export_names()),
+        help=f"{describe_formats()}; several, comma-separated, with --output a folder",
     )
     p.add_argument(
         "--labels",
@@ -34,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="labels file naming each label value (name, colour, SNOMED CT codes); without it "
         "classes are called 'Segment N' and coded as generic tissue",
     )
-    p.add_argument("--output", required=True, help="output .dcm file (a folder when several formats)")
+    p.add_argument("--output", required=True, help="output file (a folder when several formats)")
     p.add_argument("--series", help="which series of --reference, when it holds several")
     p.add_argument("--model", help="model name recorded with the algorithm (e.g. the run name)")
     p.add_argument("--algorithm-name", default="medseg", help="algorithm name recorded (default medseg)")
@@ -47,7 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--fractional",
         action="store_true",
-        help="SEG only: FRACTIONAL segments (from a 4D mask of per-label probabilities)",
+        help="fractional segments (from a 4D mask of per-label probabilities), for the formats "
+        "that store them",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(run=run)
@@ -56,32 +65,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from medseg.export import MaskExporter, export_mask, parse_formats
+    from medseg.export import ExportOptions, MaskExporter, export_mask, parse_formats
 
     formats = parse_formats(args.format)
-    common = {
-        "algorithm_name": args.algorithm_name,
-        "model_name": args.model,
-        "algorithm_type": args.algorithm_type,
-    }
+    options = ExportOptions(
+        algorithm_name=args.algorithm_name,
+        model_name=args.model,
+        algorithm_type=args.algorithm_type,
+        fractional=args.fractional,
+        series=args.series,
+    )
     if len(formats) == 1 and not Path(args.output).is_dir():
         out = export_mask(
-            args.mask,
-            args.reference,
-            formats[0],
-            args.labels,
-            args.output,
-            fractional=args.fractional,
-            series=args.series,
-            overwrite=args.overwrite,
-            **common,
+            args.mask, args.reference, formats[0], args.labels, args.output, options, overwrite=args.overwrite
         )
         sys.stdout.write(f"{out}\n")
         return 0
-    exporter = MaskExporter(formats, labels=args.labels, fractional=args.fractional, **common)
     stem = Path(args.mask).name.split(".")[0] or "mask"
-    written = exporter(
-        args.mask, args.reference, args.output, stem=stem, series=args.series, overwrite=args.overwrite
+    written = MaskExporter(formats, args.labels, options)(
+        args.mask, args.reference, args.output, stem=stem, overwrite=args.overwrite
     )
     for path in written.values():
         sys.stdout.write(f"{path}\n")

@@ -51,4 +51,6 @@ def run_check(args: argparse.Namespace) -> int:
         for p in problems:
             sys.stdout.write(f"{p}\n")
         sys.stdout.write(f"{len(manifest.cases)} cases, {len(problems)} problem(s)\n")
-    return 0 if not problems else 13
+    from medseg.errors import EXIT_MANIFEST_PROBLEMS
+
+    return 0 if not problems else EXIT_MANIFEST_PROBLEMS

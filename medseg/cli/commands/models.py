@@ -8,6 +8,7 @@ import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``medseg models``."""
     p = sub.add_parser(
         "models",
         help="list the registered networks with their parameters and sizes",
@@ -17,6 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("name", nargs="?", help="show only this model")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument(
+        "--markdown", action="store_true", help="print the Markdown tables of docs/models.md instead"
+    )
     p.add_argument("--spatial-dims", type=int, choices=(2, 3), default=3, help="2 or 3 (default 3)")
     p.add_argument("--in-channels", type=int, default=1, metavar="N", help="input channels (default 1)")
     p.add_argument("--out-channels", type=int, default=2, metavar="N", help="output classes (default 2)")
@@ -24,8 +28,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """List the registry (text, ``--json`` or ``--markdown``); 0 on success."""
     from medseg.errors import ConfigError
     from medseg.models import describe_models, get_spec
+    from medseg.models.docs import render_markdown
+
+    if args.markdown:
+        specs = [get_spec(args.name)] if args.name else None
+        sys.stdout.write(render_markdown(specs))
+        return 0
 
     for flag, value in (("--in-channels", args.in_channels), ("--out-channels", args.out_channels)):
         if value < 1:
@@ -70,4 +81,7 @@ def format_models(entries: list[dict]) -> str:
         for p in e["params"]:
             lines.append(f"    {p['name']} = {json.dumps(p['default'])}  ({p['type']})")
             lines.append(f"        {p['description']}")
+        example = e["example_params"].get(str(cfg["spatial_dims"]))
+        if example is not None:
+            lines.append(f"  small example: {json.dumps(example)}")
     return "\n".join(lines) + "\n"

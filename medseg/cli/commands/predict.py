@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
+from medseg.export.registry import describe_formats
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
-        help="predict masks for a scan or a folder of scans (NIfTI/NRRD/MHA/DICOM)",
+        help="predict masks for a scan or a folder of scans (NIfTI/NRRD/MHA/DICOM, PNG/TIFF slices)",
         description="Predict one mask per scan with a trained model. Inputs: a file, a DICOM folder, or a "
         "folder tree of image files and DICOM series. Each mask lies on its scan's grid (same shape and "
-        "affine), uint8 labels. Finished cases are skipped unless --overwrite; every output is written "
+        "affine), uint8 labels; a 2D picture (PNG, TIFF, JPEG, BMP) gets a PNG mask of its size. "
+        "Finished cases are skipped unless --overwrite; every output is written "
         "atomically; failures are listed and do not stop the batch (exit status 14 if any failed). "
         "Under torchrun the cases are shared out across processes.",
     )
@@ -41,8 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fill-holes", action="store_true", help="fill holes in each class")
     p.add_argument(
         "--format",
-        default="nifti",
-        help="comma-separated outputs: nifti, dicom-seg, rtstruct (DICOM inputs) (default nifti)",
+        default=None,
+        help=f"comma-separated outputs: {describe_formats()} (default: nifti for volumes; for 2D "
+        "pictures the mask is a PNG, or a TIFF past 255 labels, and nifti adds a NIfTI copy)",
     )
     p.add_argument(
         "--resample-uneven",
@@ -57,14 +61,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medseg.errors import ConfigError
+    from medseg.export import parse_formats
     from medseg.inference import Predictor
     from medseg.inference.batch import predict_folder
     from medseg.inference.postprocess import PostprocessOptions
 
-    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
-    unknown = [f for f in formats if f not in ("nifti", "dicom-seg", "rtstruct")]
-    if unknown or ("nifti" not in formats and not formats):
-        raise ConfigError(f"unknown --format {', '.join(unknown)}", hint="use nifti, dicom-seg, rtstruct")
+    formats = tuple(f.name for f in parse_formats(args.format)) if args.format else None
     if args.overlap is not None and not 0 <= args.overlap < 1:
         raise ConfigError(f"--overlap must be in [0, 1), got {args.overlap}")
     if args.min_size < 0:
@@ -88,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         probabilities=args.probabilities,
         postprocessing=options,
-        formats=tuple(f for f in formats),
+        formats=formats,
+        resample_uneven=args.resample_uneven,
     )
     sys.stdout.write(result.table() + "\n")
     return result.exit_code

@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from medseg.config import load_pipeline
     from medseg.errors import ConfigError
     from medseg.training import Trainer
+    from medseg.training.config_check import check_registries
 
     resume = args.resume or args.extend_epochs > 0
     if args.extend_epochs < 0:
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         config = load_pipeline(Path(args.output) / "config.yaml", args.set)
     else:
         raise ConfigError("no pipeline given", hint="pass a pipeline YAML, or --resume an existing run")
+    check_registries(config, str(args.pipeline or Path(args.output) / "config.yaml"))
     if logging.getLogger("medseg").level > logging.INFO:
         logging.getLogger("medseg.training").setLevel(logging.INFO)
     Trainer(

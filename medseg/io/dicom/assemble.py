@@ -11,7 +11,8 @@ Rules (each one a classic source of flipped or shifted masks elsewhere):
 * uneven spacing, missing slices and gantry tilt are detected; such a series
   is refused unless resampling is asked for, and then it is resampled in
   world space onto a regular grid;
-* rescale slope/intercept are applied frame by frame (CT comes out in HU);
+* rescale slope/intercept are applied frame by frame (CT comes out in HU): int16 when
+  every rescaled value fits, else float32; without rescaling the stored type is kept;
 * the voxel order follows dcm2niix (columns along i, rows along j *reversed*,
   slices along k ascending along the normal), so medseg's grids coincide
   with dcm2niix conversions and the masks made on them;
@@ -69,6 +70,20 @@ def _time_key(f: Frame) -> tuple:
         str(f.path),
         f.frame_index or 0,
     )
+
+
+def _refuse_duplicates(label: str, slices: list[list[Frame]]) -> None:
+    """Refuse several images at one position that share an InstanceNumber when no
+    temporal or acquisition tag tells them apart: they are copies, not time points."""
+    repeated = sum(len({f.instance_number for f in g}) < len(g) for g in slices)
+    if repeated:
+        raise SeriesGeometryError(
+            f"{label} has {len(slices[0])} images at each of {len(slices)} slice positions with the same "
+            f"instance numbers ({repeated} position(s)) and no temporal or acquisition number to tell "
+            "them apart: duplicated slices, most likely the series copied twice into the folder "
+            "(duplicate files with new SOP Instance UIDs), not a 4D series",
+            hint="keep one copy of the series (remove the duplicate files or folder) and read it again",
+        )
 
 
 def analyse_stack(frames: list[Frame], label: str = "series") -> StackLayout:
@@ -149,6 +164,7 @@ def analyse_stack(frames: list[Frame], label: str = "series") -> StackLayout:
         elif len(acq) > 1:
             how = f"one per acquisition: {len(acq)} acquisition numbers"
         else:
+            _refuse_duplicates(label, layout.slices)
             how = "ordered by instance number"
         layout.notes.append(f"4D series: {n_t} volumes of {len(groups)} slices ({how})")
         for g in layout.slices:  # in-plane positions of one slice must agree across time
@@ -246,13 +262,18 @@ def _stack_pixels(layout: StackLayout) -> np.ndarray:
             else:
                 out[:, :, k, t] = px.T.astype(np.float32) * np.float32(f.slope) + np.float32(f.intercept)
     if integral and not identity and out.size:
-        lo, hi = int(out.min()), int(out.max())
-        for candidate in (np.int16, np.int32):
-            info = np.iinfo(candidate)
-            if info.min <= lo and hi <= info.max:
-                out = out.astype(candidate)
-                break
+        out = out.astype(_rescaled_dtype(int(out.min()), int(out.max())))
     return out
+
+
+def _rescaled_dtype(lo: int, hi: int) -> type[np.generic]:
+    """The type of integral rescaled values from ``lo`` to ``hi``: int16 when they fit (CT in
+    HU: stored 0..4095 with intercept -1024 gives -1024..3071), else float32, exact for
+    integers up to 2**24 (float64 beyond, which no CT reaches)."""
+    info = np.iinfo(np.int16)
+    if info.min <= lo and hi <= info.max:
+        return np.int16
+    return np.float32 if max(-lo, hi) <= 2**24 else np.float64
 
 
 @dataclass

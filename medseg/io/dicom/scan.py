@@ -86,7 +86,9 @@ def _int_or_none(value: Any) -> int | None:
 
 def looks_like_dicom(path: Path) -> bool:
     """True when the file carries the DICM magic (Part 10) or a .dcm/.ima suffix."""
-    if path.suffix.lower() in {".dcm", ".ima", ".dicom"}:
+    from medseg.io.formats import DICOM
+
+    if path.suffix.lower() in DICOM.suffixes:
         return True
     try:
         with open(path, "rb") as fh:

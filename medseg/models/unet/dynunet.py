@@ -29,17 +29,18 @@ from medseg.models._params import (
 class DynUNetParams(ModelParams):
     """Parameters of ``dynunet``."""
 
-    filters: tuple[int, ...] = Field(
+    features: tuple[int, ...] = Field(
         (16, 32, 64, 128, 256),
-        description="channels per level, top to bottom (nnU-Net uses 32, 64, ... capped at 320)",
+        description="channels per level, top to bottom (nnU-Net uses 32, 64, ... capped at 320; "
+        "formerly 'filters', still accepted)",
     )
     strides: tuple[PerAxis, ...] | None = Field(
         None,
-        description="stride of each level's first conv (len(filters) entries; the first must be 1; "
+        description="stride of each level's first conv (len(features) entries; the first must be 1; "
         "int or one per axis, e.g. [1, [2,2,1], 2, 2]); default [1, 2, 2, ...]",
     )
     kernel_size: tuple[PerAxis, ...] | None = Field(
-        None, description="kernel size per level (len(filters) entries; int or one per axis); default 3"
+        None, description="kernel size per level (len(features) entries; int or one per axis); default 3"
     )
     norm: Norm = Field(Norm.INSTANCE, description="normalisation: instance or batch")
     act: Act = Field(Act.LEAKYRELU, description="activation: relu, leakyrelu or prelu")
@@ -51,15 +52,15 @@ class DynUNetParams(ModelParams):
     deep_supr_num: int | None = Field(
         None,
         ge=1,
-        description="number of auxiliary outputs with deep supervision (< len(filters) - 1); "
-        "default min(2, len(filters) - 2)",
+        description="number of auxiliary outputs with deep supervision (< len(features) - 1); "
+        "default min(2, len(features) - 2)",
     )
 
-    @field_validator("filters")
+    @field_validator("features")
     @classmethod
-    def _filters(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+    def _features(cls, v: tuple[int, ...]) -> tuple[int, ...]:
         if len(v) < 3 or any(c < 1 for c in v):
-            raise ValueError("filters needs at least 3 positive channel counts (levels)")
+            raise ValueError("features needs at least 3 positive channel counts (levels)")
         return v
 
     @field_validator("strides", "kernel_size")
@@ -72,7 +73,7 @@ class DynUNetParams(ModelParams):
 
     @model_validator(mode="after")
     def _resolve(self) -> DynUNetParams:
-        n = len(self.filters)
+        n = len(self.features)
         if self.strides is None:
             object.__setattr__(self, "strides", (1,) + (2,) * (n - 1))
         if self.kernel_size is None:
@@ -80,7 +81,7 @@ class DynUNetParams(ModelParams):
         for name in ("strides", "kernel_size"):
             value = getattr(self, name)
             if len(value) != n:
-                raise ValueError(f"{name} has {len(value)} entries but filters has {n} levels")
+                raise ValueError(f"{name} has {len(value)} entries but features has {n} levels")
         first = self.strides[0] if self.strides else 1
         if any(s != 1 for s in ((first,) if isinstance(first, int) else first)):
             raise ValueError(f"strides[0] must be 1 (full-resolution output), got {first}")
@@ -91,7 +92,7 @@ class DynUNetParams(ModelParams):
             object.__setattr__(self, "deep_supr_num", min(2, n - 2))
         if self.deep_supervision and (self.deep_supr_num or 1) >= n - 1:
             raise ValueError(
-                f"deep_supr_num must be < len(filters) - 1 = {n - 1} with deep supervision, "
+                f"deep_supr_num must be < len(features) - 1 = {n - 1} with deep supervision, "
                 f"got {self.deep_supr_num}"
             )
         return self
@@ -143,7 +144,7 @@ def build_dynunet(spatial_dims: int, in_channels: int, out_channels: int, params
         kernel_size=kernels,
         strides=strides,
         upsample_kernel_size=strides[1:],
-        filters=list(params.filters),
+        filters=list(params.features),
         dropout=params.dropout or None,
         norm_name=_NORMS[params.norm],
         act_name=_ACTS[params.act],

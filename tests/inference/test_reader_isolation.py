@@ -1,0 +1,97 @@
+"""Reading in a worker process: a native crash fails one input, the rest go on (issue #14)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medseg.errors import CorruptFileError, ReaderCrashedError
+from medseg.io import read_volume
+from medseg.io.isolated import READER_ENV, IsolatedReader
+from tests.fixtures.models import make_run
+from tests.inference import crashing_reader
+
+REPO = Path(__file__).resolve().parents[2]
+HANDED = REPO / "tests" / "io" / "data" / "ndims_1e30_segfault.mha"
+
+
+def _nifti(path: Path, shape=(20, 18, 12)) -> Path:
+    data = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, np.diag([1.0, 1.0, 2.0, 1.0])), path)
+    return path
+
+
+def test_a_crash_fails_one_read_and_the_next_read_works(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv(READER_ENV, crashing_reader.NAME)
+    good = _nifti(tmp_path / "good.nii.gz")
+    (tmp_path / "segfault.nii.gz").write_bytes(good.read_bytes())
+    (tmp_path / "logs.nii.gz").write_bytes(good.read_bytes())
+    (tmp_path / "bad.nii.gz").write_bytes(b"\x1f\x8b\x08 not gzip")
+    with IsolatedReader() as reader:
+        np.testing.assert_array_equal(reader.read(good).array, read_volume(good).array)
+        with pytest.raises(
+            ReaderCrashedError, match=r"segfault.nii.gz: reader crashed \(signal 11, SIGSEGV\)"
+        ):
+            reader.read(tmp_path / "segfault.nii.gz")
+        with pytest.raises(CorruptFileError) as info:  # errors come back with their hint
+            reader.read(tmp_path / "bad.nii.gz")
+        assert info.value.hint
+        with caplog.at_level(logging.WARNING):
+            assert reader.read(tmp_path / "logs.nii.gz").array.shape == (20, 18, 12)
+        assert "a warning from the reader process" in caplog.text
+
+
+def test_overhead_per_case_is_small(tmp_path):
+    paths = [_nifti(tmp_path / f"c{i}.nii.gz") for i in range(10)]
+    with IsolatedReader() as reader:
+        reader.read(paths[0])  # the one-off start of the worker
+        t0 = time.perf_counter()
+        for p in paths:
+            reader.read(p)
+        isolated = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for p in paths:
+        read_volume(p)
+    direct = time.perf_counter() - t0
+    added = (isolated - direct) / len(paths)
+    sys.stderr.write(f"isolated read adds {added * 1000:.1f} ms per case\n")
+    assert added < 0.25
+
+
+def test_batch_survives_a_reader_crash(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a", "segfault", "z"):
+        _nifti(inputs / f"{name}.nii.gz")
+    (inputs / "ndims_1e30.mha").write_bytes(HANDED.read_bytes())  # refused, never reaches SimpleITK
+    run = make_run(tmp_path / "run")
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(REPO), MEDSEG_NO_PROGRESS="1", **{READER_ENV: crashing_reader.NAME})
+    argv = ["predict", "-m", str(run), "-i", str(inputs), "-o", str(out), "--device", "cpu"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "medseg", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 14, proc.stderr
+    assert "Traceback" not in proc.stderr
+    cases = {c["id"]: c for c in json.loads((out / "predictions.json").read_text())["cases"]}
+    assert cases["a"]["status"] == cases["z"]["status"] == "ok"
+    assert (out / "a.nii.gz").exists() and (out / "z.nii.gz").exists()
+    crashed = cases["segfault"]
+    assert crashed["status"] == "failed"
+    assert crashed["error"].startswith("segfault.nii.gz: reader crashed (signal 11, SIGSEGV)")
+    assert "\n" not in crashed["error"]
+    handed = cases["ndims_1e30"]
+    assert handed["status"] == "failed" and "header field 'NDims'" in handed["error"]
