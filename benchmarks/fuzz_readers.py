@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import REPO
+from benchmarks._common import REPO, machine
 from benchmarks.fuzz.families import FAMILIES
 from benchmarks.fuzz.runner import FINDINGS, run_campaign
 
@@ -32,7 +32,7 @@ def main() -> int:
     parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated (default: all)")
     parser.add_argument("--findings", type=Path, default=Path("fuzz-findings"))
     parser.add_argument("--memory-gb", type=float, default=2.0, help="address-space cap per input")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "fuzz.json")
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "fuzz.json")
     args = parser.parse_args()
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     results = run_campaign(families, args.inputs, args.seed, args.findings, args.memory_gb)
@@ -44,10 +44,10 @@ def main() -> int:
         print(f"{r['family']:16} {r['seeds']:5d} {r['inputs']:7d} {counts} {r['seconds']:8.1f}")
         for finding in r["findings"][:10]:
             print(f"    {finding}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps({"seed": args.seed, "inputs_per_family": args.inputs, "families": rows}, indent=2)
-    )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    record = {"machine": machine(), "seed": args.seed, "inputs_per_family": args.inputs,
+              "memory_cap_gb": args.memory_gb, "families": rows}  # fmt: skip
+    args.json.write_text(json.dumps(record, indent=2))
     bad = sum(r["outcomes"].get(k, 0) for r in rows for k in FINDINGS)
     return 1 if bad else 0
 

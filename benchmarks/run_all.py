@@ -91,6 +91,8 @@ ENTRIES: list[Entry] = [
     Entry("isbi", "train_isbi.py", ("--minutes", "18", "--output", "/tmp/medseg_bench/isbi")),
     Entry("sliding_window", "sliding_window_speed.py", ("--repeats", "6")),
     Entry("predict_memory", "predict_memory.py"),
+    Entry("fuzz", "fuzz_readers.py", ("--findings", "/tmp/medseg_bench/fuzz-findings")),
+    Entry("soak", "soak.py"),
 ]
 
 

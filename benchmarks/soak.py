@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,31 @@ def _kill(proc: subprocess.Popen) -> int:
     return 1
 
 
+def _kill_and_rerun(
+    args: Callable[[], list[str]],
+    kills: int,
+    rng: random.Random,
+    longest: float,
+    after_kill: Callable[[], None],
+    what: str,
+) -> tuple[int, int, int]:
+    """Start ``medseg ARGS``, SIGKILL it after a random 1 s .. ``longest`` s, call ``after_kill``,
+    and again until ``kills`` kills landed; then let it finish. Returns (kills, starts, orphans)."""
+    n_kills = starts = orphans = 0
+    while True:
+        proc = _medseg(args())
+        starts += 1
+        if n_kills < kills:
+            time.sleep(rng.uniform(1.0, longest))
+            if proc.poll() is None:
+                orphans += _kill(proc)
+                n_kills += 1
+                after_kill()
+                continue
+        _finish(proc, f"{what} rerun")
+        return n_kills, starts, orphans
+
+
 def _leftovers(folder: Path) -> list[str]:
     return [str(p.relative_to(folder)) for p in folder.rglob("*") if p.name.endswith((".tmp", ".part"))]
 
@@ -87,26 +113,24 @@ def soak_training(work: Path, kills: int, rng: random.Random, epochs: int) -> di
     )
     straight_s = time.monotonic() - t0
     run = work / "killed"
-    done, n_kills, orphans, unreadable, restarts = False, 0, 0, 0, 0
-    while not done:
-        last = run / "checkpoints" / "last.pt"
-        resume = last.is_file()
-        args = ["train", "-o", str(run), "--device", "cpu"] + (["--resume"] if resume else [str(pipeline)])
-        proc = _medseg(args)
-        restarts += 1
-        if n_kills < kills:
-            time.sleep(rng.uniform(1.0, max(2.0, straight_s / 8)))
-            if proc.poll() is None:
-                orphans += _kill(proc)
-                n_kills += 1
-                if last.is_file():
-                    try:
-                        load_checkpoint(last)
-                    except Exception:
-                        unreadable += 1
-                continue
-        _finish(proc, "resumed run")
-        done = True
+    checks = {"unreadable": 0, "after_checkpoint": 0}
+
+    def args() -> list[str]:  # resume once a checkpoint exists, else start (again)
+        resume = (run / "checkpoints" / "last.pt").is_file()
+        return ["train", "-o", str(run), "--device", "cpu"] + (["--resume"] if resume else [str(pipeline)])
+
+    def after_kill() -> None:  # every checkpoint on disk must load after every kill
+        saved = sorted((run / "checkpoints").glob("*.pt")) if (run / "checkpoints").is_dir() else []
+        checks["after_checkpoint"] += bool(saved)
+        for path in saved:
+            try:
+                load_checkpoint(path)
+            except Exception:
+                checks["unreadable"] += 1
+
+    n_kills, starts, orphans = _kill_and_rerun(
+        args, kills, rng, max(2.0, straight_s / 8), after_kill, "train"
+    )
     a = load_checkpoint(work / "straight" / "checkpoints" / "last.pt")
     b = load_checkpoint(run / "checkpoints" / "last.pt")
     identical = a["epoch"] == b["epoch"] and all(torch.equal(v, b["model"][k]) for k, v in a["model"].items())
@@ -114,10 +138,11 @@ def soak_training(work: Path, kills: int, rng: random.Random, epochs: int) -> di
         "epochs": epochs,
         "straight_seconds": round(straight_s, 1),
         "kills": n_kills,
-        "starts": restarts,
-        "unreadable_checkpoints": unreadable,
+        "kills_after_first_checkpoint": checks["after_checkpoint"],
+        "starts": starts,
+        "unreadable_checkpoints": checks["unreadable"],
         "identical_final_weights": bool(identical),
-        "partial_files_left": _leftovers(run),
+        "partial_files_left": _leftovers(run) + _leftovers(work / "cache"),
         "orphaned_process_groups": orphans,
     }
 
@@ -143,18 +168,10 @@ def soak_prediction(work: Path, run: Path, kills: int, cases: int, rng: random.R
     _finish(_medseg(["predict", "-m", str(run), "-i", str(scans), "-o", str(work / "p_straight")]), "predict")
     straight_s = time.monotonic() - t0
     out = work / "p_killed"
-    n_kills, orphans, starts = 0, 0, 0
-    while True:
-        proc = _medseg(["predict", "-m", str(run), "-i", str(scans), "-o", str(out)])
-        starts += 1
-        if n_kills < kills:
-            time.sleep(rng.uniform(1.0, max(2.0, straight_s / 6)))
-            if proc.poll() is None:
-                orphans += _kill(proc)
-                n_kills += 1
-                continue
-        _finish(proc, "predict rerun")
-        break
+    command = ["predict", "-m", str(run), "-i", str(scans), "-o", str(out)]
+    n_kills, starts, orphans = _kill_and_rerun(
+        lambda: command, kills, rng, max(2.0, straight_s / 6), lambda: None, "predict"
+    )
     masks = sorted(p.name for p in (work / "p_straight").glob("*.nii.gz"))
     identical = sum(
         np.array_equal(nib.load(work / "p_straight" / m).get_fdata(), nib.load(out / m).get_fdata())
@@ -183,7 +200,7 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "soak.json")
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "soak.json")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="medseg-soak-") as tmp:
@@ -193,8 +210,8 @@ def main() -> int:
         prediction = soak_prediction(work, work / "straight", args.kills, args.cases, rng)
         print(json.dumps({"prediction": prediction}, indent=2), flush=True)
     result = {"machine": machine(), "seed": args.seed, "training": training, "prediction": prediction}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2))
     ok = (
         training["identical_final_weights"]
         and not training["partial_files_left"]

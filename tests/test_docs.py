@@ -100,6 +100,8 @@ def test_run_all_reruns_every_figure_on_the_page():
         "isbi",
         "sliding_window",
         "predict_memory",
+        "fuzz",
+        "soak",
     }
     assert rendered <= keys
     assert {p.stem for p in RESULTS.glob("*.json")} <= keys

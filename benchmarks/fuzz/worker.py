@@ -58,7 +58,15 @@ def _read_pipeline(path: Path) -> Any:
     return load_pipeline(path)
 
 
+def _crash(path: Path) -> Any:
+    """The harness's self-test: a reader that dies of a segmentation fault."""
+    import ctypes
+
+    return ctypes.string_at(0)
+
+
 READERS = {
+    "crash-test": _crash,
     "nifti": _read_nifti_like,
     "nrrd": _read_nifti_like,
     "metaimage": _read_nifti_like,

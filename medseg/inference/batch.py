@@ -22,6 +22,9 @@ from medseg.progress import track
 
 log = logging.getLogger(__name__)
 
+#: Masks and probability maps of volumes are written as NIfTI (the table's first NIfTI suffix).
+_VOLUME_SUFFIX = format_named("nifti").suffixes[0]
+
 #: Exit status of ``medseg predict`` when some cases failed.
 EXIT_SOME_FAILED = errors.EXIT_SOME_FAILED
 
@@ -95,9 +98,6 @@ def predict_folder(
     Each output is written atomically. Under torchrun the cases are shared out by rank
     (``cases[rank::world]``) and rank 0 merges the per-rank records into ``predictions.json``.
     """
-    from medseg.io import write_volume
-    from medseg.io.isolated import read_isolated
-
     out_dir = Path(output_dir)
     cases, skipped = discover(input_path, exclude=out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -115,51 +115,11 @@ def predict_folder(
             for s in skipped
         )
     for case in track(mine, "predicting"):
-        two_d = case.series is None and is_2d_name(case.path)  # the mask is a picture too
-        target = out_dir / f"{case.id}.nii.gz"
-        done = [p for p in _mask_candidates(out_dir, case.id, two_d) if p.exists()]
-        # the sidecar is written last: without it, an earlier run died mid-case and it is redone
-        if done and (out_dir / f"{case.id}.json").is_file() and not overwrite:
-            results.append(CaseResult(case.id, str(case.path), "skipped", output=str(done[0])))
-            continue
-        wanted = formats if formats is not None else (() if two_d else ("nifti",))
-        t0 = time.monotonic()
-        try:
-            # in a worker process: a native crash fails this case only (issue #14)
-            image = read_isolated(case.path, series=case.series, resample_uneven=resample_uneven)
-            prediction = predictor.predict(image, probabilities=probabilities, postprocessing=postprocessing)
-            if two_d:
-                target = out_dir / f"{case.id}{_picture_suffix(prediction.labels)}"
-            write_volume(prediction.labels, target)
-            extra = []
-            if prediction.probabilities is not None:
-                p = out_dir / f"{case.id}_probabilities.nii.gz"
-                write_volume(prediction.probabilities, p)
-                extra.append(str(p))
-            if wanted:
-                extra.extend(_export_formats(case, prediction, out_dir, wanted, predictor, target))
-            write_text_atomic(
-                out_dir / f"{case.id}.json",
-                json.dumps({"input": str(case.path), "series": case.series, **prediction.info}, indent=2),
+        results.append(
+            _predict_case(
+                case, predictor, out_dir, formats, probabilities, postprocessing, overwrite, resample_uneven
             )
-            results.append(
-                CaseResult(
-                    case.id,
-                    str(case.path),
-                    "ok",
-                    str(target),
-                    list(prediction.labels.shape),
-                    round(time.monotonic() - t0, 2),
-                    extra_outputs=extra,
-                )
-            )
-        except MedsegError as exc:
-            results.append(
-                CaseResult(
-                    case.id, str(case.path), "failed", error=str(exc), seconds=round(time.monotonic() - t0, 2)
-                )
-            )
-            log.warning("%s failed: %s", case.id, exc)
+        )
     _write_record(out_dir, results, rank, world, predictor)
     if world > 1:
         import torch.distributed as dist
@@ -173,11 +133,62 @@ def predict_folder(
     return BatchResult(results)
 
 
+def _predict_case(
+    case: CaseInput,
+    predictor: Any,
+    out_dir: Path,
+    formats: tuple[str, ...] | None,
+    probabilities: bool,
+    postprocessing: PostprocessOptions | None,
+    overwrite: bool,
+    resample_uneven: bool,
+) -> CaseResult:
+    """Predict one case into ``out_dir`` (skipped when its outputs are complete); a user error
+    fails this case only."""
+    from medseg.io import write_volume
+    from medseg.io.isolated import read_isolated
+
+    two_d = case.series is None and is_2d_name(case.path)  # the mask is a picture too
+    target = out_dir / f"{case.id}{_VOLUME_SUFFIX}"
+    done = [p for p in _mask_candidates(out_dir, case.id, two_d) if p.exists()]
+    # the sidecar is written last: without it, an earlier run died mid-case and it is redone
+    if done and (out_dir / f"{case.id}.json").is_file() and not overwrite:
+        return CaseResult(case.id, str(case.path), "skipped", output=str(done[0]))
+    wanted = formats if formats is not None else (() if two_d else ("nifti",))
+    t0 = time.monotonic()
+    try:
+        # in a worker process: a native crash fails this case only (issue #14)
+        image = read_isolated(case.path, series=case.series, resample_uneven=resample_uneven)
+        prediction = predictor.predict(image, probabilities=probabilities, postprocessing=postprocessing)
+        if two_d:
+            target = out_dir / f"{case.id}{_picture_suffix(prediction.labels)}"
+        write_volume(prediction.labels, target)
+        extra = []
+        if prediction.probabilities is not None:
+            p = out_dir / f"{case.id}_probabilities{_VOLUME_SUFFIX}"
+            write_volume(prediction.probabilities, p)
+            extra.append(str(p))
+        if wanted:
+            extra.extend(_export_formats(case, prediction, out_dir, wanted, predictor, target))
+        write_text_atomic(
+            out_dir / f"{case.id}.json",
+            json.dumps({"input": str(case.path), "series": case.series, **prediction.info}, indent=2),
+        )
+    except MedsegError as exc:
+        log.warning("%s failed: %s", case.id, exc)
+        return CaseResult(
+            case.id, str(case.path), "failed", error=str(exc), seconds=round(time.monotonic() - t0, 2)
+        )
+    shape = list(prediction.labels.shape)
+    seconds = round(time.monotonic() - t0, 2)
+    return CaseResult(case.id, str(case.path), "ok", str(target), shape, seconds, extra_outputs=extra)
+
+
 def _mask_candidates(out_dir: Path, case_id: str, two_d: bool) -> list[Path]:
     """Where the mask of a case may already be (a 2D input's mask is a PNG or a TIFF)."""
     if two_d:
         return [out_dir / f"{case_id}{format_named(n).suffixes[0]}" for n in ("png", "tiff")]
-    return [out_dir / f"{case_id}.nii.gz"]
+    return [out_dir / f"{case_id}{_VOLUME_SUFFIX}"]
 
 
 def _picture_suffix(labels: Any) -> str:

@@ -17,6 +17,7 @@ from medseg.device import resolve_device
 from medseg.errors import InputNotFoundError, MedsegError
 from medseg.inference.postprocess import PostprocessOptions, postprocess
 from medseg.inference.sliding_window import sliding_window_inference, sliding_window_labels
+from medseg.io.formats import is_2d_source
 from medseg.transforms.preprocess import Plan
 from medseg.volume import Volume
 
@@ -216,6 +217,12 @@ class Predictor:
         """Predict ``image`` (3D, or 4D with channels on axis 3) and return the label map on its grid."""
         t0 = time.monotonic()
         if image.array.ndim == 4 and self.plan.n_channels == 1 and image.array.shape[3] != 1:
+            if is_2d_source(image):
+                raise MedsegError(
+                    f"the picture has {image.array.shape[3]} colour channels but the model takes one",
+                    hint="save the pictures as greyscale, or train on colour (declare the channels and "
+                    "channels_in_one_file: true in the manifest)",
+                )
             raise MedsegError(
                 f"the scan is 4D ({image.shape}) but the model takes one channel",
                 hint="convert one volume of the series, or train a multi-channel model",

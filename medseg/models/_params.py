@@ -8,7 +8,7 @@ passes in the validation context.
 
 Parameter names are shared across families (``features`` is the channels per
 level everywhere). A renamed parameter stays accepted under its old name, with
-a :class:`DeprecationWarning`, through one validator on :class:`ModelParams`
+a :class:`FutureWarning` (shown by default), through one validator on :class:`ModelParams`
 driven by :data:`RENAMED_PARAMS`, so configs and run folders saved before the
 rename still load and build the same network.
 """
@@ -68,7 +68,7 @@ class ModelParams(BaseModel):
             if new in data:
                 raise ValueError(f"give '{new}' only ('{old}' is its deprecated name)")
             warnings.warn(
-                f"model parameter '{old}' is deprecated, use '{new}'", DeprecationWarning, stacklevel=2
+                f"model parameter '{old}' is deprecated, use '{new}'", FutureWarning, stacklevel=2
             )
             data[new] = data.pop(old)
         return data

@@ -181,3 +181,13 @@ def test_convert_png_to_nifti_and_back(tmp_path):
     assert _cli("convert", str(tmp_path / "deep.nii.gz"), str(tmp_path / "deep_back.tif")) == 0
     back = tifffile.imread(tmp_path / "deep_back.tif")
     assert back.dtype == np.uint16 and np.array_equal(back, deep)
+
+
+def test_colour_picture_for_a_greyscale_model_names_the_colour(tmp_path, capsys):
+    run = make_2d_run(tmp_path / "run", {0: "bg", 1: "fg"}, winner=1)
+    rgb = tmp_path / "rgb.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(rgb)
+    code = _cli("predict", "-i", str(rgb), "-o", str(tmp_path / "out"), "-m", str(run), "--device", "cpu")
+    assert code != 0
+    record = (tmp_path / "out" / "predictions.json").read_text()
+    assert "3 colour channels but the model takes one" in record and "greyscale" in record

@@ -7,7 +7,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nibabel as nib
@@ -50,21 +49,21 @@ def test_a_crash_fails_one_read_and_the_next_read_works(tmp_path, monkeypatch, c
         assert "a warning from the reader process" in caplog.text
 
 
-def test_overhead_per_case_is_small(tmp_path):
-    paths = [_nifti(tmp_path / f"c{i}.nii.gz") for i in range(10)]
+def test_worker_is_reused_and_reads_exactly(tmp_path):
+    """One worker serves every case (its start is paid once) and returns the very volume a
+    direct read gives; the per-case cost is measured in docs/benchmarks.md, not asserted here."""
+    paths = [_nifti(tmp_path / f"c{i}.nii.gz") for i in range(5)]
+    volumes, pids = [], set()
     with IsolatedReader() as reader:
-        reader.read(paths[0])  # the one-off start of the worker
-        t0 = time.perf_counter()
         for p in paths:
-            reader.read(p)
-        isolated = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for p in paths:
-        read_volume(p)
-    direct = time.perf_counter() - t0
-    added = (isolated - direct) / len(paths)
-    sys.stderr.write(f"isolated read adds {added * 1000:.1f} ms per case\n")
-    assert added < 0.25
+            volumes.append(reader.read(p))
+            pids.add(reader._process.pid)
+    for p, v in zip(paths, volumes):
+        direct = read_volume(p)
+        np.testing.assert_array_equal(v.array, direct.array)
+        np.testing.assert_array_equal(v.affine, direct.affine)
+        assert v.array.dtype == direct.array.dtype
+    assert len(pids) == 1
 
 
 def test_batch_survives_a_reader_crash(tmp_path):

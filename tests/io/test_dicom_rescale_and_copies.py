@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
+import pydicom
 
-from medseg.errors import SeriesGeometryError
 from medseg.io import read_volume
 from tests.fixtures.dicom_factory import regular_positions, write_series
 
@@ -39,9 +38,21 @@ def test_series_copied_twice_is_named_as_duplicates(tmp_path):
     first = write_series(tmp_path / "folder" / "copy1", positions, shuffle_seed=None)
     # the same series exported again: same series UID and instance numbers, new SOP UIDs
     write_series(tmp_path / "folder" / "copy2", positions, shuffle_seed=None, series_uid=first.series_uid)
-    with pytest.raises(SeriesGeometryError) as info:
-        read_volume(tmp_path / "folder")
-    message = str(info.value)
+    volume = read_volume(tmp_path / "folder")  # read as before (4D), with the right warning
+    assert volume.array.shape[3:] == (2,)
+    (message,) = [w for w in volume.meta.warnings if "slice positions" in w]
     assert "2 images at each of 4 slice positions with the same instance numbers" in message
-    assert "copied twice" in message and "not a 4D series" in message
-    assert "ordered by instance number" not in message
+    assert "copied twice" in message
+    assert not any("ordered by instance number" in w for w in volume.meta.warnings)
+
+
+def test_4d_series_without_instance_numbers_is_not_called_duplicated(tmp_path):
+    positions = regular_positions((0, 0, 0), (0, 0, 1), 2.0, 3)
+    first = write_series(tmp_path / "folder" / "t0", positions, shuffle_seed=None)
+    write_series(tmp_path / "folder" / "t1", positions, shuffle_seed=None, series_uid=first.series_uid)
+    for f in (tmp_path / "folder").rglob("IM*"):
+        ds = pydicom.dcmread(f)
+        del ds.InstanceNumber
+        ds.save_as(f)
+    volume = read_volume(tmp_path / "folder")
+    assert not any("duplicated" in w for w in volume.meta.warnings)

@@ -332,7 +332,7 @@ def _dynunet_with_features() -> torch.nn.Module:
 def test_old_filters_name_builds_the_same_network_with_a_warning():
     new = _dynunet_with_features()
     torch.manual_seed(0)
-    with pytest.warns(DeprecationWarning, match="'filters' is deprecated, use 'features'"):
+    with pytest.warns(FutureWarning, match="'filters' is deprecated, use 'features'"):
         old = build_model("dynunet", 3, 1, 2, filters=[4, 8, 8], strides=[1, [2, 2, 1], 2])
     assert old.medseg_config == new.medseg_config and "filters" not in old.medseg_config["params"]
     assert list(old.state_dict()) == list(new.state_dict())
@@ -357,7 +357,7 @@ def test_model_file_saved_with_filters_still_loads(tmp_path):
     payload = torch.load(path, weights_only=True)
     payload["config"] = _with_old_name(payload["config"])
     torch.save(payload, path)
-    with pytest.warns(DeprecationWarning, match="filters"):
+    with pytest.warns(FutureWarning, match="filters"):
         loaded = load_model(path)
     assert loaded.medseg_config == model.medseg_config
     x = torch.randn(1, 1, 9, 10, 7)
@@ -385,11 +385,11 @@ def test_run_folder_saved_with_filters_still_predicts(tmp_path):
             "training": {"patch_size": [12, 12, 12]},
         }
     )
-    with pytest.warns(DeprecationWarning, match="filters"):
+    with pytest.warns(FutureWarning, match="filters"):
         check_registries(cfg)  # the config check accepts the old name too
     model.medseg_config = old_config  # what the checkpoint recorded before the rename
     save_inference_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt", model, plan, cfg)
-    with pytest.warns(DeprecationWarning, match="filters"):
+    with pytest.warns(FutureWarning, match="filters"):
         predictor = Predictor.from_run(tmp_path / "run", device="cpu")
     for a, b in zip(predictor.model.state_dict().values(), model.state_dict().values()):
         assert torch.equal(a, b)

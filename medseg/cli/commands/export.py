@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from medseg.export import ExportOptions, MaskExporter, export_mask, parse_formats
+    from medseg.io.formats import case_id
 
     formats = parse_formats(args.format)
     options = ExportOptions(
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         )
         sys.stdout.write(f"{out}\n")
         return 0
-    stem = Path(args.mask).name.split(".")[0] or "mask"
+    stem = case_id(args.mask) or "mask"
     written = MaskExporter(formats, args.labels, options)(
         args.mask, args.reference, args.output, stem=stem, overwrite=args.overwrite
     )

@@ -72,18 +72,21 @@ def _time_key(f: Frame) -> tuple:
     )
 
 
-def _refuse_duplicates(label: str, slices: list[list[Frame]]) -> None:
-    """Refuse several images at one position that share an InstanceNumber when no
-    temporal or acquisition tag tells them apart: they are copies, not time points."""
-    repeated = sum(len({f.instance_number for f in g}) < len(g) for g in slices)
-    if repeated:
-        raise SeriesGeometryError(
-            f"{label} has {len(slices[0])} images at each of {len(slices)} slice positions with the same "
-            f"instance numbers ({repeated} position(s)) and no temporal or acquisition number to tell "
-            "them apart: duplicated slices, most likely the series copied twice into the folder "
-            "(duplicate files with new SOP Instance UIDs), not a 4D series",
-            hint="keep one copy of the series (remove the duplicate files or folder) and read it again",
-        )
+def _duplicates_note(label: str, slices: list[list[Frame]]) -> str | None:
+    """The warning for several images at one position that share an InstanceNumber when no
+    temporal or acquisition tag tells them apart: they are copies, not time points. Frames
+    without an InstanceNumber (read as 0) prove nothing and are not counted."""
+    repeated = sum(
+        len({f.instance_number for f in g}) < len(g) for g in slices if all(f.instance_number for f in g)
+    )
+    if not repeated:
+        return None
+    return (
+        f"{label} has {len(slices[0])} images at each of {len(slices)} slice positions with the same "
+        f"instance numbers ({repeated} position(s)) and no temporal or acquisition number to tell them "
+        "apart: duplicated slices, most likely the series copied twice into the folder (duplicate "
+        "files with new SOP Instance UIDs), read as a 4D series; keep one copy of the series"
+    )
 
 
 def analyse_stack(frames: list[Frame], label: str = "series") -> StackLayout:
@@ -164,9 +167,9 @@ def analyse_stack(frames: list[Frame], label: str = "series") -> StackLayout:
         elif len(acq) > 1:
             how = f"one per acquisition: {len(acq)} acquisition numbers"
         else:
-            _refuse_duplicates(label, layout.slices)
             how = "ordered by instance number"
-        layout.notes.append(f"4D series: {n_t} volumes of {len(groups)} slices ({how})")
+        duplicated = None if temporal or len(acq) > 1 else _duplicates_note(label, layout.slices)
+        layout.notes.append(duplicated or f"4D series: {n_t} volumes of {len(groups)} slices ({how})")
         for g in layout.slices:  # in-plane positions of one slice must agree across time
             p = np.array([f.position for f in g])
             if np.max(np.linalg.norm(p - p[0], axis=1)) > 0.05:

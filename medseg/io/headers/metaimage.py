@@ -14,9 +14,11 @@ from pathlib import Path
 from medseg.io.headers._common import (
     check_available,
     check_decoded_size,
+    check_deflate_stream,
     check_invertible,
     check_ndim,
     corrupt,
+    data_file,
     external_data_bytes,
     parse_floats,
     parse_ints,
@@ -84,6 +86,11 @@ def check_metaimage_header(path: Path) -> None:
             if claimed > available:
                 raise corrupt(path, "CompressedDataSize", f"is {claimed}, the file holds {available} bytes")
         check_available(path, "ElementDataFile", available, needed, "deflate" if compressed else None)
+        reference = fields["ElementDataFile"].strip()
+        if compressed and len(reference.split()) == 1 and reference.upper() != "LIST":
+            local = reference.upper() == "LOCAL"
+            data = path if local else data_file(path, "ElementDataFile", reference)
+            check_deflate_stream(path, "ElementDataFile", data, data_start if local else 0, needed)
 
 
 def _parse(path: Path) -> tuple[dict[str, str], int, list[str]]:

@@ -111,15 +111,15 @@ def _header(path: Path, compressed: bool) -> tuple[np.void, int]:
 
 
 def _check_transform_fields(path: Path, hdr: np.void, ndim: int) -> None:
-    """``pixdim`` finite (spatial ones > 0 where the qform uses them), ``srow_*`` finite
-    when the sform is used, quaternion and offsets finite when the qform is used,
+    """``pixdim`` finite (spatial ones > 0 unless the sform, which nibabel then uses, is set),
+    ``srow_*`` finite when the sform is used, quaternion and offsets finite when the qform is used,
     ``scl_slope``/``scl_inter`` not infinite."""
     sform, qform = int(hdr["sform_code"]), int(hdr["qform_code"])
     pixdim = [float(p) for p in hdr["pixdim"][1 : ndim + 1]]
     for axis, value in enumerate(pixdim, start=1):
         if not math.isfinite(value):
             raise corrupt(path, "pixdim", f"pixdim[{axis}] must be finite, got {value}")
-        if axis <= 3 and value <= 0 and (qform > 0 or sform <= 0):
+        if axis <= 3 and value <= 0 and sform <= 0:  # nibabel takes the sform when it is set
             raise corrupt(path, "pixdim", f"pixdim[{axis}] (a voxel size) must be positive, got {value}")
     if sform > 0:
         for key in ("srow_x", "srow_y", "srow_z"):

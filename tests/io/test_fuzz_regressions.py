@@ -1,0 +1,79 @@
+"""Inputs the fuzz campaign (benchmarks/fuzz_readers.py) found, and the whole kind of each.
+
+Each named input lives in ``tests/io/data/fuzz/<name>/`` and is read by ``medseg info`` in a
+child process with a time limit, so a hang or a crash fails the test instead of the suite.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medseg.errors import CorruptFileError
+
+FUZZ = Path(__file__).parent / "data" / "fuzz"
+
+#: name -> (file to read, text the one error line must hold)
+FOUND = {
+    # ITK's MetaIO looped forever on a damaged zlib stream behind an intact header
+    "metaimage_damaged_zraw_hang": ("d.mhd", "damaged compressed stream"),
+}
+
+
+def _info(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "medseg", "info", str(path)], capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize("name", sorted(FOUND))
+def test_found_inputs_give_one_line_errors(name):
+    entry, needle = FOUND[name]
+    proc = _info(FUZZ / name / entry)
+    assert proc.returncode == CorruptFileError.exit_code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+def _compressed_metaimage(folder: Path, suffix: str) -> tuple[Path, np.ndarray]:
+    import SimpleITK as sitk
+
+    array = np.arange(6 * 9 * 7, dtype=np.int16).reshape(6, 9, 7)
+    path = folder / f"v{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path), True)
+    return path, array
+
+
+@pytest.mark.parametrize("suffix", [".mha", ".mhd"])
+@pytest.mark.parametrize("damage", ["flip", "truncate", "junk", "zeros"])
+def test_damaged_compressed_metaimage_data_is_refused_never_a_hang(tmp_path, suffix, damage):
+    header, array = _compressed_metaimage(tmp_path, suffix)
+    data = header if suffix == ".mha" else next(tmp_path.glob("*.zraw"))
+    blob = bytearray(data.read_bytes())
+    start = blob.find(b"ElementDataFile = LOCAL\n") + 24 if suffix == ".mha" else 0
+    middle = start + (len(blob) - start) // 2
+    if damage == "flip":
+        blob[middle] ^= 0xFF
+        blob[middle + 1] ^= 0x5A
+    elif damage == "truncate":
+        del blob[middle:]
+    elif damage == "junk":
+        blob[middle:] = b"\x01\x02" * (len(blob) - middle)
+    else:
+        blob[start + 2 : start + 40] = bytes(38)
+    data.write_bytes(bytes(blob))
+    try:
+        decodable = len(zlib.decompress(bytes(blob[start:]))) == array.nbytes
+    except zlib.error:
+        decodable = False
+    proc = _info(header)
+    if decodable:  # the damage left a valid stream: then it reads
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert proc.returncode == CorruptFileError.exit_code, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
