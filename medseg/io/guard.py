@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import sqlite3
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -42,6 +43,7 @@ PARSER_FAILURES: tuple[type[BaseException], ...] = (
     AssertionError,
     struct.error,
     zlib.error,
+    sqlite3.Error,  # highdicom indexes a SEG's frames in SQLite; malformed indices fail there
     OSError,
 )
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -134,6 +135,21 @@ def _pixels(img) -> np.ndarray:  # img: PIL.Image.Image
     return np.asarray(img.convert("RGB"))  # CMYK, YCbCr, LAB, HSV
 
 
+#: More pages than any 2D stack medseg reads: a damaged chain of image directories can point
+#: back into itself without tifffile noticing, and then yields pages forever (found by fuzzing).
+MAX_TIFF_PAGES = 10_000
+
+
+def _check_page_count(path: Path, tif: Any) -> None:
+    for count, _ in enumerate(tif.pages, start=1):
+        if count > MAX_TIFF_PAGES:
+            raise CorruptFileError(
+                f"cannot read TIFF {path}: its chain of image directories runs past {MAX_TIFF_PAGES} "
+                "pages (a damaged file whose directories point back into themselves)",
+                hint="check that the file is complete, or re-export it",
+            )
+
+
 def _read_tiff(path: Path, warnings: list[str]) -> np.ndarray:
     """Pages as ``[pages, rows, columns(, channels)]``."""
     import tifffile
@@ -143,6 +159,7 @@ def _read_tiff(path: Path, warnings: list[str]) -> np.ndarray:
     quiet.setLevel(logging.CRITICAL)
     try:
         with tifffile.TiffFile(path) as tif:
+            _check_page_count(path, tif)
             if not tif.series:
                 raise CorruptFileError(f"{path} holds no image", hint="check the file")
             if len(tif.series) > 1:

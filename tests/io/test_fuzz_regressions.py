@@ -18,23 +18,35 @@ from medseg.errors import CorruptFileError
 
 FUZZ = Path(__file__).parent / "data" / "fuzz"
 
-#: name -> (file to read, text the one error line must hold)
+#: name -> (medseg command, paths in it relative to the input's folder, text the error must hold)
 FOUND = {
     # ITK's MetaIO looped forever on a damaged zlib stream behind an intact header
-    "metaimage_damaged_zraw_hang": ("d.mhd", "damaged compressed stream"),
+    "metaimage_damaged_zraw_hang": (["info", "d.mhd"], "damaged compressed stream"),
+    # tifffile followed a chain of image directories that points back into itself, forever
+    "tiff_ifd_loop_hang": (["info", "slice.tif"], "chain of image directories"),
+    "tiff_ifd_loop_hang_small": (["info", "slice.tif"], "chain of image directories"),
+    # highdicom's SQLite frame index failed on a SEG with a damaged segment reference
+    "dicom_seg_frame_index_sqlite": (
+        ["convert", "seg.dcm", "{out}/seg.nii.gz", "--reference", "reference"],
+        "cannot read DICOM SEG",
+    ),
 }
 
 
-def _info(path: Path) -> subprocess.CompletedProcess:
+def _medseg(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "medseg", "info", str(path)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "medseg", *args], capture_output=True, text=True, timeout=60, cwd=cwd
     )
 
 
+def _info(path: Path) -> subprocess.CompletedProcess:
+    return _medseg(["info", str(path)], path.parent)
+
+
 @pytest.mark.parametrize("name", sorted(FOUND))
-def test_found_inputs_give_one_line_errors(name):
-    entry, needle = FOUND[name]
-    proc = _info(FUZZ / name / entry)
+def test_found_inputs_give_one_line_errors(name, tmp_path):
+    args, needle = FOUND[name]
+    proc = _medseg([a.format(out=tmp_path) for a in args], FUZZ / name)
     assert proc.returncode == CorruptFileError.exit_code, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], proc.stderr
