@@ -6,8 +6,9 @@
 4. Write the HTML report of the run (curves, metrics, worst and best cases).
 5. Export one predicted case to DICOM SEG, on a DICOM MR series written from its NIfTI scan
    (the MSD data exist only as NIfTI), and read the SEG back to check it.
-6. CT: read the embedded TotalSegmentator CT (DICOM, JPEG2000), draw its organ labels on the
-   abdomen window and export them to DICOM SEG.
+6. CT: copy the embedded TotalSegmentator CT (DICOM, JPEG2000) with stable UIDs (it ships with
+   blank study and series UIDs), draw its organ labels on the abdomen window and export them
+   to DICOM SEG on that series.
 
 Everything lands in one output folder; :func:`run_demo` returns a :class:`DemoResult` with the
 figures and paths.
@@ -267,19 +268,71 @@ def _on_grid(volume: Volume, grid: Volume) -> np.ndarray:
     return place_on_grid(volume, grid.affine, grid.array.shape, "demo volume", "its scan's grid")
 
 
+#: What the stable UIDs of the embedded CT sample are derived from (see :func:`ct_sample_uid`).
+CT_UID_SOURCE = "medseg demo sample totalsegmentator_ct"
+
+
+def ct_sample_uid(kind: str) -> str:
+    """A UID of the embedded CT sample, the same in every run and on every machine.
+
+    The sample ships de-identified, with StudyInstanceUID and SeriesInstanceUID blanked;
+    the demo owns it, so it gives it fixed UIDs (``kind`` is ``"study"``, ``"series"``...)
+    derived from :data:`CT_UID_SOURCE` with pydicom's ``generate_uid(entropy_srcs=...)``.
+    """
+    from pydicom.uid import generate_uid
+
+    return str(generate_uid(entropy_srcs=[CT_UID_SOURCE, kind]))
+
+
+def ct_series(out: Path) -> Path:
+    """Copy the embedded CT series into ``out`` with stable, complete identifiers.
+
+    Blank StudyInstanceUID/SeriesInstanceUID get :func:`ct_sample_uid` values; blank
+    SOPInstanceUID/SOPClassUID get the file meta's (which the standard makes equal). The
+    pixel data (JPEG 2000) is copied as stored. The copy files into a PACS like any series.
+
+    Returns:
+        ``out``.
+    """
+    import pydicom
+
+    from medseg.io.atomic import atomic_output
+
+    fixed = {"StudyInstanceUID": ct_sample_uid("study"), "SeriesInstanceUID": ct_sample_uid("series")}
+    out.mkdir(parents=True, exist_ok=True)
+    for source in sorted((sample_path("totalsegmentator_ct") / "dicom").iterdir()):
+        ds = pydicom.dcmread(source)
+        for keyword, value in fixed.items():
+            if not str(ds.get(keyword, "") or ""):
+                setattr(ds, keyword, value)
+        for keyword, meta in (
+            ("SOPInstanceUID", "MediaStorageSOPInstanceUID"),
+            ("SOPClassUID", "MediaStorageSOPClassUID"),
+        ):
+            if not str(ds.get(keyword, "") or ""):
+                setattr(ds, keyword, ds.file_meta[meta].value)
+        with atomic_output(out / source.name) as tmp:
+            ds.save_as(tmp, enforce_file_format=True)
+    return out
+
+
 def ct_example(out: Path) -> tuple[Path, Path]:
-    """Overlay and DICOM SEG of the embedded TotalSegmentator CT and its organ labels."""
+    """Overlay and DICOM SEG of the embedded TotalSegmentator CT and its organ labels.
+
+    The SEG references ``out/dicom``, the sample series with stable UIDs (:func:`ct_series`).
+    """
     from medseg.export import ExportOptions, export_mask
     from medseg.io import read_volume
     from medseg.reporting.overlay import overlay
 
     root = sample_path("totalsegmentator_ct")
     labels = {int(k): v for k, v in json.loads((root / "labels.json").read_text()).items()}
-    ct = read_volume(root / "dicom")
+    series = ct_series(out / "dicom")
+    ct = read_volume(series)
     organs = read_volume(root / "organs.nii.gz")
     organs_on_ct = type(organs)(_on_grid(organs, ct), ct.affine, organs.meta)
     png = out / "ct_organs.png"
     overlay(ct, organs_on_ct, None, png, labels, window="abdomen", title="TotalSegmentator example CT")
     options = ExportOptions(model_name="TotalSegmentator")
-    seg = export_mask(organs, root / "dicom", "seg", labels, out / "ct_organs.seg.dcm", options)
+    seg = export_mask(organs, series, "seg", labels, out / "ct_organs.seg.dcm", options)
     return png, seg

@@ -13,7 +13,7 @@ from medseg.volume import Volume
 
 log = logging.getLogger(__name__)
 
-__all__ = ["case_title", "find_image", "render_case", "write_case_overlays"]
+__all__ = ["case_title", "find_image", "load_case", "render_case", "write_case_overlays"]
 
 
 def find_image(image_dir: str | Path | None, case: str) -> Path | None:
@@ -52,9 +52,10 @@ def case_title(result: EvaluationResult, case: str) -> str:
     return " | ".join(parts)
 
 
-def render_case(result: EvaluationResult, case: str, window: object | None = "auto") -> OverlayPicture:
-    """Overlay of one evaluated case: its scan (if the evaluation recorded an image folder),
-    reference (solid) and prediction (dashed), put on the reference grid.
+def load_case(result: EvaluationResult, case: str) -> tuple[Volume | None, Volume, Volume]:
+    """``(scan or None, reference, prediction)`` of one evaluated case, all on the reference grid.
+
+    The scan is there when the evaluation recorded an image folder holding it.
 
     Raises:
         KeyError: ``case`` is not in the evaluation.
@@ -71,6 +72,18 @@ def render_case(result: EvaluationResult, case: str, window: object | None = "au
     pred = _on_grid(read_labels(rows[0].pred_path), ref, order=0)
     image_path = find_image(result.settings.get("image_dir"), case)
     image = _on_grid(luminance(read_volume(image_path)), ref, order=1) if image_path else None
+    return image, ref, pred
+
+
+def render_case(result: EvaluationResult, case: str, window: object | None = "auto") -> OverlayPicture:
+    """Overlay of one evaluated case: its scan (if the evaluation recorded an image folder),
+    reference (solid) and prediction (dashed), put on the reference grid.
+
+    Raises:
+        KeyError: ``case`` is not in the evaluation.
+        MedsegError: a file that cannot be read any more.
+    """
+    image, ref, pred = load_case(result, case)
     return render_overlay(image, ref, pred, result.labels, window=window, title=case_title(result, case))
 
 

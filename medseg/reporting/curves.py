@@ -16,7 +16,14 @@ import numpy as np
 
 from medseg.errors import CorruptFileError, InputNotFoundError
 
-__all__ = ["REQUIRED_COLUMNS", "RunMetrics", "plot_curves", "read_run_metrics", "render_curves"]
+__all__ = [
+    "REQUIRED_COLUMNS",
+    "RunMetrics",
+    "has_validation",
+    "plot_curves",
+    "read_run_metrics",
+    "render_curves",
+]
 
 #: Columns every run metrics.csv has.
 REQUIRED_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "val_dice_mean", "lr", "seconds")
@@ -84,12 +91,25 @@ def _x_axis(metrics: RunMetrics) -> tuple[np.ndarray, str]:
     return metrics["step"], "step"
 
 
+def has_validation(metrics: RunMetrics) -> bool:
+    """True when some row holds a validation value (loss or Dice)."""
+    columns = ["val_loss", "val_dice_mean", *metrics.class_columns]
+    return any((y := metrics.get(c)) is not None and bool(np.isfinite(y).any()) for c in columns)
+
+
 def render_curves(metrics: RunMetrics, title: str | None = None) -> bytes:
-    """The three-panel PNG (loss, validation Dice, learning rate) as bytes."""
+    """The PNG of the curves as bytes: loss, validation Dice and learning rate panels.
+
+    A run without any validation value (trained without validation, or not validated yet)
+    gets no Dice panel: two panels, loss and learning rate, on a narrower picture.
+    """
     from medseg.reporting.figures import figure_png, new_figure
 
-    fig = new_figure(13.0, 4.2, dpi=100)
-    axes = [fig.add_axes((0.05 + n * 0.33, 0.13, 0.26, 0.70)) for n in range(3)]
+    validated = metrics.n_rows == 0 or has_validation(metrics)
+    n_panels = 3 if validated else 2
+    fig = new_figure(13.0 * n_panels / 3, 4.2, dpi=100)
+    step = 0.99 / n_panels
+    axes = [fig.add_axes((step * (0.15 + n), 0.13, step * 0.79, 0.70)) for n in range(n_panels)]
     if title:
         fig.text(0.5, 0.985, title, ha="center", va="top", fontsize=12)
     if metrics.n_rows == 0:
@@ -109,36 +129,12 @@ def render_curves(metrics: RunMetrics, title: str | None = None) -> bytes:
         ax.plot(x[ok], y[ok], marker="o" if ok.sum() < 30 else None, markersize=3, **style)
         return True
 
-    loss_ax, dice_ax, lr_ax = axes
+    loss_ax, lr_ax = axes[0], axes[-1]
     plot(loss_ax, "train_loss", label="train", color="#1f77b4")
     plot(loss_ax, "val_loss", label="validation", color="#d62728")
     loss_ax.set_title("loss")
-    dice_ax.set_title("validation Dice")
-    palette = ["#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
-    for n, column in enumerate(metrics.class_columns):
-        plot(
-            dice_ax,
-            column,
-            label=column[len("val_dice_") :],
-            color=palette[n % len(palette)],
-            lw=1.2,
-        )
-    if plot(dice_ax, "val_dice_mean", label="mean", color="black", lw=2.0):
-        y = metrics["val_dice_mean"]
-        ok = np.isfinite(y) & np.isfinite(x)
-        best = int(np.flatnonzero(ok)[np.argmax(y[ok])])
-        dice_ax.plot(
-            [x[best]],
-            [y[best]],
-            marker="*",
-            linestyle="none",
-            color="gold",
-            markersize=14,
-            markeredgecolor="black",
-            label=f"best {y[best]:.4f} ({x_label} {x[best]:g})",
-        )
-    else:
-        dice_ax.text(0.5, 0.5, "no validation yet", ha="center", va="center", transform=dice_ax.transAxes)
+    if validated:
+        _dice_panel(axes[1], metrics, x, x_label, plot)
     lr = metrics.get("lr")
     plot(lr_ax, "lr", color="#555555")
     lr_ax.set_title("learning rate")
@@ -152,6 +148,30 @@ def render_curves(metrics: RunMetrics, title: str | None = None) -> bytes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, loc="best")
     return figure_png(fig)
+
+
+def _dice_panel(ax: Any, metrics: RunMetrics, x: np.ndarray, x_label: str, plot: Any) -> None:
+    """Validation Dice per class and mean, the best value starred."""
+    ax.set_title("validation Dice")
+    palette = ["#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
+    for n, column in enumerate(metrics.class_columns):
+        plot(ax, column, label=column[len("val_dice_") :], color=palette[n % len(palette)], lw=1.2)
+    if plot(ax, "val_dice_mean", label="mean", color="black", lw=2.0):
+        y = metrics["val_dice_mean"]
+        ok = np.isfinite(y) & np.isfinite(x)
+        best = int(np.flatnonzero(ok)[np.argmax(y[ok])])
+        ax.plot(
+            [x[best]],
+            [y[best]],
+            marker="*",
+            linestyle="none",
+            color="gold",
+            markersize=14,
+            markeredgecolor="black",
+            label=f"best {y[best]:.4f} ({x_label} {x[best]:g})",
+        )
+    else:
+        ax.text(0.5, 0.5, "no validation Dice yet", ha="center", va="center", transform=ax.transAxes)
 
 
 def plot_curves(metrics_csv: str | Path, out_png: str | Path, title: str | None = None) -> Path:

@@ -37,6 +37,10 @@ figure{margin:.6rem 0 1.4rem}figure img{max-width:100%;height:auto;border:1px so
 figcaption{font-size:.88rem;color:#3a4150;margin-top:.2rem}
 .note{background:#fff4d6;border-left:4px solid #f0a500;padding:.4rem .8rem;font-size:.9rem}
 details summary{cursor:pointer;color:#2b5fb3}
+.viewer{height:24rem;background:#000;border:1px solid #d9dde5;margin:.4rem 0}
+.viewer canvas{width:100%;height:100%;display:block}
+.viewer-bar{display:flex;flex-wrap:wrap;gap:1rem;align-items:center;font-size:.9rem}
+.swatch{display:inline-block;width:.8em;height:.8em;border:1px solid #888;vertical-align:middle}
 """
 
 _SORT_JS = """

@@ -26,7 +26,15 @@ import numpy as np
 from medseg.errors import GeometryMismatchError
 from medseg.volume import Volume
 
-__all__ = ["OverlayPicture", "PanelInfo", "class_colors", "looks_like_ct", "overlay", "render_overlay"]
+__all__ = [
+    "OverlayPicture",
+    "PanelInfo",
+    "class_colors",
+    "looks_like_ct",
+    "overlay",
+    "render_overlay",
+    "scaled_intensities",
+]
 
 #: (reference, prediction) colours of the first classes; later classes get spread hues.
 _COLOR_PAIRS = [
@@ -126,6 +134,12 @@ def _scaled(image: Volume, window: object | None) -> np.ndarray:
     if hi <= lo:
         return np.zeros_like(array)
     return np.clip((array - lo) / (hi - lo), 0.0, 1.0)
+
+
+def scaled_intensities(image: Volume, window: object | None) -> np.ndarray:
+    """Intensities in [0, 1] as the overlays show them: a CT window (``"auto"``: soft tissue for
+    CT) or the 1st-99th percentile range."""
+    return _scaled(image, window)
 
 
 def _label_array(volume: Volume | None) -> np.ndarray | None:

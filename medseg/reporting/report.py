@@ -1,9 +1,11 @@
 """``medseg report``: one self-contained HTML page for a run folder or an evaluation folder.
 
-The page holds the run's configuration and training curves (run folders), the
-per-class summary, the per-case metrics table (sortable by any column), and overlays
-of the worst and best cases by mean Dice. Images are embedded as data URIs and the
-only script is inline, so the file opens in a browser without network access.
+The page reads like a results page. First the per-class summary table, an interactive
+3D viewer of the cases (NiiVue, see :mod:`medseg.reporting.viewer`) and overlays of the
+worst and best cases by mean Dice; then the per-case metrics table (sortable by any
+column), the training curves (run folders) and, folded away, the configuration and plan.
+Images and volumes are embedded as data URIs and every script is inline, so the file
+opens in a browser without network access.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from medseg.reporting.html import Cell, esc, img_tag, number_cell, page, table
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ReportSource", "build_report", "evaluation_section", "resolve_source"]
+__all__ = ["ReportSource", "build_report", "evaluation_section", "report_title", "resolve_source"]
 
 
 @dataclass
@@ -159,16 +161,25 @@ def _confusion_table(result: EvaluationResult) -> str:
     )
 
 
-def _case_figures(result: EvaluationResult, n_cases: int, window: object | None) -> str:
+def _ranked(result: EvaluationResult, n_cases: int) -> tuple[list[str], list[str], list[str]]:
+    """``(worst n, best n, every case by mean Dice ascending)``; cases without a Dice come last."""
+    means = result.case_mean("dice")
+    ranked = [c for _, c in sorted((v, c) for c, v in means.items() if not math.isnan(v))]
+    unranked = [c for c in result.cases if c not in ranked]
+    if not ranked or n_cases == 0:
+        return [], [], ranked + unranked
+    n = min(n_cases, max(1, len(ranked) // 2)) if len(ranked) > 1 else 1
+    worst = ranked[:n]
+    best = [c for c in reversed(ranked[-n:]) if c not in worst]
+    return worst, best, ranked + unranked
+
+
+def _case_figures(result: EvaluationResult, worst: list[str], best: list[str], window: object | None) -> str:
     from medseg.reporting.cases import render_case
 
-    means = result.case_mean("dice")
-    ranked = sorted((v, c) for c, v in means.items() if not math.isnan(v))
-    if not ranked:
+    if not worst and not best:
         return ""
-    n = min(n_cases, max(1, len(ranked) // 2)) if len(ranked) > 1 else 1
-    worst = [c for _, c in ranked[:n]]
-    best = [c for _, c in reversed(ranked[-n:]) if c not in worst]
+    means = result.case_mean("dice")
     parts = [
         "<h2>Worst and best cases</h2><p>Ranked by the mean Dice over classes. Reference: solid contours; "
         "prediction: dashed contours; slices through the centre of the reference.</p>"
@@ -190,8 +201,18 @@ def _case_figures(result: EvaluationResult, n_cases: int, window: object | None)
     return "".join(parts)
 
 
-def evaluation_section(result: EvaluationResult, n_cases: int = 3, window: object | None = "auto") -> str:
-    """HTML of an evaluation: settings, summary table, worst/best overlays, per-case table."""
+def _viewer(
+    result: EvaluationResult, worst: list[str], best: list[str], order: list[str], window: object | None
+) -> str:
+    """The NiiVue viewer: every case (worst first) when few, else the worst and best ones."""
+    from medseg.reporting.viewer import MAX_VIEWER_CASES, viewer_section
+
+    cases = order if len(order) <= MAX_VIEWER_CASES else worst + best
+    return viewer_section(result, cases, window) if cases else ""
+
+
+def _summary_section(result: EvaluationResult) -> str:
+    """Heading, settings line, per-class summary table and notes about unmatched cases."""
     s = result.settings
     tol = s.get("nsd_tolerance_mm", 1.0)
     unit = s.get("distance_unit", "mm")
@@ -206,25 +227,29 @@ def evaluation_section(result: EvaluationResult, n_cases: int = 3, window: objec
         "<p><small>Empty masks: both empty count as Dice = NSD = 1 and distances 0; when only one is empty "
         "Dice = NSD = 0 and HD95/ASSD are infinite, left out of the means and counted as 'inf'.</small></p>",
     ]
-    if result.unmatched_ref or result.unmatched_pred:
-        parts.append(
-            '<p class="note">'
-            + (
-                f"References without prediction: {esc(', '.join(result.unmatched_ref))}. "
-                if result.unmatched_ref
-                else ""
-            )
-            + (
-                f"Predictions without reference: {esc(', '.join(result.unmatched_pred))}."
-                if result.unmatched_pred
-                else ""
-            )
-            + "</p>"
-        )
-    parts.append(_confusion_table(result))
-    parts.append(_case_figures(result, n_cases, window))
+    unmatched = []
+    if result.unmatched_ref:
+        unmatched.append(f"References without prediction: {esc(', '.join(result.unmatched_ref))}. ")
+    if result.unmatched_pred:
+        unmatched.append(f"Predictions without reference: {esc(', '.join(result.unmatched_pred))}.")
+    if unmatched:
+        parts.append('<p class="note">' + "".join(unmatched) + "</p>")
+    return "".join(parts)
+
+
+def evaluation_section(
+    result: EvaluationResult, n_cases: int = 3, window: object | None = "auto", viewer: bool = True
+) -> str:
+    """HTML of an evaluation, results first: summary table, 3D viewer, worst/best overlays,
+    then the per-case table and the pooled confusion matrix."""
+    worst, best, order = _ranked(result, n_cases)
+    parts = [_summary_section(result)]
+    if viewer:
+        parts.append(_viewer(result, worst, best, order, window))
+    parts.append(_case_figures(result, worst, best, window))
     parts.append("<h2>Per-case metrics</h2><p>Click a column header to sort.</p>")
     parts.append(_cases_table(result))
+    parts.append(_confusion_table(result))
     return "".join(parts)
 
 
@@ -238,14 +263,38 @@ def _save_curves(png: bytes, path: Path) -> None:
         log.warning("cannot write %s: %s", path, exc)
 
 
-def _run_section(run_dir: Path) -> str:
-    from medseg.reporting.curves import read_run_metrics, render_curves
+def _curves_section(run_dir: Path) -> str:
+    """The training curves (also refreshed as ``RUN/curves.png``), or nothing without metrics.csv."""
+    from medseg.reporting.curves import has_validation, read_run_metrics, render_curves
 
+    metrics_csv = run_dir / "metrics.csv"
+    if not metrics_csv.is_file():
+        return ""
+    try:
+        metrics = read_run_metrics(metrics_csv)
+    except MedsegError as exc:
+        return f'<h2>Training curves</h2><p class="note">{esc(exc)}</p>'
+    png = render_curves(metrics, run_dir.resolve().name)
+    _save_curves(png, run_dir / "curves.png")
+    panels = "Loss, validation Dice per class and learning rate"
+    if metrics.n_rows and not has_validation(metrics):
+        panels = "Loss and learning rate (trained without validation)"
+    return (
+        "<h2>Training curves</h2>"
+        f"<figure>{img_tag(png, 'training curves')}<figcaption>{panels} over {metrics.n_rows} logged "
+        "rows.</figcaption></figure>"
+    )
+
+
+def _setup_section(run_dir: Path) -> str:
+    """The configuration and the preprocessing plan, folded away (``<details>``)."""
     parts = []
     config = run_dir / "config.yaml"
     if config.is_file():
-        parts.append("<h2>Configuration</h2>")
-        parts.append(f"<pre>{esc(config.read_text(encoding='utf-8', errors='replace'))}</pre>")
+        text = config.read_text(encoding="utf-8", errors="replace")
+        parts.append(
+            f"<details><summary>Configuration (config.yaml)</summary><pre>{esc(text)}</pre></details>"
+        )
     plan = run_dir / "plan.json"
     if plan.is_file():
         try:
@@ -255,21 +304,32 @@ def _run_section(run_dir: Path) -> str:
         parts.append(
             f"<details><summary>Preprocessing plan (plan.json)</summary><pre>{esc(text)}</pre></details>"
         )
-    metrics_csv = run_dir / "metrics.csv"
-    if metrics_csv.is_file():
+    return "<h2>Configuration</h2>" + "".join(parts) if parts else ""
+
+
+def report_title(source: ReportSource) -> str:
+    """The pipeline's ``name`` from the run's config.yaml, else the folder's name (the run's
+    folder for ``RUN/evaluation``)."""
+    import yaml
+
+    folder = source.run_dir or source.path
+    config = folder / "config.yaml"
+    if config.is_file():
         try:
-            metrics = read_run_metrics(metrics_csv)
-        except MedsegError as exc:
-            parts.append(f'<h2>Training curves</h2><p class="note">{esc(exc)}</p>')
-        else:
-            png = render_curves(metrics, run_dir.resolve().name)
-            _save_curves(png, run_dir / "curves.png")
-            parts.append("<h2>Training curves</h2>")
-            parts.append(
-                f"<figure>{img_tag(png, 'training curves')}<figcaption>Loss, validation Dice per class and "
-                f"learning rate over {metrics.n_rows} logged rows.</figcaption></figure>"
-            )
-    return "".join(parts)
+            data = yaml.safe_load(config.read_text(encoding="utf-8", errors="replace"))
+        except yaml.YAMLError as exc:
+            log.warning("cannot read the pipeline name from %s: %s", config, exc)
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("name"), str) and data["name"].strip():
+            return data["name"].strip()
+    resolved = folder.resolve()
+    if (
+        source.run_dir is None
+        and resolved.name == "evaluation"
+        and (resolved.parent / "config.yaml").is_file()
+    ):
+        return report_title(ReportSource(resolved.parent, resolved.parent, resolved))
+    return resolved.name
 
 
 def build_report(
@@ -277,10 +337,13 @@ def build_report(
     output: str | Path | None = None,
     n_cases: int = 3,
     window: object | None = "auto",
+    viewer: bool = True,
 ) -> Path:
     """Write a self-contained HTML report of a run folder or an evaluation folder.
 
-    For a run folder the training curves are also written to ``RUN/curves.png``.
+    The page reads like a results page: summary table, 3D viewer and worst/best cases
+    first, then the per-case table, the training curves and, folded away, the
+    configuration. For a run folder the training curves are also written to ``RUN/curves.png``.
 
     Args:
         path: A run folder (config.yaml, plan.json, metrics.csv, optional evaluation/) or an
@@ -288,6 +351,7 @@ def build_report(
         output: The HTML file to write (default: ``PATH/report.html``).
         n_cases: How many worst and best cases get an overlay.
         window: CT window of the overlays (preset, ``"L,W"``, ``"auto"`` or None for percentiles).
+        viewer: Embed the interactive NiiVue viewer (about 2.3 MB of script plus the volumes).
 
     Returns:
         The written file.
@@ -298,22 +362,23 @@ def build_report(
     if n_cases < 0:
         raise ValueError(f"n_cases must be >= 0, got {n_cases}")
     source = resolve_source(path)
-    name = source.path.resolve().name
+    title = f"medseg report: {report_title(source)}"
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = [
-        f"<h1>medseg report: {esc(name)}</h1>",
+        f"<h1>{esc(title)}</h1>",
         f'<p class="meta">Source <code>{esc(source.path.resolve())}</code>; generated {esc(created)} '
         f"by medseg {esc(__version__)}.</p>",
     ]
-    if source.run_dir is not None:
-        body.append(_run_section(source.run_dir))
     if source.evaluation_dir is not None:
-        body.append(evaluation_section(load_evaluation(source.evaluation_dir), n_cases, window))
+        body.append(evaluation_section(load_evaluation(source.evaluation_dir), n_cases, window, viewer))
     elif source.run_dir is not None:
         body.append(
             '<p class="note">This run has no evaluation/ folder yet: run <code>medseg evaluate --pred PRED '
             f"--ref REF --output {esc(source.run_dir / 'evaluation')}</code> to add metrics and overlays.</p>"
         )
+    if source.run_dir is not None:
+        body.append(_curves_section(source.run_dir))
+        body.append(_setup_section(source.run_dir))
     out = Path(output) if output is not None else source.path / "report.html"
-    write_text_atomic(out, page(f"medseg report: {name}", "".join(body)))
+    write_text_atomic(out, page(title, "".join(body)))
     return out

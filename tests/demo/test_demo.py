@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import highdicom as hd
@@ -13,7 +14,7 @@ import yaml
 
 from medseg.cli.main import main
 from medseg.data import sample_path
-from medseg.demo import PIPELINE, export_case_seg, run_demo
+from medseg.demo import PIPELINE, ct_example, ct_sample_uid, export_case_seg, run_demo
 from medseg.errors import MedsegError
 from medseg.io import read_volume
 
@@ -129,3 +130,33 @@ def test_quickstart_ct_commands_run(tmp_path, capsys, monkeypatch):
     assert ct.array.shape == (512, 512, 20) and float(ct.array.min()) >= 0.0 and float(ct.array.max()) <= 1.0
     rt = pydicom.dcmread(tmp_path / "organs.rtstruct.dcm")
     assert len(rt.StructureSetROISequence) == 31
+
+
+def test_ct_example_gives_the_sample_stable_uids_without_warnings(tmp_path, caplog):
+    """The CT part of the demo: no 'has no StudyInstanceUID' warnings, the same UIDs in every run."""
+    caplog.set_level(logging.WARNING)
+    runs = []
+    for name in ("first", "second"):
+        _, seg_path = ct_example(tmp_path / name)
+        files = sorted((tmp_path / name / "dicom").iterdir())
+        headers = [pydicom.dcmread(f) for f in files]
+        seg = pydicom.dcmread(seg_path, stop_before_pixels=True)
+        runs.append((headers, seg))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [w for w in warnings if "UID" in w], warnings
+    (first, seg_a), (second, seg_b) = runs
+    assert len(first) == 20
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+        values = [str(getattr(h, keyword)) for h in first]
+        assert all(values) and values == [str(getattr(h, keyword)) for h in second], keyword
+    assert {h.StudyInstanceUID for h in first} == {ct_sample_uid("study")}
+    assert {h.SeriesInstanceUID for h in first} == {ct_sample_uid("series")}
+    assert ct_sample_uid("study") != ct_sample_uid("series")
+    # the SEGs of both runs file into the same study and reference the same series
+    assert seg_a.StudyInstanceUID == seg_b.StudyInstanceUID == ct_sample_uid("study")
+    assert seg_a.ReferencedSeriesSequence[0].SeriesInstanceUID == ct_sample_uid("series")
+    # the pixel data is copied as stored (JPEG 2000), the sample itself is untouched
+    source = sorted((sample_path("totalsegmentator_ct") / "dicom").iterdir())
+    original = pydicom.dcmread(source[0])
+    assert first[0].PixelData == original.PixelData and first[0].file_meta.TransferSyntaxUID.is_compressed
+    assert not str(original.get("StudyInstanceUID", ""))

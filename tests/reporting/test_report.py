@@ -14,6 +14,7 @@ import pytest
 
 from medseg.errors import InputNotFoundError
 from medseg.reporting.report import build_report
+from medseg.reporting.viewer import niivue_script
 from tests.reporting.conftest import decode_png, write_run_metrics
 
 
@@ -90,7 +91,10 @@ def _case_means(evaluation_dir: Path) -> dict[str, float]:
 
 def _assert_self_contained(text: str, page: _Page) -> None:
     assert page.urls and all(u.startswith("data:image/png;base64,") for u in page.urls), page.urls
-    assert not re.search(r"(?i)(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", text)  # no network address anywhere
+    # the vendored NiiVue bundle is inlined once; its comments name web pages, the rest of the page none
+    bundle = niivue_script()
+    assert text.count(bundle) == 1
+    assert not re.search(r"(?i)(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", text.replace(bundle, ""))
     assert "@import" not in text and "<link" not in text
     for src in page.images:
         rgb = decode_png(base64.b64decode(src.split(",", 1)[1]))
@@ -101,7 +105,11 @@ def test_evaluation_report_is_self_contained_with_table_and_worst_best(evaluatio
     out = build_report(evaluation_dir, tmp_path / "r.html")
     text, page = _parse(out)
     _assert_self_contained(text, page)
-    assert page.headings[:1] == ["Evaluation"]
+    # results first: summary, viewer, worst and best cases, then the per-case table
+    order = ["Evaluation", "Viewer", "Worst and best cases", "Per-case metrics"]
+    assert [h for h in page.headings if h in order] == order
+    assert page.headings[1].startswith("Summary per class")
+    assert "<h1>medseg report: evaluation</h1>" in text
     # per-case table: one row per case and class, with the values of metrics.csv
     with (evaluation_dir / "metrics.csv").open() as fh:
         records = list(csv.DictReader(fh))
@@ -119,10 +127,11 @@ def test_evaluation_report_is_self_contained_with_table_and_worst_best(evaluatio
     assert "Worst 3" in page.headings and "Best 3" in page.headings
 
 
-def test_run_report_has_configuration_curves_and_evaluation(evaluation_dir, tmp_path):
-    run = tmp_path / "run_unet"
+def test_run_report_puts_results_first_and_folds_the_configuration(evaluation_dir, tmp_path):
+    run = tmp_path / "run"
     run.mkdir()
-    (run / "config.yaml").write_text("model:\n  name: unet  # <b>not markup</b>\n")
+    config = "name: hippocampus_unet3d\nmodel:\n  name: unet  # <b>not markup</b>\n"
+    (run / "config.yaml").write_text(config)
     (run / "plan.json").write_text('{"steps": [{"name": "Reorient", "from": "LPS"}]}')
     write_run_metrics(run / "metrics.csv")
     shutil.copytree(evaluation_dir, run / "evaluation")
@@ -130,11 +139,40 @@ def test_run_report_has_configuration_curves_and_evaluation(evaluation_dir, tmp_
     assert out == run / "report.html"
     text, page = _parse(out)
     _assert_self_contained(text, page)
-    assert page.headings[:3] == ["Configuration", "Training curves", "Evaluation"]
-    assert "&lt;b&gt;not markup&lt;/b&gt;" in text  # configuration text is escaped
-    assert "Reorient" in text
+    # the title names the pipeline, not the folder "run"
+    assert "<title>medseg report: hippocampus_unet3d</title>" in text
+    assert "<h1>medseg report: hippocampus_unet3d</h1>" in text
+    top = [
+        "Evaluation",
+        "Viewer",
+        "Worst and best cases",
+        "Per-case metrics",
+        "Training curves",
+        "Configuration",
+    ]
+    assert [h for h in page.headings if h in top] == top
+    # the configuration and the plan are folded away, escaped, after everything else
+    configuration = text[text.index("<h2>Configuration</h2>") :]
+    assert configuration.startswith("<h2>Configuration</h2><details><summary>Configuration (config.yaml)")
+    assert "&lt;b&gt;not markup&lt;/b&gt;" in configuration and "Reorient" in configuration
+    assert text.count("<pre>") == 2 and text.count("<details>") == 2
     assert len(page.images) == 7  # curves + 6 overlays
     assert decode_png((run / "curves.png").read_bytes()).shape == (420, 1300, 3)  # refreshed in the run
+    # the evaluation folder of the run gets the run's title too
+    assert "<h1>medseg report: hippocampus_unet3d</h1>" in build_report(run / "evaluation").read_text()
+
+
+def test_run_trained_without_validation_has_no_empty_panel(tmp_path):
+    run = tmp_path / "run"
+    write_run_metrics(run / "metrics.csv", n_epochs=6, val_every=1000)  # no validation value at all
+    (run / "config.yaml").write_text("name: no_validation\n")
+    text, page = _parse(build_report(run))
+    assert "no validation" not in text.replace("trained without validation", "")
+    assert "Loss and learning rate (trained without validation)" in text
+    curves = decode_png(base64.b64decode(page.images[0].split(",", 1)[1]))
+    assert curves.shape == (420, 866, 3)  # two panels: loss and learning rate
+    assert (run / "curves.png").is_file()
+    assert "Viewer" not in page.headings and "niivue" not in text.lower()  # no evaluation: no viewer
 
 
 def test_run_without_evaluation_and_missing_files(evaluation_dir, tmp_path):

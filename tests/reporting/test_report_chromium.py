@@ -82,16 +82,22 @@ def _browser() -> str:
     )
 
 
-def _load(html_file: Path, tmp_path: Path) -> dict:
-    """Open ``html_file`` (with the checking script) in headless Chromium; return the check JSON."""
+def _load(html_file: Path, tmp_path: Path, check: str = _CHECK) -> dict:
+    """Open ``html_file`` (with the checking script ``check``) in headless Chromium; return the
+    JSON the script leaves in ``<pre id="medseg-check">``.
+
+    WebGL2 (the report's NiiVue viewer) runs on SwiftShader, Chromium's software renderer.
+    """
     text = html_file.read_text(encoding="utf-8")
     checked = tmp_path / f"checked_{html_file.name}"
-    checked.write_text(text.replace("<head>", "<head>" + _CHECK, 1), encoding="utf-8")
+    checked.write_text(text.replace("<head>", "<head>" + check, 1), encoding="utf-8")
     command = [
         _browser(),
         "--headless",
         "--no-sandbox",
-        "--disable-gpu",
+        "--use-gl=angle",
+        "--use-angle=swiftshader",
+        "--enable-unsafe-swiftshader",
         "--disable-dev-shm-usage",
         "--disable-background-networking",
         "--disable-component-update",
@@ -104,7 +110,7 @@ def _load(html_file: Path, tmp_path: Path) -> dict:
         f"--user-data-dir={tmp_path / 'profile'}",
         "--enable-logging=stderr",
         "--v=0",
-        "--virtual-time-budget=10000",
+        "--virtual-time-budget=30000",
         "--dump-dom",
         checked.resolve().as_uri(),
     ]
