@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "report": "report",
     "compare": "compare",
     "models": "models",
+    "pacs": "pacs",
 }
 
 

@@ -67,9 +67,7 @@ class ModelParams(BaseModel):
         for old, new in renamed.items():
             if new in data:
                 raise ValueError(f"give '{new}' only ('{old}' is its deprecated name)")
-            warnings.warn(
-                f"model parameter '{old}' is deprecated, use '{new}'", FutureWarning, stacklevel=2
-            )
+            warnings.warn(f"model parameter '{old}' is deprecated, use '{new}'", FutureWarning, stacklevel=2)
             data[new] = data.pop(old)
         return data
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from medseg.cli.commands.pacs import add_connection_options
 from medseg.export.registry import describe_formats
 
 
@@ -20,7 +21,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "Under torchrun the cases are shared out across processes.",
     )
     p.add_argument("--model", "-m", required=True, help="run folder or checkpoint file")
-    p.add_argument("--input", "-i", required=True, help="scan, DICOM folder, or folder of scans")
+    p.add_argument(
+        "--input",
+        "-i",
+        required=True,
+        help="scan, DICOM folder, folder of scans, or a PACS query: "
+        "dicomweb://HOST:PORT/PATH?StudyInstanceUID=… "
+        "or dimse://AET@HOST:PORT?PatientID=…&Modality=CT&StudyDate=20200101-20201231 (docs/pacs.md)",
+    )
     p.add_argument("--output", "-o", required=True, help="output folder")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1) (default: the model's)")
@@ -56,6 +64,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which checkpoint of a run")
     p.add_argument("--overwrite", action="store_true", help="predict cases whose output already exists")
+    p.add_argument(
+        "--push",
+        action="store_true",
+        help="with a PACS --input: store the validated SEG/RTSTRUCT results back by the same protocol",
+    )
+    add_connection_options(p)
     p.set_defaults(run=run)
 
 
@@ -65,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from medseg.inference import Predictor
     from medseg.inference.batch import predict_folder
     from medseg.inference.postprocess import PostprocessOptions
+    from medseg.pacs.address import is_pacs_address
 
     formats = tuple(f.name for f in parse_formats(args.format)) if args.format else None
     if args.overlap is not None and not 0 <= args.overlap < 1:
@@ -83,6 +98,19 @@ def run(args: argparse.Namespace) -> int:
         amp=args.amp,
     )
     options = PostprocessOptions(args.keep_largest, args.min_size, args.fill_holes)
+    if is_pacs_address(args.input):
+        from medseg.cli.commands.pacs import predict_from_pacs
+
+        return predict_from_pacs(
+            args,
+            predictor,
+            formats,
+            probabilities=args.probabilities,
+            postprocessing=options,
+            resample_uneven=args.resample_uneven,
+        )
+    if args.push:
+        raise ConfigError("--push needs a PACS --input (dicomweb://… or dimse://…)")
     result = predict_folder(
         predictor,
         args.input,
