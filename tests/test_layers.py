@@ -53,7 +53,6 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "progress": 0,
     "labels": 0,
-    "_optional": 0,
 }
 LAYER_NAMES = {3: "interface", 2: "workflows", 1: "engines", 0: "core"}
 #: Third-party packages that ``medseg.io`` must never load (a user who only converts scans imports little).

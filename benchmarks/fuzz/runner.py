@@ -10,7 +10,8 @@ Outcomes of one input:
 * ``memory``: the reader tried to allocate past the 2 GiB cap (a finding).
 
 Every finding is copied to ``findings/<family>/<outcome>-<n>/`` with what happened, so it
-can become a named regression input under ``tests/io/fuzz_regressions/``.
+can become a named regression input under ``tests/io/data/fuzz/``
+(``tests/io/test_fuzz_regressions.py``).
 """
 
 from __future__ import annotations
