@@ -54,16 +54,18 @@ def _finish(proc: subprocess.Popen, what: str) -> None:
         raise SystemExit(f"{what} failed ({proc.returncode}): {err[-2000:]}")
 
 
-def _kill(proc: subprocess.Popen) -> int:
+def _kill(proc: subprocess.Popen, grace: float = 10.0) -> int:
     """SIGKILL the command alone (as an out-of-memory killer or a power cut would), then count
-    the processes it left in its group."""
+    the process groups it left behind: children still alive ``grace`` seconds later."""
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    time.sleep(0.5)
-    try:
-        os.killpg(proc.pid, 0)
-    except ProcessLookupError:
-        return 0
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return 0
+        time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
     return 1
 
@@ -75,15 +77,27 @@ def _kill_and_rerun(
     longest: float,
     after_kill: Callable[[], None],
     what: str,
+    progress: Callable[[], int] = lambda: 0,
 ) -> tuple[int, int, int]:
-    """Start ``medseg ARGS``, SIGKILL it after a random 1 s .. ``longest`` s, call ``after_kill``,
-    and again until ``kills`` kills landed; then let it finish. Returns (kills, starts, orphans)."""
+    """Start ``medseg ARGS`` and SIGKILL it at a random moment, call ``after_kill``, and again
+    until ``kills`` kills landed; then let it finish. Returns (kills, starts, orphans).
+
+    The first kill lands anywhere in 1 s .. ``longest`` s (start-up included). Every later one
+    waits until ``progress()`` has grown since the start (an epoch saved, a mask written), then
+    a random 0 .. ``longest`` s more, so that each session gets somewhere and the kills fall on
+    every phase of the work: computing, validating, writing a checkpoint or a mask."""
     n_kills = starts = orphans = 0
     while True:
         proc = _medseg(args())
         starts += 1
         if n_kills < kills:
-            time.sleep(rng.uniform(1.0, longest))
+            if n_kills:
+                before = progress()
+                while proc.poll() is None and progress() <= before:
+                    time.sleep(0.05)
+                time.sleep(rng.uniform(0.0, longest))
+            else:
+                time.sleep(rng.uniform(1.0, longest))
             if proc.poll() is None:
                 orphans += _kill(proc)
                 n_kills += 1
@@ -128,8 +142,13 @@ def soak_training(work: Path, kills: int, rng: random.Random, epochs: int) -> di
             except Exception:
                 checks["unreadable"] += 1
 
+    def epochs_saved() -> int:
+        metrics = run / "metrics.csv"
+        return len(metrics.read_text().splitlines()) if metrics.is_file() else 0
+
+    epoch_s = straight_s / epochs
     n_kills, starts, orphans = _kill_and_rerun(
-        args, kills, rng, max(2.0, straight_s / 8), after_kill, "train"
+        args, kills, rng, 1.5 * epoch_s, after_kill, "train", progress=epochs_saved
     )
     a = load_checkpoint(work / "straight" / "checkpoints" / "last.pt")
     b = load_checkpoint(run / "checkpoints" / "last.pt")
@@ -169,8 +188,12 @@ def soak_prediction(work: Path, run: Path, kills: int, cases: int, rng: random.R
     straight_s = time.monotonic() - t0
     out = work / "p_killed"
     command = ["predict", "-m", str(run), "-i", str(scans), "-o", str(out)]
+
+    def masks_written() -> int:
+        return len(list(out.glob("*.json"))) if out.is_dir() else 0
+
     n_kills, starts, orphans = _kill_and_rerun(
-        lambda: command, kills, rng, max(2.0, straight_s / 6), lambda: None, "predict"
+        lambda: command, kills, rng, 1.5 * straight_s / cases, lambda: None, "predict", progress=masks_written
     )
     masks = sorted(p.name for p in (work / "p_straight").glob("*.nii.gz"))
     identical = sum(
@@ -198,7 +221,7 @@ def main() -> int:
     )
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--cases", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "soak.json")
     args = parser.parse_args()

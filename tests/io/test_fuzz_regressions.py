@@ -89,3 +89,27 @@ def test_damaged_compressed_metaimage_data_is_refused_never_a_hang(tmp_path, suf
     else:
         assert proc.returncode == CorruptFileError.exit_code, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_contour_vertex_far_off_the_grid_costs_no_memory():
+    """Found by fuzzing an RTSTRUCT: a vertex at 1e12 voxels made the outline rasteriser
+    enumerate 2.7e12 points (20 TiB). Only the image's rows and columns are enumerated now, and
+    the fill still agrees with scikit-image's polygon fill, which clips to the image too."""
+    import resource
+
+    from skimage.draw import polygon2mask
+
+    from medseg.io.dicom.contours import fill_contours
+
+    # (row, col) vertices; no pixel centre lies on an edge, so the two fill rules agree exactly
+    polygon = np.array([[3.3, 2.6], [1e12, 7.3], [12.7, 11.2]])
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as fh:  # this process's address space now, plus 4 GiB
+        cap = int(fh.read().split()[0]) * resource.getpagesize() + 2**32
+    resource.setrlimit(resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
+    try:
+        mask = fill_contours([polygon], (20, 16))
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    assert np.array_equal(mask, polygon2mask((20, 16), polygon))
+    assert mask.sum() > 0

@@ -75,12 +75,17 @@ def _strictly_inside_odd(start: np.ndarray, end: np.ndarray, shape: tuple[int, i
     return out
 
 
-def _centres_on_segments(a0: np.ndarray, b0: np.ndarray, a1: np.ndarray, b1: np.ndarray) -> np.ndarray:
+def _centres_on_segments(
+    a0: np.ndarray, b0: np.ndarray, a1: np.ndarray, b1: np.ndarray, n_a: int
+) -> np.ndarray:
     """Integer points ``(a, b)`` on segments ``(a0, b0)-(a1, b1)`` with ``|a1 - a0| >= |b1 - b0|``:
-    each integer ``a`` the segment spans, where ``b`` is within the tolerance of an integer."""
+    each integer ``a`` in ``[0, n_a)`` the segment spans, where ``b`` is within the tolerance of an
+    integer. Only the image's range of ``a`` is enumerated, so a vertex far off the grid costs no
+    memory (a fuzzed contour at 1e12 mm once asked for 20 TiB here)."""
     tol = ON_OUTLINE_TOLERANCE
-    first = np.ceil(np.minimum(a0, a1) - tol).astype(np.int64)
-    counts = np.maximum(np.floor(np.maximum(a0, a1) + tol).astype(np.int64) - first + 1, 0)
+    first = np.clip(np.ceil(np.minimum(a0, a1) - tol), 0, n_a).astype(np.int64)
+    last = np.clip(np.floor(np.maximum(a0, a1) + tol), -1, n_a - 1).astype(np.int64)
+    counts = np.maximum(last - first + 1, 0)
     if counts.sum() == 0:
         return np.zeros((0, 2), dtype=np.int64)
     edge = np.repeat(np.arange(len(a0)), counts)
@@ -97,8 +102,10 @@ def _on_outline(start: np.ndarray, end: np.ndarray, shape: tuple[int, int]) -> n
     """Pixel centres on an edge or vertex of the polygons (within the tolerance)."""
     out = np.zeros(shape, dtype=bool)
     steep = np.abs(end[:, 0] - start[:, 0]) >= np.abs(end[:, 1] - start[:, 1])
-    by_row = _centres_on_segments(start[steep, 0], start[steep, 1], end[steep, 0], end[steep, 1])
-    by_col = _centres_on_segments(start[~steep, 1], start[~steep, 0], end[~steep, 1], end[~steep, 0])
+    by_row = _centres_on_segments(start[steep, 0], start[steep, 1], end[steep, 0], end[steep, 1], shape[0])
+    by_col = _centres_on_segments(
+        start[~steep, 1], start[~steep, 0], end[~steep, 1], end[~steep, 0], shape[1]
+    )
     points = np.concatenate([by_row, by_col[:, ::-1]])
     keep = (points[:, 0] >= 0) & (points[:, 0] < shape[0]) & (points[:, 1] >= 0) & (points[:, 1] < shape[1])
     out[points[keep, 0], points[keep, 1]] = True
