@@ -45,7 +45,8 @@ def main() -> int:
         for finding in r["findings"][:10]:
             print(f"    {finding}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    record = {"machine": machine(), "seed": args.seed, "inputs_per_family": args.inputs,
+    record = {"machine": machine(), "command": "python benchmarks/fuzz_readers.py " + " ".join(sys.argv[1:]),
+              "seed": args.seed, "inputs_per_family": args.inputs,
               "memory_cap_gb": args.memory_gb, "families": rows}  # fmt: skip
     args.json.write_text(json.dumps(record, indent=2))
     bad = sum(r["outcomes"].get(k, 0) for r in rows for k in FINDINGS)

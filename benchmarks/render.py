@@ -353,6 +353,13 @@ def _fuzz(r: dict[str, dict[str, Any]]) -> str:
         "findings. Each finding became a named regression input in `tests/io/data/fuzz/` "
         "(`tests/io/test_fuzz_regressions.py`); CI runs a short seeded campaign "
         "(`tests/test_fuzz_campaign.py`).\n"
+        + "".join(f"\n{f['family']}: {f['note']}.\n" for f in x["families"] if f.get("note"))
+        + (
+            "\nFound and fixed while building the campaign:\n\n"
+            + "".join(f"* {t}\n" for t in x["fixed_during_campaign"])
+            if x.get("fixed_during_campaign")
+            else ""
+        )
     )
 
 
@@ -371,6 +378,8 @@ def _soak(r: dict[str, dict[str, Any]]) -> str:
         f"| `medseg predict` ({p['cases']} scans, uninterrupted {_f(p['straight_seconds'], 0)} s) | "
         f"{p['kills']} | {p['starts']} | masks: {p['identical_masks']} of {p['masks']} | n/a | "
         f"{len(p['partial_files_left'])} | {p['orphaned_process_groups']} |\n\n"
+        f"{t.get('kills_after_first_checkpoint', 'n/a')} of the {t['kills']} training kills came after the "
+        "run's first checkpoint. "
         "Each kill is a SIGKILL of the command at a random moment (seeded), as an out-of-memory killer "
         "or a power cut would do; training resumes with `--resume` (or restarts when it died before its "
         "first checkpoint) and prediction is simply rerun. Temporary outputs of a killed writer are "

@@ -232,7 +232,9 @@ def main() -> int:
         print(json.dumps({"training": training}, indent=2), flush=True)
         prediction = soak_prediction(work, work / "straight", args.kills, args.cases, rng)
         print(json.dumps({"prediction": prediction}, indent=2), flush=True)
-    result = {"machine": machine(), "seed": args.seed, "training": training, "prediction": prediction}
+    command = "python benchmarks/soak.py " + " ".join(sys.argv[1:])
+    result = {"machine": machine(), "command": command.strip(), "seed": args.seed, "training": training,
+              "prediction": prediction}  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
     ok = (
