@@ -206,8 +206,8 @@ def check_request(formats: Iterable[ExportFormat], fractional: bool, has_referen
         others = " or ".join(f.name for f in EXPORTS if not f.needs_dicom_reference)
         raise MedsegError(
             f"{', '.join(needing)} export needs the source DICOM series of the mask",
-            hint="predict from the DICOM series, or give it as the export's reference"
-            + (f"; or use {others}" if others else ""),
+            hint="give the source series (medseg export --reference DICOM_DIR, or predict from the DICOM "
+            "series)" + (f"; or use {others}" if others else ""),
         )
     if fractional and not any(f.fractional for f in formats):
         able = [f.name for f in EXPORTS if f.fractional]

@@ -24,6 +24,7 @@ import numpy as np
 
 from medseg.errors import MedsegError
 from medseg.evaluation.results import EvaluationResult
+from medseg.io.formats import format_named
 from medseg.reporting.html import esc
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ _VIEWER_JS = """
     var keys = data.layers.filter(function(key){ return c.layers[key]; });
     var images = await Promise.all(keys.map(function(key){
       var url = c.layers[key];
-      return niivue.NVImage.loadFromBase64({base64: url.slice(url.indexOf(',') + 1), name: key + '.nii.gz',
+      return niivue.NVImage.loadFromBase64({base64: url.slice(url.indexOf(',') + 1), name: key + data.suffix,
         colormap: 'gray', opacity: data.opacity[key]});
     }));
     images.forEach(function(img, n){
@@ -269,6 +270,7 @@ def viewer_section(
         return ""
     data = {
         "layers": list(_LAYERS),
+        "suffix": format_named("nifti").suffixes[0],  # tells NiiVue the layers are gzipped NIfTI
         "opacity": {"scan": 1.0, "reference": _MASK_OPACITY, "prediction": _MASK_OPACITY},
         "luts": {"reference": _lut(result.labels, 0), "prediction": _lut(result.labels, 1)},
         "cases": [{"case": e.case, "note": e.note, "layers": e.layers} for e in entries],
