@@ -215,7 +215,7 @@ def viewer_case(
         layers["scan"] = _nifti_data_url(np.rint(gray * 255.0).astype(np.uint8), affine, intensity=True)
     for key, volume in (("reference", ref), ("prediction", pred)):
         array = np.asarray(volume.array[..., 0] if volume.array.ndim == 4 else volume.array)
-        small = downsample(array.astype(np.int64), factors, labels=True)
+        small = downsample(array, factors, labels=True)  # in the mask's own dtype: no full-size copy
         dtype = np.uint8 if small.size == 0 or (small.min() >= 0 and small.max() < 256) else np.int16
         layers[key] = _nifti_data_url(small.astype(dtype), affine, intensity=False)
     return ViewerCase(case, case_title(result, case), layers, factors, shape)
