@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from medseg.errors import ConfigError
+from medseg.pacs.errors import PacsError
 
 QUERY_KEYS = (
     "StudyInstanceUID",
@@ -31,6 +32,25 @@ QUERY_KEYS = (
 SCHEMES = ("dicomweb", "dicomwebs", "dimse")
 _DATE = re.compile(r"^(\d{8})?(-(\d{8})?)?$")
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+#: A UID as DICOM PS3.5 §9.1 defines it: components of digits without a leading zero (a lone
+#: ``0`` is allowed), separated by dots, at most 64 characters.
+_STRICT_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+
+
+def check_uid(value: object, what: str) -> str:
+    """``value`` when it is a valid DICOM UID (PS3.5 §9.1), else a one-line :class:`PacsError`.
+
+    Every UID that a PACS sends back is checked with this before it names a file or a folder:
+    an untrusted server must not be able to write outside the output folder (``../..``).
+    """
+    text = "" if value is None else str(value)
+    if len(text) > 64 or not _STRICT_UID.match(text):
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        raise PacsError(
+            f"the PACS sent a bad {what} {shown!r}",
+            hint="a UID is at most 64 digits and dots (DICOM PS3.5 §9.1); this object was left out",
+        )
+    return text
 
 
 @dataclass(frozen=True)

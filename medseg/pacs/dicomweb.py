@@ -10,15 +10,17 @@ at once.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from medseg.errors import ConfigError, MissingDependencyError
-from medseg.pacs.address import PacsQuery
+from medseg.pacs.address import PacsQuery, check_uid
 from medseg.pacs.client import SeriesInfo, StudyInfo, TransientError, with_retries
 from medseg.pacs.errors import PacsAuthError, PacsError, PacsNotFoundError
 from medseg.pacs.settings import PacsSettings
@@ -58,6 +60,51 @@ class _Bearer:
         return "_Bearer(**********)"
 
 
+class _Basic:
+    """HTTP basic authentication (RFC 7617) whose repr masks the password (a plain
+    ``(user, password)`` tuple on ``session.auth`` would print it)."""
+
+    def __init__(self, user: str, password: str) -> None:
+        from requests.auth import HTTPBasicAuth
+
+        self._auth = HTTPBasicAuth(user, password)
+        self.user = user
+
+    def __call__(self, request: Any) -> Any:
+        return self._auth(request)
+
+    def __repr__(self) -> str:
+        return f"_Basic({self.user!r}, **********)"
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+#: Plain-http URLs already warned about (the warning is given once per URL and process).
+_WARNED_PLAIN_HTTP: set[str] = set()
+
+
+def _warn_plain_http(url: str) -> None:
+    """Warn once that credentials go unencrypted to a host other than this machine."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or _is_loopback(parts.hostname) or url in _WARNED_PLAIN_HTTP:
+        return
+    _WARNED_PLAIN_HTTP.add(url)
+    log.warning(
+        "credentials are sent over plain http to %s: anyone on the network can read them; "
+        "use dicomwebs:// (HTTPS)",
+        url,
+    )
+
+
 class DicomwebClient:
     """A DICOMweb connection; see :class:`~medseg.pacs.client.PacsClient`."""
 
@@ -88,11 +135,13 @@ class DicomwebClient:
                     "basic authentication needs a user and a password",
                     hint="set MEDSEG_PACS_USER and MEDSEG_PACS_PASSWORD",
                 )
-            session.auth = (settings.user, settings.password.get_secret_value())
+            session.auth = _Basic(settings.user, settings.password.get_secret_value())
         elif mode == "bearer":
             if settings.token is None:
                 raise ConfigError("bearer authentication needs a token", hint="set MEDSEG_PACS_TOKEN")
             session.auth = _Bearer(settings.token.get_secret_value())
+        if mode in ("basic", "bearer"):
+            _warn_plain_http(settings.url)
         self._client = DICOMwebClient(settings.url, session=session, timeout=settings.timeout)
         self._client.set_http_retry_params(retry=False)
 
@@ -106,8 +155,13 @@ class DicomwebClient:
         def attempt() -> T:
             try:
                 return call()
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                raise TransientError(type(exc).__name__) from None
+            except requests.exceptions.SSLError:
+                # Before ConnectionError, of which it is a subclass: retrying cannot help.
+                raise PacsError(
+                    f"{what}: the TLS handshake with {self.describe()} failed (certificate not trusted?)",
+                    hint="give the PACS's CA bundle as verify: /path/ca.pem in --pacs-config "
+                    "(verify: false only for a test server)",
+                ) from None
             except requests.HTTPError as exc:
                 status = exc.response.status_code if exc.response is not None else 0
                 if status >= 500 or status in (408, 429):
@@ -120,6 +174,10 @@ class DicomwebClient:
                 if status == 404:
                     raise PacsNotFoundError(f"{what}: not found on {self.describe()} (HTTP 404)") from None
                 raise PacsError(f"{what}: {self.describe()} answered HTTP {status}") from None
+            except requests.RequestException as exc:
+                # A connection error, a time-out, or an answer cut off or garbled in transit
+                # (ChunkedEncodingError, ContentDecodingError): worth another try.
+                raise TransientError(type(exc).__name__) from None
 
         return with_retries(self.settings, what, self.describe(), attempt)
 
@@ -217,7 +275,8 @@ def _save_all(datasets: list[Any], folder: Path) -> list[Path]:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     for ds in datasets:
-        ds.save_as(partial / f"{ds.SOPInstanceUID}.dcm", enforce_file_format=True)
+        uid = check_uid(ds.get("SOPInstanceUID"), "SOPInstanceUID")
+        ds.save_as(partial / f"{uid}.dcm", enforce_file_format=True)
     if folder.exists():
         shutil.rmtree(folder)
     partial.rename(folder)

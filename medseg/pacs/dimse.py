@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from medseg.errors import ConfigError, MissingDependencyError
-from medseg.pacs.address import PacsQuery
+from medseg.pacs.address import PacsQuery, check_uid
 from medseg.pacs.client import SeriesInfo, StudyInfo, TransientError, with_retries
 from medseg.pacs.errors import PacsAuthError, PacsError, PacsNotFoundError
 from medseg.pacs.settings import PacsSettings
@@ -158,6 +158,25 @@ class DimseClient:
             return PacsError(f"{what}: {self.describe()} aborted the association")
         return TransientError(f"connection lost during {what}")
 
+    def _require_context(self, assoc: Any, what: str, sop_class: str, syntax: str | None = None) -> None:
+        """The PACS must have accepted a presentation context for ``sop_class`` (and
+        ``syntax``) before a request of it is sent (PS3.8 §9.3.2.2): pynetdicom would raise
+        a ValueError instead."""
+        for ctx in assoc.accepted_contexts:
+            if str(ctx.abstract_syntax) != str(sop_class):
+                continue
+            if syntax is None or str(syntax) in [str(t) for t in ctx.transfer_syntax]:
+                return
+        from pydicom.uid import UID
+
+        name = UID(str(sop_class)).name or str(sop_class)
+        suffix = f" in transfer syntax {UID(str(syntax)).name or syntax}" if syntax else ""
+        raise PacsError(
+            f"{what}: {self.describe()} accepted no presentation context for {name}{suffix}",
+            hint="the PACS does not support this service or object type for our AE title: "
+            "ask its administrator, or use the other protocol",
+        )
+
     def _call(self, what: str, call: Callable[[], T]) -> T:
         return with_retries(self.settings, what, self.describe(), call)
 
@@ -169,6 +188,7 @@ class DimseClient:
             ae.add_requested_context(FindModel)
             found = []
             with self._association(ae, what) as assoc:
+                self._require_context(assoc, what, FindModel)
                 for status, answer in assoc.send_c_find(identifier, FindModel):
                     code = _status_of(status)
                     if code is None:
@@ -197,7 +217,7 @@ class DimseClient:
             mods = tuple(mods) if not isinstance(mods, str) else tuple(m for m in mods.split("\\") if m)
             out.append(
                 StudyInfo(
-                    str(a.StudyInstanceUID),
+                    str(a.get("StudyInstanceUID", "")),
                     str(a.get("PatientID", "")),
                     str(a.get("StudyDate", "")),
                     mods,
@@ -223,7 +243,7 @@ class DimseClient:
             out.append(
                 SeriesInfo(
                     study_uid,
-                    str(a.SeriesInstanceUID),
+                    str(a.get("SeriesInstanceUID", "")),
                     str(a.get("Modality", "")),
                     str(a.get("SeriesDescription", "")),
                     int(n) if str(n).strip() else None,
@@ -257,10 +277,17 @@ class DimseClient:
         from pynetdicom import build_role, evt, sop_class
         from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GetModel
 
+        bad: list[PacsError] = []
+
         def on_store(event: Any) -> int:
             ds = event.dataset
             ds.file_meta = event.file_meta
-            ds.save_as(into / f"{ds.SOPInstanceUID}.dcm", enforce_file_format=True)
+            try:
+                uid = check_uid(ds.get("SOPInstanceUID"), "SOPInstanceUID")
+            except PacsError as exc:
+                bad.append(exc)
+                return 0xC000  # Cannot understand (PS3.4 §B.2.3): the instance is not kept
+            ds.save_as(into / f"{uid}.dcm", enforce_file_format=True)
             return 0x0000
 
         ae = self._ae()
@@ -279,6 +306,7 @@ class DimseClient:
         with self._association(
             ae, "C-GET retrieve", ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)]
         ) as assoc:
+            self._require_context(assoc, "C-GET retrieve", GetModel)
             answered = False
             for status, _ in assoc.send_c_get(ds, GetModel):
                 code = _status_of(status)
@@ -286,10 +314,14 @@ class DimseClient:
                     raise self._broken(assoc, "C-GET", answered)
                 answered = True
                 if code not in _PENDING and code != 0x0000:
+                    if bad:  # the failed sub-operations are ours
+                        raise bad[0]
                     raise PacsError(
                         f"C-GET of series {series_uid}: {self.describe()} answered status 0x{code:04X}",
                         hint="a warning status (0xB000) means some instances could not be sent",
                     )
+        if bad:
+            raise bad[0]
 
     def store(self, files: list[Path]) -> list[str]:
         """C-STORE each file over one association (contexts of the files' classes and syntaxes)."""
@@ -302,6 +334,8 @@ class DimseClient:
             for ctx in sorted({(str(d.SOPClassUID), str(d.file_meta.TransferSyntaxUID)) for d in datasets}):
                 ae.add_requested_context(*ctx)
             with self._association(ae, "C-STORE") as assoc:
+                for ds in datasets:
+                    self._require_context(assoc, "C-STORE", ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
                 for ds in datasets:
                     code = _status_of(assoc.send_c_store(ds))
                     if code is None:

@@ -81,14 +81,24 @@ def _read_file(path: Path) -> dict[str, Any]:
             import yaml
 
             data = yaml.safe_load(text)
-    except Exception as exc:  # yaml/json syntax errors
-        raise ConfigError(f"cannot parse PACS config {path}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        # Only where: the message of either parser may quote the offending line (a password).
+        raise ConfigError(
+            f"cannot parse PACS config {path}: JSON syntax error at line {exc.lineno}, column {exc.colno}"
+        ) from None
+    except Exception as exc:  # yaml syntax errors
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(
+            f"cannot parse PACS config {path}: {type(exc).__name__}{where}",
+            hint="check the quotes and indentation there",
+        ) from None
     data = data or {}
     if isinstance(data, dict) and isinstance(data.get("pacs"), dict) and len(data) == 1:
         data = data["pacs"]  # allow a top-level "pacs:" section
     if not isinstance(data, dict):
         raise ConfigError(f"PACS config {path} must be a mapping of settings")
-    return data
+    return _normalise(data)
 
 
 def _from_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
@@ -97,10 +107,16 @@ def _from_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
         value = environ.get(ENV_PREFIX + name.upper())
         if value not in (None, ""):
             out[name] = value
-    verify = out.get("verify")
-    if isinstance(verify, str) and verify.lower() in ("0", "false", "no", "1", "true", "yes"):
-        out["verify"] = verify.lower() in ("1", "true", "yes")
-    return out
+    return _normalise(out)
+
+
+def _normalise(data: dict[str, Any]) -> dict[str, Any]:
+    """``verify: "false"`` (a string, from the environment or a quoted YAML value) is a boolean,
+    not the path of a CA bundle called ``false``."""
+    verify = data.get("verify")
+    if isinstance(verify, str) and verify.strip().lower() in ("0", "false", "no", "1", "true", "yes"):
+        data = {**data, "verify": verify.strip().lower() in ("1", "true", "yes")}
+    return data
 
 
 def load_settings(
@@ -118,7 +134,7 @@ def load_settings(
     data.update(_from_env(os.environ if environ is None else environ))
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
-        return PacsSettings(**data)
+        settings = PacsSettings(**data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
@@ -128,3 +144,9 @@ def load_settings(
             f"invalid PACS settings: {problems}",
             hint="see docs/pacs.md for the keys and MEDSEG_PACS_* variables",
         ) from None
+    if settings.password is not None and not settings.user:
+        raise ConfigError(
+            "a PACS password is set but no user",
+            hint="set user: in --pacs-config or MEDSEG_PACS_USER (or remove the password)",
+        )
+    return settings

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medseg.errors import EXIT_SOME_FAILED, MedsegError
+from medseg.errors import EXIT_SOME_FAILED, CorruptFileError, MedsegError
 from medseg.io.atomic import write_text_atomic
-from medseg.pacs.address import PacsQuery
+from medseg.pacs.address import PacsQuery, check_uid
 from medseg.pacs.client import PacsClient, SeriesInfo, StudyInfo
 from medseg.pacs.errors import PacsNotFoundError, PacsValidationError
 
@@ -109,7 +109,7 @@ def pull_study(client: PacsClient, study_uid: str, query: PacsQuery, folder: Pat
         raise PacsNotFoundError(f"study {study_uid} has no image series matching {query.describe()}")
     out = []
     for s in series:
-        target = folder / s.series_uid
+        target = folder / check_uid(s.series_uid, "SeriesInstanceUID")
         if not target.is_dir():
             files = client.retrieve_series(study_uid, s.series_uid, target)
             log.info("retrieved series %s (%s, %d files)", s.series_uid, s.modality, len(files))
@@ -151,15 +151,47 @@ def _dciodvfy(path: Path) -> None:
     exe = shutil.which("dciodvfy")
     if exe is None:
         return
-    proc = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=300, check=False)
+    try:
+        proc = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=300, check=False)
+    except subprocess.TimeoutExpired:
+        raise PacsValidationError(
+            f"dciodvfy did not finish checking {path.name} within 300 s", hint="nothing was pushed"
+        ) from None
+    except OSError as exc:
+        raise PacsValidationError(
+            f"dciodvfy could not be run on {path.name}: {exc.strerror or exc}", hint="nothing was pushed"
+        ) from None
     errors = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")]
     if errors:
         raise PacsValidationError(f"{path.name} fails dciodvfy: {errors[0]}", hint="nothing was pushed")
 
 
 def _pushed(out_dir: Path) -> dict[str, Any] | None:
+    """The push record of an earlier run, or None.
+
+    Raises:
+        CorruptFileError: the record is not the JSON object a push writes.
+    """
     record = out_dir / PUSH_RECORD
-    return json.loads(record.read_text()) if record.is_file() else None
+    if not record.is_file():
+        return None
+    try:
+        data = json.loads(record.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CorruptFileError(
+            f"cannot read the push record {record}: {type(exc).__name__}",
+            hint="delete it to predict and push this study again (or rerun with --overwrite)",
+        ) from None
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("series"), list)
+        or not isinstance(data.get("sop_instances"), list)
+    ):
+        raise CorruptFileError(
+            f"the push record {record} lacks its series/sop_instances lists",
+            hint="delete it to predict and push this study again (or rerun with --overwrite)",
+        )
+    return data
 
 
 @dataclass
@@ -199,21 +231,26 @@ class PacsPredictJob:
         return PacsBatchResult(results)
 
     def _one(self, study: StudyInfo) -> StudyResult:
-        out_dir = self.output / study.study_uid
-        done = _pushed(out_dir)
-        if self.push and done and not self.overwrite:
-            return StudyResult(
-                study.study_uid, study.patient_id, "skipped", done["series"], pushed=done["sop_instances"]
-            )
+        """One study; any failure is recorded in its result and the batch goes on."""
         t0 = time.monotonic()
         result = StudyResult(study.study_uid, study.patient_id, "failed")
         try:
+            out_dir = self.output / check_uid(study.study_uid, "StudyInstanceUID")
+            done = _pushed(out_dir) if self.push and not self.overwrite else None
+            if done:
+                return StudyResult(
+                    study.study_uid, study.patient_id, "skipped", done["series"], pushed=done["sop_instances"]
+                )
             with tempfile.TemporaryDirectory(prefix="medseg-pacs-") as tmp:
                 self._pull_predict_push(study, Path(tmp), out_dir, result)
             result.status = "ok"
         except MedsegError as exc:
             result.error = str(exc)
             log.warning("study %s failed: %s", study.study_uid, exc)
+        except Exception as exc:  # a bug or an unforeseen library error: this study only
+            result.error = f"unexpected {type(exc).__name__}: {exc}".splitlines()[0]
+            log.warning("study %s failed: %s (a bug: please report it)", study.study_uid, result.error)
+            log.debug("traceback of study %s", study.study_uid, exc_info=True)
         result.seconds = round(time.monotonic() - t0, 2)
         return result
 

@@ -14,8 +14,13 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from medseg.pacs.address import PacsQuery
     from medseg.pacs.client import PacsClient
+
+#: Export formats whose results ``--push`` stores (DICOM objects).
+PUSHABLE_FORMATS = ("dicom-seg", "rtstruct")
 
 ADDRESS_HELP = (
     "dicomweb://HOST:PORT/PATH?KEY=VALUE&… (dicomwebs:// for HTTPS) or dimse://AET@HOST:PORT?KEY=VALUE&…; "
@@ -29,8 +34,9 @@ def add_connection_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pacs-config",
         metavar="FILE",
-        help="YAML/JSON PACS settings (url, aet, called_aet, host, port, timeout, verify, cert, auth, user, "
-        "password, token, retries, backoff); MEDSEG_PACS_* variables override it (docs/pacs.md)",
+        help="YAML/JSON PACS settings (url, aet, called_aet, host, port, timeout, verify, cert, dimse_tls, "
+        "auth, user, password, token, retries, backoff, backoff_max); MEDSEG_PACS_* variables override it "
+        "(docs/pacs.md)",
     )
 
 
@@ -94,8 +100,18 @@ def client_and_query(
 
 
 def run(args: argparse.Namespace) -> int:
+    from medseg.pacs.address import is_pacs_address
+
+    if args.pacs_step == "push":
+        if args.address and not is_pacs_address(args.address):
+            # ``push a.dcm b.dcm`` without an address: argparse gave the first file to ``address``.
+            args.files = [args.address, *args.files]
+            args.address = None
+        files = push_files(args.files)  # before connecting: a bad folder fails at once
+        client, query = client_and_query(args.address, args.pacs_config, args.protocol, args.query)
+        return _push(client, files)
     client, query = client_and_query(args.address, args.pacs_config, args.protocol, args.query)
-    step = {"query": _query, "pull": _pull, "push": _push}[args.pacs_step]
+    step = {"query": _query, "pull": _pull}[args.pacs_step]
     return step(client, query, args)
 
 
@@ -118,9 +134,11 @@ def _query(client: PacsClient, query: PacsQuery, args: argparse.Namespace) -> in
 
 
 def _pull(client: PacsClient, query: PacsQuery, args: argparse.Namespace) -> int:
+    import logging
     from pathlib import Path
 
     from medseg.errors import EXIT_SOME_FAILED, MedsegError
+    from medseg.pacs.address import check_uid
     from medseg.pacs.errors import PacsNotFoundError
     from medseg.pacs.workflow import pull_study
 
@@ -130,39 +148,94 @@ def _pull(client: PacsClient, query: PacsQuery, args: argparse.Namespace) -> int
     failed = 0
     for st in studies:
         try:
-            folders = pull_study(client, st.study_uid, query, Path(args.output) / st.study_uid)
+            study_dir = Path(args.output) / check_uid(st.study_uid, "StudyInstanceUID")
+            folders = pull_study(client, st.study_uid, query, study_dir)
             sys.stdout.write(f"{st.study_uid}: {len(folders)} series\n")
         except MedsegError as exc:
             failed += 1
             sys.stdout.write(f"{st.study_uid}: failed: {exc}\n")
+        except Exception as exc:  # an unforeseen library error: this study only, the rest goes on
+            failed += 1
+            reason = f"unexpected {type(exc).__name__}: {exc}".splitlines()[0]
+            sys.stdout.write(f"{st.study_uid}: failed: {reason}\n")
+            logging.getLogger(__name__).debug("traceback of study %s", st.study_uid, exc_info=True)
     sys.stdout.write(f"{len(studies) - failed} studies pulled, {failed} failed\n")
     return EXIT_SOME_FAILED if failed else 0
 
 
-def _push(client: PacsClient, query: PacsQuery, args: argparse.Namespace) -> int:
+def _is_storable_dicom(path: Path) -> bool:
+    """A DICOM Part 10 file with the meta information and UIDs a store needs."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError, AttributeError):
+        return False
+    meta = getattr(ds, "file_meta", None)
+    return bool(
+        meta is not None
+        and meta.get("TransferSyntaxUID")
+        and ds.get("SOPClassUID")
+        and ds.get("SOPInstanceUID")
+    )
+
+
+def push_files(items: list[str]) -> list[Path]:
+    """The DICOM files named, folders searched recursively; other files are left out with a
+    warning (a ``.json``, a ``.nii.gz`` next to the results).
+
+    Raises:
+        InputNotFoundError: a name that does not exist, or no DICOM file at all.
+    """
+    import logging
     from pathlib import Path
 
     from medseg.errors import InputNotFoundError
 
-    files: list[Path] = []
-    for item in map(Path, args.files):
+    candidates: list[Path] = []
+    for item in map(Path, items):
         if not item.exists():
             raise InputNotFoundError(f"no such file or folder: {item}")
-        files.extend(sorted(p for p in item.rglob("*") if p.is_file()) if item.is_dir() else [item])
+        candidates.extend(sorted(p for p in item.rglob("*") if p.is_file()) if item.is_dir() else [item])
+    files = [p for p in candidates if _is_storable_dicom(p)]
+    skipped = len(candidates) - len(files)
+    if skipped:
+        logging.getLogger(__name__).warning(
+            "left out %d file(s) that are not DICOM Part 10 files with file meta information (e.g. %s)",
+            skipped,
+            next(p for p in candidates if p not in files),
+        )
+    if not files:
+        raise InputNotFoundError(
+            f"no DICOM file to push in {', '.join(items)}",
+            hint="give DICOM files (e.g. *.seg.dcm, *.rtstruct.dcm) or folders holding them",
+        )
+    return files
+
+
+def _push(client: PacsClient, files: list[Path]) -> int:
     stored = client.store(files)
     sys.stdout.write(f"stored {len(stored)} instance(s) on {client.describe()}\n")
     return 0
 
 
 def predict_from_pacs(
-    args: argparse.Namespace, predictor: Any, formats: tuple[str, ...] | None, **options: Any
+    args: argparse.Namespace,
+    predictor: Any,
+    formats: tuple[str, ...] | None,
+    pacs: tuple[PacsClient, PacsQuery] | None = None,
+    **options: Any,
 ) -> int:
-    """``medseg predict --input dicomweb://…|dimse://…``: pull, predict, validate, ``--push``."""
+    """``medseg predict --input dicomweb://…|dimse://…``: pull, predict, validate, ``--push``.
+
+    ``pacs`` is the client and query of ``args.input`` when the caller made them already.
+    """
     from pathlib import Path
 
     from medseg.pacs.workflow import PacsPredictJob
 
-    client, query = client_and_query(args.input, args.pacs_config)
+    client, query = pacs if pacs is not None else client_and_query(args.input, args.pacs_config)
     job = PacsPredictJob(
         predictor,
         client,

@@ -88,6 +88,19 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--min-size must be >= 0")
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    pacs = None
+    if is_pacs_address(args.input):
+        from medseg.cli.commands.pacs import PUSHABLE_FORMATS, client_and_query
+
+        if args.push and formats is not None and not set(formats) & set(PUSHABLE_FORMATS):
+            raise ConfigError(
+                f"--push stores DICOM results, but --format {args.format} makes none",
+                hint="add dicom-seg or rtstruct to --format",
+            )
+        # The address and the settings are checked before the model is loaded.
+        pacs = client_and_query(args.input, args.pacs_config)
+    elif args.push:
+        raise ConfigError("--push needs a PACS --input (dicomweb://… or dimse://…)")
     predictor = Predictor.from_run(
         args.model,
         device=args.device,
@@ -98,19 +111,18 @@ def run(args: argparse.Namespace) -> int:
         amp=args.amp,
     )
     options = PostprocessOptions(args.keep_largest, args.min_size, args.fill_holes)
-    if is_pacs_address(args.input):
+    if pacs is not None:
         from medseg.cli.commands.pacs import predict_from_pacs
 
         return predict_from_pacs(
             args,
             predictor,
             formats,
+            pacs=pacs,
             probabilities=args.probabilities,
             postprocessing=options,
             resample_uneven=args.resample_uneven,
         )
-    if args.push:
-        raise ConfigError("--push needs a PACS --input (dicomweb://… or dimse://…)")
     result = predict_folder(
         predictor,
         args.input,
