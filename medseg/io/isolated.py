@@ -7,7 +7,9 @@ catches. :class:`IsolatedReader` reads each input in one long-lived child proces
 never torch, and unlike multiprocessing's ``spawn`` never re-runs the caller's main
 script) and returns the :class:`~medseg.volume.Volume` through a pipe. When the child dies, the
 read raises :class:`~medseg.errors.ReaderCrashedError` naming the input and the
-signal, and the next read starts a new child.
+signal, and the next read starts a new child. A child that gives no answer within
+``$MEDSEG_READ_TIMEOUT`` seconds (default 600) is killed the same way, so a reader that hangs
+on one input stalls the batch for that long at most.
 
 The cost is one interpreter start per batch (about a second), plus pickling each volume
 through the pipe (about 0.1 s per 100 MB).
@@ -40,6 +42,26 @@ log = logging.getLogger(__name__)
 #: :data:`READER_ENV` replaces it (a hook for debugging and for tests that need a crash).
 DEFAULT_READER = "medseg.io:read_volume"
 READER_ENV = "MEDSEG_CASE_READER"
+#: Seconds one read may take before the child is killed (environment variable, default 600).
+TIMEOUT_ENV = "MEDSEG_READ_TIMEOUT"
+
+
+def read_timeout() -> float:
+    """The time limit of one read, from :data:`TIMEOUT_ENV` (seconds; default 600).
+
+    Raises:
+        ConfigError: the variable is not a positive number.
+    """
+    from medseg.errors import ConfigError
+
+    raw = os.environ.get(TIMEOUT_ENV, "600")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"{TIMEOUT_ENV}={raw!r} is not a positive number of seconds")
+    return value
 
 
 class IsolatedReader:
@@ -70,9 +92,12 @@ class IsolatedReader:
             RuntimeError: a bug in the reader (its traceback is in the message).
         """
         reader = os.environ.get(READER_ENV) or DEFAULT_READER
+        timeout = read_timeout()
         conn = self._connection()
         try:
             conn.send((reader, str(path), kwargs))
+            if not conn.poll(timeout):
+                raise self._hung(Path(path), timeout)
             status, payload, records = conn.recv()
             if status == "ok":  # the voxels follow as raw bytes, straight into their array
                 dtype, shape, order, affine, meta = payload
@@ -116,6 +141,19 @@ class IsolatedReader:
             conn.send((sys.path, logging.getLogger().getEffectiveLevel()))
             self._conn, self._process = conn, process
         return self._conn
+
+    def _hung(self, path: Path, timeout: float) -> ReaderCrashedError:
+        """The error for a child that gave no answer in ``timeout`` s; the child is killed."""
+        process = self._process
+        self._conn, self._process = None, None
+        process.kill()
+        process.wait()
+        log.warning("the reader process hung on %s for %g s; killed, starting a new one", path, timeout)
+        return ReaderCrashedError(
+            f"{path.name}: reader gave no answer in {timeout:g} s (killed)",
+            hint=f"the file may be damaged: check it with 'medseg info {path}'; a slow disk or a huge "
+            f"file may need a larger {TIMEOUT_ENV}",
+        )
 
     def _crashed(self, path: Path) -> ReaderCrashedError:
         """The error for a child that died reading ``path``; the child is reaped."""

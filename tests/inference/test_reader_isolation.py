@@ -7,15 +7,16 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from medseg.errors import CorruptFileError, ReaderCrashedError
+from medseg.errors import ConfigError, CorruptFileError, ReaderCrashedError
 from medseg.io import read_volume
-from medseg.io.isolated import READER_ENV, IsolatedReader
+from medseg.io.isolated import READER_ENV, TIMEOUT_ENV, IsolatedReader
 from tests.fixtures.models import make_run
 from tests.inference import crashing_reader
 
@@ -47,6 +48,25 @@ def test_a_crash_fails_one_read_and_the_next_read_works(tmp_path, monkeypatch, c
         with caplog.at_level(logging.WARNING):
             assert reader.read(tmp_path / "logs.nii.gz").array.shape == (20, 18, 12)
         assert "a warning from the reader process" in caplog.text
+
+
+def test_a_hanging_reader_is_killed_after_the_time_limit(tmp_path, monkeypatch):
+    """A native reader that loops forever on one input (ITK did, on a damaged compressed
+    MetaImage) costs that input the time limit, not the batch."""
+    monkeypatch.setenv(READER_ENV, crashing_reader.NAME)
+    monkeypatch.setenv(TIMEOUT_ENV, "3")
+    good = _nifti(tmp_path / "good.nii.gz")
+    (tmp_path / "hang.nii.gz").write_bytes(good.read_bytes())
+    with IsolatedReader() as reader:
+        reader.read(good)  # the worker's start is not part of the limit under test
+        t0 = time.monotonic()
+        with pytest.raises(ReaderCrashedError, match=r"hang.nii.gz: reader gave no answer in 3 s \(killed\)"):
+            reader.read(tmp_path / "hang.nii.gz")
+        assert time.monotonic() - t0 < 60  # killed, not waited for (the reader sleeps an hour)
+        np.testing.assert_array_equal(reader.read(good).array, read_volume(good).array)
+    monkeypatch.setenv(TIMEOUT_ENV, "soon")
+    with pytest.raises(ConfigError, match="MEDSEG_READ_TIMEOUT"), IsolatedReader() as reader:
+        reader.read(good)
 
 
 def test_worker_is_reused_and_reads_exactly(tmp_path):
