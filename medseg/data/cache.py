@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from medseg.data.manifest import CaseEntry
-from medseg.io.atomic import write_bytes_atomic
+from medseg.io.atomic import remove_stale_temporaries, write_bytes_atomic
 from medseg.transforms.preprocess import CaseRecord, PreprocessedCase
 
 log = logging.getLogger(__name__)
@@ -72,4 +72,5 @@ class PreprocessedCache:
         if case.label is not None:
             arrays["label"] = case.label
         np.savez_compressed(buf, **arrays)
+        remove_stale_temporaries(self.path(key).parent)  # left by a killed earlier run
         write_bytes_atomic(self.path(key), buf.getvalue())

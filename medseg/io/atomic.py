@@ -4,25 +4,33 @@ A crash or a kill mid-write never leaves a truncated output under the final
 name, and an existing file is replaced only once the new one is complete.
 
 A ``kill -9`` cannot run clean-up code, so the temporary folder of a killed writer stays
-behind. Its name records the writer's process id (``.NAME.PID.RANDOM.tmp``), and
-:func:`remove_stale_temporaries` deletes those whose process is gone; batch prediction and
-training call it on their output folders when they start.
+behind. Its name records the writer's host and process id (``.NAME.HOST-PID.RANDOM.tmp``,
+HOST a short hash of the host name), and :func:`remove_stale_temporaries` deletes those of
+this host whose process is gone, so a writer on another node of a shared file system is never
+touched; batch prediction, training and the preprocessing cache call it when they start writing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
+_TEMPORARY = re.compile(r"^\..+\.([0-9a-f]{8})-(\d+)\.[^.]+\.tmp$")
+
+
+def host_tag() -> str:
+    """A short, file-name-safe tag of this host (8 hex digits of its name's SHA-1)."""
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 
 
 @contextlib.contextmanager
@@ -36,7 +44,9 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=final.parent))
+    tmp_dir = Path(
+        tempfile.mkdtemp(prefix=f".{final.name}.{host_tag()}-{os.getpid()}.", suffix=".tmp", dir=final.parent)
+    )
     try:
         tmp_path = tmp_dir / final.name
         yield tmp_path
@@ -74,8 +84,9 @@ def _alive(pid: int) -> bool:
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
     """Delete the temporary folders that killed writers left in ``folder`` (not recursive).
 
-    Only folders named by :func:`atomic_output` whose writing process no longer exists are
-    removed, so a writer still running (another rank, another batch) is never disturbed.
+    Only folders named by :func:`atomic_output` on this host whose writing process no longer
+    exists are removed, so a writer still running (another rank, another batch, another node)
+    is never disturbed.
 
     Returns:
         The folders removed.
@@ -83,10 +94,10 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         return []
-    removed = []
+    removed, host = [], host_tag()
     for entry in root.iterdir():
         match = _TEMPORARY.match(entry.name)
-        if match and entry.is_dir() and not _alive(int(match.group(1))):
+        if match and match.group(1) == host and entry.is_dir() and not _alive(int(match.group(2))):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     if removed:

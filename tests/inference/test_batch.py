@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from medseg.inference.discovery import discover
+from medseg.io.atomic import host_tag
 from tests.fixtures.dicom_factory import regular_positions, write_series
 from tests.fixtures.models import make_run
 
@@ -69,7 +70,7 @@ def test_batch_writes_good_cases_lists_bad_ones_and_resumes(archive, tmp_path):
     assert "| a | 20x18x12 |" in proc.stdout
     # rerun: finished cases are skipped; one a killed run left without its sidecar is redone
     (out / "sub__b.json").unlink()
-    (out / ".a.nii.gz.999999999.x1.tmp").mkdir()  # a killed writer's temporary folder
+    (out / f".a.nii.gz.{host_tag()}-999999999.x1.tmp").mkdir()  # a killed writer's temporary folder
     again = _cli("predict", "-m", str(run), "-i", str(archive), "-o", str(out), "--device", "cpu")
     assert again.returncode == 14
     status = {c["id"]: c["status"] for c in json.loads((out / "predictions.json").read_text())["cases"]}

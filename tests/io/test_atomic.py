@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from medseg.io import read_volume, write_volume
-from medseg.io.atomic import atomic_output, remove_stale_temporaries
+from medseg.io.atomic import atomic_output, host_tag, remove_stale_temporaries
 from medseg.volume import Volume
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,11 +60,15 @@ def test_killed_writer_leaves_no_output(tmp_path):
     left = [p for p in tmp_path.iterdir() if p.name.startswith(".big.nii.gz.")]
     assert len(left) == 1 and left[0].name.endswith(".tmp")
     # a live writer's folder (this process's pid) is kept; the dead one's goes
+    # another node's writer on a shared file system: its PID means nothing here, so it stays
+    other_host = tmp_path / ".x.nii.gz.0badc0de-999999999.abc.tmp"
+    other_host.mkdir()
+    assert host_tag() != "0badc0de"
     with atomic_output(tmp_path / "live.nii.gz") as live:
         live.write_bytes(b"x")
         assert remove_stale_temporaries(tmp_path) == left
         assert live.parent.is_dir()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["live.nii.gz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other_host.name, "live.nii.gz"]
 
 
 def test_mhd_companion_data_file_is_moved_with_header(tmp_path):
