@@ -237,10 +237,6 @@ def _mutate_series(data: Any, seed: Path, out: Path, name: str = "series") -> Pa
     return folder
 
 
-def _build_series(data: Any, seed: Path, out: Path) -> Path:
-    return _mutate_series(data, seed, out)
-
-
 def _object_seeds(kind: str) -> Callable[[Path], list[tuple[Path, Path]]]:
     def seeds(folder: Path) -> list[tuple[Path, Path]]:
         out = []
@@ -348,7 +344,7 @@ FAMILIES: dict[str, Family] = {
         Family("nrrd", lambda d: _itk_seeds(d, ".nrrd", ".nhdr"), _build_itk(":")),
         Family("metaimage", _metaimage_seeds, _build_itk(" =")),
         Family("image2d", _image2d_seeds, _build_image2d),
-        Family("dicom-series", _dicom_series_seeds, _build_series),
+        Family("dicom-series", _dicom_series_seeds, _mutate_series),
         Family("dicom-seg", _object_seeds("seg"), _build_object("seg")),
         Family("dicom-rtstruct", _object_seeds("rtstruct"), _build_object("rtstruct")),
         Family("manifest", _manifest_seeds, _build_document),

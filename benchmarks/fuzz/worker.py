@@ -21,13 +21,8 @@ from pathlib import Path
 from typing import Any
 
 
-def _read_nifti_like(path: Path) -> Any:
-    from medseg.io import read_volume
-
-    return read_volume(path)
-
-
-def _read_dicom_series(path: Path) -> Any:
+def _read_volume(path: Path) -> Any:
+    """Every image family, DICOM series included, goes through ``medseg.io.read_volume``."""
     from medseg.io import read_volume
 
     return read_volume(path)
@@ -67,11 +62,11 @@ def _crash(path: Path) -> Any:
 
 READERS = {
     "crash-test": _crash,
-    "nifti": _read_nifti_like,
-    "nrrd": _read_nifti_like,
-    "metaimage": _read_nifti_like,
-    "image2d": _read_nifti_like,
-    "dicom-series": _read_dicom_series,
+    "nifti": _read_volume,
+    "nrrd": _read_volume,
+    "metaimage": _read_volume,
+    "image2d": _read_volume,
+    "dicom-series": _read_volume,
     "dicom-seg": _read_seg,
     "dicom-rtstruct": _read_rtstruct,
     "manifest": _read_manifest,
