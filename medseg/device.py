@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
 
 from medseg.errors import MedsegError
 
-__all__ = ["resolve_device"]
+__all__ = ["cpu_has_native_bf16", "resolve_device"]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -35,3 +36,24 @@ def resolve_device(device: str) -> torch.device:
     if device not in ("cpu",) and not device.startswith("cuda"):
         raise MedsegError(f"unknown device {device!r}", hint="use auto, cpu or cuda")
     return torch.device(device)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16).
+
+    Read from ``/proc/cpuinfo`` (Linux); ``MEDSEG_CPU_BF16=0`` or ``=1`` overrides the reading.
+    Elsewhere: False, so the default stays float32.
+    """
+    forced = os.environ.get("MEDSEG_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False

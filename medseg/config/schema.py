@@ -8,7 +8,7 @@ Objects (model, loss) are chosen by registry name, never by import path.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -159,6 +159,14 @@ class TrainingConfig(_Strict):
         50, ge=1, description="optimiser steps per epoch (shared across ranks under torchrun)"
     )
     batch_size: int = Field(2, ge=1, description="patches per step (per process)")
+    backend: Literal["auto", "torch", "onnxruntime", "openvino"] = Field(
+        "auto",
+        description="engine that runs the network: auto picks the fastest that matches fp32 here "
+        "(docs/inference.md)",
+    )
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        "auto", description="arithmetic precision: auto is bf16 where the CPU has native bf16 or on CUDA"
+    )
     patch_size: list[int] = Field(description="patch (voxels) per spatial axis of the model")
     foreground_oversample: float = Field(
         0.33, ge=0, le=1, description="share of patches centred on a labelled voxel"
@@ -201,6 +209,14 @@ class InferenceConfig(_Strict):
     overlap: float = Field(0.5, ge=0, lt=1, description="sliding-window overlap")
     tta: bool = Field(False, description="mirror test-time augmentation")
     batch_size: int = Field(2, ge=1, description="patches per step (per process)")
+    backend: Literal["auto", "torch", "onnxruntime", "openvino"] = Field(
+        "auto",
+        description="engine that runs the network: auto picks the fastest that matches fp32 here "
+        "(docs/inference.md)",
+    )
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        "auto", description="arithmetic precision: auto is bf16 where the CPU has native bf16 or on CUDA"
+    )
 
 
 class PipelineConfig(_Strict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,29 +24,41 @@ from medseg.volume import Volume
 log = logging.getLogger(__name__)
 
 
-class MirrorTTA(torch.nn.Module):
-    """Average the network's output over all mirrorings of the spatial axes (test-time augmentation)."""
+class MirrorTTA:
+    """Average a network's output over all mirrorings of the given spatial axes (test-time
+    augmentation). Every mirrored copy of a batch goes through the network in one call
+    (``[N * 2^k, C, *roi]``), which keeps small windows efficient.
 
-    def __init__(self, network: torch.nn.Module, axes: Sequence[int]) -> None:
-        super().__init__()
+    Args:
+        network: A runner or module mapping ``[N, C, *roi]`` to logits ``[N, K, *roi]``.
+        axes: Spatial axes (0-based, after the channel axis) to mirror.
+    """
+
+    def __init__(self, network: Callable[[torch.Tensor], Any], axes: Sequence[int]) -> None:
         self.network = network
         self.axes = list(axes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         import itertools
 
-        out = None
-        n = 0
-        for k in range(len(self.axes) + 1):
-            for combo in itertools.combinations(self.axes, k):
-                dims = [a + 2 for a in combo]
-                y = self.network(torch.flip(x, dims) if dims else x)
-                if isinstance(y, list | tuple):
-                    y = y[0]
-                y = torch.flip(y, dims) if dims else y
-                out = y.float() if out is None else out + y.float()
-                n += 1
-        return out / n
+        flips = [
+            [a + 2 for a in combo]
+            for k in range(len(self.axes) + 1)
+            for combo in itertools.combinations(self.axes, k)
+        ]
+        batch = torch.cat([torch.flip(x, dims) if dims else x for dims in flips])
+        y = self.network(batch)
+        if isinstance(y, list | tuple):
+            y = y[0]
+        y = y.float()
+        n = x.shape[0]
+        out = torch.zeros_like(y[:n])
+        for i, dims in enumerate(flips):
+            part = y[i * n : (i + 1) * n]
+            out += torch.flip(part, dims) if dims else part
+        return out / len(flips)
+
+    forward = __call__
 
 
 def trained_flip_axes(config: dict[str, Any], n_axes: int) -> list[int]:
@@ -94,6 +106,15 @@ class Predictor:
         tta_axes: The patch axes mirror TTA flips (default: all). A model should only be
             mirrored along axes it saw flipped in training; :meth:`from_run` takes them from
             the recorded augmentation.
+        backend: ``auto``, ``torch``, ``onnxruntime`` or ``openvino``
+            (:data:`~medseg.inference.backends.BACKENDS`).
+        precision: ``auto``, ``fp32``, ``bf16`` or ``int8``; ``amp=True`` asks for ``bf16``.
+        export_dir: Where ONNX exports are cached (a run folder's ``export/``).
+        calibration: For int8: yields float32 training patches ``[n, C, *patch]``.
+
+    Raises:
+        ConfigError: an unknown backend or precision, or a pair that cannot run on ``device``.
+        MissingDependencyError: the backend's package is not installed.
     """
 
     def __init__(
@@ -109,9 +130,21 @@ class Predictor:
         amp: bool = False,
         model_name: str | None = None,
         tta_axes: Sequence[int] | None = None,
+        backend: str = "auto",
+        precision: str = "auto",
+        export_dir: str | Path | None = None,
+        calibration: Callable[[], Any] | None = None,
     ) -> None:
+        from medseg.inference.backends import resolve_backend
+
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        if amp and precision == "auto":
+            precision = "bf16"
+        self.backend, self.precision = resolve_backend(backend, precision, self.device)
+        self.export_dir = Path(export_dir) if export_dir is not None else None
+        self.calibration = calibration
+        self._runner: Any = None
         self.plan = plan
         self.patch_size = [int(p) for p in patch_size]
         self.slice_axis = slice_axis
@@ -146,10 +179,13 @@ class Predictor:
             ) from None
         plan = Plan.from_json(state["plan"])
         cfg = state["config"]
+        inference = cfg["inference"]
         settings = {
-            "overlap": cfg["inference"]["overlap"],
-            "batch_size": cfg["inference"]["batch_size"],
-            "tta": cfg["inference"]["tta"],
+            "overlap": inference["overlap"],
+            "batch_size": inference["batch_size"],
+            "tta": inference["tta"],
+            "backend": inference.get("backend", "auto"),  # runs from before these settings: auto
+            "precision": inference.get("precision", "auto"),
         }
         settings.update({k: v for k, v in overrides.items() if v is not None})
         settings["tta_axes"] = trained_flip_axes(cfg, len(cfg["training"]["patch_size"]))
@@ -158,6 +194,7 @@ class Predictor:
                 "mirror TTA is off: the model was trained without flips, and mirrored inputs would mislead it"
             )
         log.info("loaded %s (epoch %d) from %s", mc["name"], int(state["epoch"]) + 1, ckpt)
+        run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
         return cls(
             model,
             plan,
@@ -165,26 +202,43 @@ class Predictor:
             dev,
             state.get("slice_axis"),
             model_name=f"{mc['name']} ({Path(path).name})",
+            export_dir=run_dir / "export",
+            calibration=_calibration_source(run_dir, cfg, plan),
             **settings,
         )
 
     # -------------------------------------------------------------------------------------------
-    def _network(self) -> torch.nn.Module:
-        net: torch.nn.Module = self.model
+    @property
+    def runner(self) -> Any:
+        """The network as the chosen backend runs it (built, and exported if needed, on first use)."""
+        if self._runner is None:
+            from medseg.inference.backends import BackendRequest, build_runner
+            from medseg.inference.backends.onnx_export import weights_digest
+
+            request = BackendRequest(
+                model=self.model,
+                device=self.device,
+                precision=self.precision,
+                window=(self.plan.n_channels, *self.patch_size),
+                batch_size=self.batch_size * (2 ** len(self.tta_axes) if self.tta else 1),
+                cache_dir=self.export_dir,
+                model_key=weights_digest(self.model) if self.backend.name != "torch" else "model",
+                calibration=self.calibration,
+            )
+            self._runner = build_runner(self.backend, request)
+            log.info("inference backend: %s, %s", self.backend.name, self.precision.value)
+        return self._runner
+
+    def _network(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        net: Callable[[torch.Tensor], torch.Tensor] = self.runner
         if self.tta:
             net = MirrorTTA(net, self.tta_axes)
         return net
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _infer(self, image: torch.Tensor, probabilities: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Labels [*S] (and softmax [C, *S] if asked) for a preprocessed case [C, *S]."""
-        net = self._network()
-        use_amp = self.amp and self.device.type == "cuda"
-
-        def run(x: torch.Tensor) -> torch.Tensor:
-            with torch.autocast(self.device.type, enabled=use_amp):
-                y = net(x.to(self.device))
-            return (y[0] if isinstance(y, list | tuple) else y).float()
+        run = self._network()
 
         label_dtype = torch.uint8 if max(self.plan.labels) < 256 else torch.int16
         if self.slice_axis is not None:
@@ -257,6 +311,8 @@ class Predictor:
             "labels": {str(k): v for k, v in self.plan.labels.items()},
             "tta": self.tta,
             "tta_axes": self.tta_axes if self.tta else [],
+            "backend": self.backend.name,
+            "precision": self.precision.value,
             "overlap": self.overlap,
             "postprocess": options.to_dict(),
             "seconds": round(time.monotonic() - t0, 3),
@@ -265,4 +321,23 @@ class Predictor:
         return Prediction(out, prob_vol, info)
 
     def describe(self) -> str:
-        return json.dumps({"model": self.model_name, "patch_size": self.patch_size, "tta": self.tta})
+        return json.dumps(
+            {
+                "model": self.model_name,
+                "patch_size": self.patch_size,
+                "tta": self.tta,
+                "backend": self.backend.name,
+                "precision": self.precision.value,
+            }
+        )
+
+
+def _calibration_source(run_dir: Path, config: dict[str, Any], plan: Plan) -> Callable[[], Any]:
+    """Training patches for int8 calibration, read only when an int8 model is first built."""
+
+    def patches() -> Any:
+        from medseg.inference.backends.quantize import training_patches
+
+        return training_patches(run_dir, config, plan)
+
+    return patches

@@ -14,6 +14,7 @@ the same network and settings. Two outputs:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from enum import Enum
@@ -55,14 +56,36 @@ def _validate(roi_size: Sequence[int], nd: int, overlap: float, batch_size: int)
     return roi
 
 
-def _importance(
-    roi: Sequence[int], mode: BlendMode | str, sigma_scale: float, device: torch.device
-) -> torch.Tensor:
-    from monai.data.utils import compute_importance_map
+@functools.lru_cache(maxsize=16)
+def _importance_cpu(roi: tuple[int, ...], mode: str, sigma_scale: float) -> torch.Tensor:
+    if BlendMode(mode) is BlendMode.CONSTANT:
+        return torch.ones(roi, dtype=torch.float32)
+    weight: torch.Tensor | None = None
+    for i, size in enumerate(roi):
+        x = torch.arange(-(size - 1) / 2.0, (size - 1) / 2.0 + 1, dtype=torch.float32)
+        x = torch.exp(x**2 / (-2 * (size * sigma_scale) ** 2))
+        weight = x if weight is None else weight.unsqueeze(-1) * x[(None,) * i]
+    assert weight is not None
+    return weight.clamp_(min=max(float(weight.min()), 1e-3))
 
-    return compute_importance_map(
-        tuple(roi), mode=BlendMode(mode).value, sigma_scale=sigma_scale, device=device, dtype=torch.float32
-    )
+
+def importance_map(
+    roi: Sequence[int],
+    mode: BlendMode | str = BlendMode.GAUSSIAN,
+    sigma_scale: float = 0.125,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """The blending weight of one window ``[*roi]`` (float32), cached per window shape.
+
+    Gaussian mode: a separable Gaussian with sigma ``sigma_scale * roi`` per axis, centred on
+    the window, clamped below at its minimum or 1e-3 (MONAI's ``compute_importance_map``, the
+    nnU-Net weighting; equal to it, checked by the tests). Constant mode: ones.
+    """
+    w = _importance_cpu(tuple(int(r) for r in roi), BlendMode(mode).value, float(sigma_scale))
+    return w.to(device)
+
+
+_importance = importance_map
 
 
 def _pad(inputs: torch.Tensor, roi: Sequence[int], cval: float) -> tuple[torch.Tensor, list[slice]]:
@@ -98,6 +121,29 @@ def _windows(shape: Sequence[int], roi: Sequence[int], overlap: float) -> list[t
     return [tuple(int(v) for v in row) for row in grid.reshape(-1, len(shape))]
 
 
+def accumulation_device(
+    nbytes: int, compute: torch.device, requested: torch.device | str | None = None
+) -> torch.device:
+    """Where an accumulation buffer of ``nbytes`` goes: ``requested`` if given; on CUDA, the GPU
+    when the buffer takes at most half of its free memory (``torch.cuda.mem_get_info``), else
+    the CPU; otherwise the compute device."""
+    if requested is not None:
+        return torch.device(requested)
+    if compute.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(compute)
+        return compute if nbytes <= free // 2 else torch.device("cpu")
+    return compute
+
+
+def _batches(windows: list[tuple[int, ...]], batch_size: int) -> list[list[tuple[int, ...]]]:
+    return [windows[i : i + batch_size] for i in range(0, len(windows), batch_size)]
+
+
+def _crops(image: torch.Tensor, group: Sequence[tuple[int, ...]], roi: Sequence[int]) -> torch.Tensor:
+    """The windows ``group`` of ``image`` ``[C, *spatial]`` as one batch ``[n, C, *roi]``."""
+    return torch.stack([image[(slice(None), *[slice(s, s + r) for s, r in zip(w, roi)])] for w in group])
+
+
 @torch.inference_mode()
 def sliding_window_inference(
     inputs: torch.Tensor,
@@ -122,51 +168,53 @@ def sliding_window_inference(
         mode: ``gaussian`` (importance weighting) or ``constant``.
         sigma_scale: Gaussian sigma as a share of the window size.
         cval: Padding value when the input is smaller than a window.
-        stitch_device: Where the output is accumulated (default: the input's device). On
-            CUDA, if the accumulator does not fit, it falls back to the CPU.
+        stitch_device: Where the output is accumulated. Default: the input's device, except on
+            CUDA when the buffer would take more than half the free GPU memory (then the CPU).
         progress: Draw a progress bar over window batches.
 
     Returns:
-        ``[B, C_out, *spatial]`` blended output on ``stitch_device``.
+        ``[B, C_out, *spatial]`` blended output (float32) on the accumulation device.
+
+    Raises:
+        ValueError: a bad ``roi_size``, ``overlap`` or ``batch_size``.
     """
     nd = inputs.ndim - 2
     roi = _validate(roi_size, nd, overlap, batch_size)
     padded, crop = _pad(inputs, roi, cval)
     shape = padded.shape[2:]
-    device = torch.device(stitch_device) if stitch_device is not None else inputs.device
     weight = _importance(roi, mode, sigma_scale, padded.device)
-    windows = _windows(shape, roi, overlap)
+    batches = _batches(_windows(shape, roi, overlap), batch_size)
     outputs = []
     for b in range(padded.shape[0]):
-        out = None
-        count = None
-        batches = [windows[i : i + batch_size] for i in range(0, len(windows), batch_size)]
-        buffer = padded.new_empty((batch_size, padded.shape[1], *roi))
+        out: torch.Tensor | None = None
+        count = torch.zeros(tuple(shape), dtype=torch.float32)
         for group in track(batches, "sliding window", min_items=2) if progress else batches:
-            for i, w in enumerate(group):  # fill a preallocated batch (no per-batch allocation)
-                buffer[i] = padded[b][(slice(None), *[slice(s, s + r) for s, r in zip(w, roi)])]
-            pred = _run(network, buffer[: len(group)]).float()
-            pred *= weight
+            pred = _run(network, _crops(padded[b], group, roi)).float()
             if out is None:
-                out, device = _alloc((pred.shape[1], *shape), device)
-                count = torch.zeros(tuple(shape), dtype=torch.float32, device=device)
-            pred = pred.to(device)
-            w_dev = weight.to(device)
+                nbytes = 4 * (pred.shape[1] + 1) * math.prod(shape)
+                device = accumulation_device(nbytes, pred.device, stitch_device)
+                out = torch.zeros((pred.shape[1], *shape), dtype=torch.float32, device=device)
+                count = count.to(device)
+                w_acc = weight.to(device)
+            pred = pred.to(out.device).mul_(w_acc)
             for w, p in zip(group, pred):
                 sl = tuple(slice(s, s + r) for s, r in zip(w, roi))
                 out[(slice(None), *sl)] += p
-                count[sl] += w_dev
+                count[sl] += w_acc
+        assert out is not None
         out /= count
         outputs.append(out[(slice(None), *crop)])
     return torch.stack(outputs)
 
 
-def _alloc(shape: Sequence[int], device: torch.device) -> tuple[torch.Tensor, torch.device]:
-    try:
-        return torch.zeros(tuple(shape), dtype=torch.float32, device=device), device
-    except torch.OutOfMemoryError:
-        cpu = torch.device("cpu")
-        return torch.zeros(tuple(shape), dtype=torch.float32, device=cpu), cpu
+def _ring(start: int, length: int, span: int) -> list[tuple[slice, slice]]:
+    """``[start, start + length)`` on a ring of ``span`` as ``(ring slice, source slice)`` pieces."""
+    a = start % span
+    first = min(length, span - a)
+    pieces = [(slice(a, a + first), slice(0, first))]
+    if first < length:
+        pieces.append((slice(0, length - first), slice(first, length)))
+    return pieces
 
 
 @torch.inference_mode()
@@ -181,14 +229,21 @@ def sliding_window_labels(
     cval: float = 0.0,
     progress: bool = False,
     label_dtype: torch.dtype = torch.uint8,
+    stitch_device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """Arg-max labels ``[*spatial]`` of one image ``[1, C, *spatial]`` with bounded memory.
+    """Arg-max labels ``[*spatial]`` (on the CPU) of one image ``[1, C, *spatial]`` with bounded memory.
 
-    Windows are processed row by row along the last axis; as soon as no remaining window
-    can touch a slab of the volume, that slab is normalised, reduced to labels and its
-    float accumulator freed. Peak memory is about ``C_out x (other axes) x (roi + step)``
-    floats instead of ``C_out x`` the whole volume. Results equal ``argmax`` of
+    Windows are processed row by row along the last axis and blended into a ring buffer one
+    window deep along that axis (``C_out x (other axes) x roi[-1]`` floats, accumulated in
+    place). As soon as no remaining window can touch a slab, its arg-max is taken and its part
+    of the ring is zeroed for reuse: memory grows with one slab, never with the scan or with
+    one float volume per class. The weights' sum is not needed (dividing by a positive number
+    does not change the arg-max). The ring lives on the GPU when the network does and it fits
+    in half of the free memory, so the arg-max runs there too. Results equal ``argmax`` of
     :func:`sliding_window_inference` with the same settings.
+
+    Raises:
+        ValueError: more than one image, or bad window settings.
     """
     if inputs.shape[0] != 1:
         raise ValueError("sliding_window_labels takes one image at a time ([1, C, *spatial])")
@@ -200,43 +255,28 @@ def sliding_window_labels(
     windows = _windows(shape, roi, overlap)
     last_starts = sorted({w[-1] for w in windows})
     labels = torch.zeros(tuple(shape), dtype=label_dtype)
-    acc: torch.Tensor | None = None
-    count: torch.Tensor | None = None
-    base = 0  # index along the last axis of acc[..., 0]
+    span = roi[-1]
+    ring: torch.Tensor | None = None
     rows = [(k0, [w for w in windows if w[-1] == k0]) for k0 in last_starts]
     for r, (k0, row) in enumerate(track(rows, "sliding window", min_items=2) if progress else rows):
-        for i in range(0, len(row), batch_size):
-            group = row[i : i + batch_size]
-            x = torch.stack(
-                [padded[0][(slice(None), *[slice(s, s + q) for s, q in zip(w, roi)])] for w in group]
-            )
-            pred = (_run(network, x).float() * weight).cpu()
-            if acc is None:
-                span = min(
-                    shape[-1], roi[-1] + (last_starts[1] - last_starts[0] if len(last_starts) > 1 else 0)
-                )
-                acc = torch.zeros((pred.shape[1], *shape[:-1], span), dtype=torch.float32)
-                count = torch.zeros((*shape[:-1], span), dtype=torch.float32)
-            needed = k0 + roi[-1] - base
-            if needed > acc.shape[-1]:  # grow (uneven steps at the border)
-                extra = needed - acc.shape[-1]
-                acc = torch.cat([acc, acc.new_zeros((*acc.shape[:-1], extra))], dim=-1)
-                count = torch.cat([count, count.new_zeros((*count.shape[:-1], extra))], dim=-1)
-            w_cpu = weight.cpu()
+        for group in _batches(row, batch_size):
+            pred = _run(network, _crops(padded[0], group, roi)).float()
+            if ring is None:
+                nbytes = 4 * pred.shape[1] * math.prod(shape[:-1]) * span
+                device = accumulation_device(nbytes, pred.device, stitch_device)
+                ring = torch.zeros((pred.shape[1], *shape[:-1], span), dtype=torch.float32, device=device)
+                w_acc = weight.to(device)
+            pred = pred.to(ring.device).mul_(w_acc)
             for w, p in zip(group, pred):
                 sl = tuple(slice(s, s + q) for s, q in zip(w[:-1], roi[:-1]))
-                kk = slice(w[-1] - base, w[-1] - base + roi[-1])
-                acc[(slice(None), *sl, kk)] += p
-                count[(*sl, kk)] += w_cpu
+                for dst, src in _ring(w[-1], roi[-1], span):
+                    ring[(slice(None), *sl, dst)] += p[..., src]
+        assert ring is not None
         done_until = last_starts[r + 1] if r + 1 < len(last_starts) else shape[-1]
-        n_done = done_until - base
-        if n_done > 0:
-            labels[..., base:done_until] = torch.argmax(acc[..., :n_done] / count[..., :n_done], dim=0).to(
-                label_dtype
-            )
-            acc = torch.cat([acc[..., n_done:], acc.new_zeros((*acc.shape[:-1], n_done))], dim=-1)
-            count = torch.cat([count[..., n_done:], count.new_zeros((*count.shape[:-1], n_done))], dim=-1)
-            base = done_until
+        for dst, src in _ring(k0, done_until - k0, span):
+            part = ring[..., dst]
+            labels[..., k0 + src.start : k0 + src.stop] = part.argmax(0).to(label_dtype).cpu()
+            part.zero_()
     return labels[tuple(crop)]
 
 

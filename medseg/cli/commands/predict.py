@@ -39,7 +39,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="mirror test-time augmentation (default: the model's setting)",
     )
-    p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    p.add_argument(
+        "--backend",
+        default=None,
+        help="engine that runs the network: auto, torch, onnxruntime or openvino (default: the model's "
+        "inference.backend, normally auto: the fastest that matches fp32 here; docs/inference.md)",
+    )
+    p.add_argument(
+        "--precision",
+        default=None,
+        help="fp32, bf16 or int8 (int8: post-training quantisation calibrated on the run's training "
+        "patches); default: the model's inference.precision, normally auto",
+    )
+    p.add_argument("--amp", action="store_true", help="mixed precision (same as --precision bf16)")
     p.add_argument("--probabilities", action="store_true", help="also write per-class probability maps")
     p.add_argument("--keep-largest", action="store_true", help="keep the largest component of each class")
     p.add_argument(
@@ -109,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         tta=args.tta,
         amp=args.amp,
+        backend=args.backend,
+        precision=args.precision,
     )
     options = PostprocessOptions(args.keep_largest, args.min_size, args.fill_holes)
     if pacs is not None:

@@ -1,0 +1,88 @@
+"""Export a network to ONNX once and cache it beside its run folder.
+
+The file name carries the weights' digest, the window shape and the torch version, so a
+retrained model or another window size never picks up a stale export. Exports are written
+atomically (a killed export leaves no half file). The batch axis is dynamic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from medseg.inference.backends.registry import BackendRequest
+
+log = logging.getLogger(__name__)
+
+__all__ = ["cache_folder", "exported_onnx", "weights_digest"]
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """A 16-hex digest of the model's config and weights (what identifies an export)."""
+    h = hashlib.sha256(repr(getattr(model, "medseg_config", {})).encode())
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def cache_folder(request: BackendRequest) -> Path:
+    """The folder exports of ``request`` live in (created; a temporary one without a cache)."""
+    if request.cache_dir is not None:
+        try:
+            request.cache_dir.mkdir(parents=True, exist_ok=True)
+            probe = request.cache_dir / ".write-test"
+            probe.touch()
+            probe.unlink()
+            return request.cache_dir
+        except OSError:
+            log.warning("cannot write to %s: exporting to a temporary folder instead", request.cache_dir)
+    folder = Path(tempfile.gettempdir()) / "medseg-export"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def exported_onnx(request: BackendRequest) -> Path:
+    """The float32 ONNX file of ``request.model`` for windows ``request.window`` (exported if absent).
+
+    Raises:
+        MedsegError: the network does not export to ONNX.
+    """
+    from medseg.errors import MedsegError
+    from medseg.io.atomic import atomic_output
+
+    window = "x".join(str(s) for s in request.window)
+    tv = torch.__version__.split("+")[0]
+    path = cache_folder(request) / f"{request.model_key}-{window}-torch{tv}.onnx"
+    if path.is_file():
+        return path
+    model = request.model.to("cpu").eval()
+    example = torch.zeros((request.batch_size, *request.window))
+    log.info("exporting the network to ONNX once: %s", path)
+    try:
+        with atomic_output(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (example,),
+                str(tmp),
+                input_names=["windows"],
+                output_names=["logits"],
+                dynamic_axes={"windows": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
+    except MedsegError:
+        raise
+    except Exception as exc:  # the exporter raises many kinds
+        raise MedsegError(
+            f"the network {getattr(model, 'medseg_config', {}).get('name', '')!r} does not export to ONNX: "
+            f"{str(exc).splitlines()[0][:200]}",
+            hint="use --backend torch",
+        ) from None
+    return path
