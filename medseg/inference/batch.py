@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
+import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,9 @@ _VOLUME_SUFFIX = format_named("nifti").suffixes[0]
 
 #: Exit status of ``medseg predict`` when some cases failed.
 EXIT_SOME_FAILED = errors.EXIT_SOME_FAILED
+
+#: Cases each queue of the overlapped pipeline holds (see :func:`predict_folder`).
+QUEUE_SIZE = 1
 
 
 @dataclass
@@ -85,6 +92,8 @@ def predict_folder(
     postprocessing: PostprocessOptions | None = None,
     formats: tuple[str, ...] | None = None,
     resample_uneven: bool = False,
+    overlap_io: bool = True,
+    queue_size: int = QUEUE_SIZE,
 ) -> BatchResult:
     """Predict every scan under ``input_path`` into ``output_dir``.
 
@@ -97,7 +106,24 @@ def predict_folder(
     skipped unless ``overwrite``; a case an earlier, killed run left half-done is redone.
     Each output is written atomically. Under torchrun the cases are shared out by rank
     (``cases[rank::world]``) and rank 0 merges the per-rank records into ``predictions.json``.
+    A user error (:class:`~medseg.errors.MedsegError`, or an ``OSError`` writing an output)
+    fails its case only; the results keep the input order.
+
+    With ``overlap_io`` (the default) the cases flow through three threads joined by two
+    queues of ``queue_size`` cases: a reader (read the scan, :meth:`Predictor.prepare`), the
+    calling thread (:meth:`Predictor.infer`, the network) and a writer (:meth:`Predictor.finish`,
+    the mask, the exports and the sidecar), so reading the next case and writing the previous
+    one overlap with the network. Memory stays bounded: at most ``queue_size + 1`` prepared
+    cases wait ahead of the network, and ``queue_size + 1`` predicted ones (source scan and
+    labels; the preprocessed voxels are dropped after the network) wait for or are in the
+    writer, so at most ``2 * queue_size + 3`` cases are held at once (5 by default) instead of
+    one. ``overlap_io=False`` runs the same stages one case at a time.
+
+    Raises:
+        ConfigError: ``queue_size`` below 1.
     """
+    if queue_size < 1:
+        raise errors.ConfigError(f"queue_size must be >= 1, got {queue_size}")
     out_dir = Path(output_dir)
     cases, skipped = discover(input_path, exclude=out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -107,19 +133,19 @@ def predict_folder(
         _init_group()
         stale = out_dir / f".predictions.rank{rank}.json"
         stale.unlink(missing_ok=True)  # from an interrupted earlier run
-    mine = cases[rank::world]
     results: list[CaseResult] = []
     if rank == 0:
         results.extend(
             CaseResult(s.path.name, str(s.path), "ignored" if s.ignored else "failed", error=s.reason)
             for s in skipped
         )
-    for case in track(mine, "predicting"):
-        results.append(
-            _predict_case(
-                case, predictor, out_dir, formats, probabilities, postprocessing, overwrite, resample_uneven
-            )
-        )
+    jobs = [_new_job(case, out_dir, formats, overwrite) for case in cases[rank::world]]
+    stages = _Stages(predictor, out_dir, probabilities, postprocessing, resample_uneven)
+    if overlap_io:
+        _run_overlapped(jobs, stages, queue_size)
+    else:
+        _run_sequential(jobs, stages)
+    results.extend(_result(job) for job in jobs)
     _write_record(out_dir, results, rank, world, predictor)
     if world > 1:
         import torch.distributed as dist
@@ -133,55 +159,248 @@ def predict_folder(
     return BatchResult(results)
 
 
-def _predict_case(
-    case: CaseInput,
-    predictor: Any,
-    out_dir: Path,
-    formats: tuple[str, ...] | None,
-    probabilities: bool,
-    postprocessing: PostprocessOptions | None,
-    overwrite: bool,
-    resample_uneven: bool,
-) -> CaseResult:
-    """Predict one case into ``out_dir`` (skipped when its outputs are complete); a user error
-    fails this case only."""
-    from medseg.io import write_volume
-    from medseg.io.isolated import read_isolated
+@dataclass
+class _Job:
+    """One case on its way through the stages; ``result`` is set once it is done (or failed)."""
 
-    two_d = case.series is None and is_2d_name(case.path)  # the mask is a picture too
-    target = out_dir / f"{case.id}{_VOLUME_SUFFIX}"
+    case: CaseInput
+    two_d: bool  # the mask is a picture too
+    wanted: tuple[str, ...]  # further output formats
+    result: CaseResult | None = None
+    seconds: float = 0.0  # time spent in the stages (queue waits excluded)
+    prepared: Any = None
+    labels: Any = None
+    probabilities: Any = None
+
+    def fail(self, exc: MedsegError) -> None:
+        log.warning("%s failed: %s", self.case.id, exc)
+        self.result = CaseResult(
+            self.case.id, str(self.case.path), "failed", error=str(exc), seconds=round(self.seconds, 2)
+        )
+        self.prepared = self.labels = self.probabilities = None
+
+
+def _result(job: _Job) -> CaseResult:
+    """The job's result; one the pipeline never finished (it cannot happen) is listed as failed."""
+    if job.result is None:
+        return CaseResult(job.case.id, str(job.case.path), "failed", error="not predicted (pipeline stopped)")
+    return job.result
+
+
+def _new_job(case: CaseInput, out_dir: Path, formats: tuple[str, ...] | None, overwrite: bool) -> _Job:
+    """The job of ``case``: already done (skipped) when its outputs are complete."""
+    two_d = case.series is None and is_2d_name(case.path)
+    wanted = formats if formats is not None else (() if two_d else ("nifti",))
+    job = _Job(case, two_d, tuple(wanted))
     done = [p for p in _mask_candidates(out_dir, case.id, two_d) if p.exists()]
     # the sidecar is written last: without it, an earlier run died mid-case and it is redone
     if done and (out_dir / f"{case.id}.json").is_file() and not overwrite:
-        return CaseResult(case.id, str(case.path), "skipped", output=str(done[0]))
-    wanted = formats if formats is not None else (() if two_d else ("nifti",))
+        job.result = CaseResult(case.id, str(case.path), "skipped", output=str(done[0]))
+    return job
+
+
+@dataclass
+class _Stages:
+    """The three stages of one case; each fails the job (never raises) on a user error."""
+
+    predictor: Any
+    out_dir: Path
+    probabilities: bool
+    postprocessing: PostprocessOptions | None
+    resample_uneven: bool
+
+    def read(self, job: _Job) -> None:
+        """Read the scan in the isolated reader and preprocess it (CPU)."""
+        from medseg.io.isolated import read_isolated
+
+        if job.result is not None:
+            return
+        with _timed(job):
+            # in a worker process: a native crash fails this case only (issue #14)
+            image = read_isolated(job.case.path, series=job.case.series, resample_uneven=self.resample_uneven)
+            job.prepared = self.predictor.prepare(image)
+
+    def infer(self, job: _Job) -> None:
+        """Run the network; the preprocessed voxels are dropped afterwards (only the record is kept)."""
+        if job.result is not None:
+            return
+        with _timed(job):
+            job.labels, job.probabilities = self.predictor.infer(job.prepared, self.probabilities)
+            job.prepared.case = replace(job.prepared.case, image=np.empty(0, np.float32))
+
+    def write(self, job: _Job) -> None:
+        """Map back, post-process, write the mask, the exports and, last, the sidecar."""
+        if job.result is not None:
+            return
+        with _timed(job, writing=True):
+            prediction = self.predictor.finish(
+                job.prepared, job.labels, job.probabilities, self.postprocessing
+            )
+            job.prepared = job.labels = job.probabilities = None
+            target, extra = _write_outputs(job, prediction, self.out_dir, self.predictor)
+            shape = list(prediction.labels.shape)
+            job.result = CaseResult(
+                job.case.id, str(job.case.path), "ok", str(target), shape, extra_outputs=extra
+            )
+        if job.result.status == "ok":
+            job.result.seconds = round(job.seconds, 2)
+
+
+@contextmanager
+def _timed(job: _Job, writing: bool = False) -> Iterator[None]:
+    """Time one stage of ``job``, and fail the job on a user error (when ``writing``, an
+    ``OSError`` counts as one: a full disk, a path that is a folder...); anything else is a
+    bug and propagates."""
     t0 = time.monotonic()
     try:
-        # in a worker process: a native crash fails this case only (issue #14)
-        image = read_isolated(case.path, series=case.series, resample_uneven=resample_uneven)
-        prediction = predictor.predict(image, probabilities=probabilities, postprocessing=postprocessing)
-        if two_d:
-            target = out_dir / f"{case.id}{_picture_suffix(prediction.labels)}"
-        write_volume(prediction.labels, target)
-        extra = []
-        if prediction.probabilities is not None:
-            p = out_dir / f"{case.id}_probabilities{_VOLUME_SUFFIX}"
-            write_volume(prediction.probabilities, p)
-            extra.append(str(p))
-        if wanted:
-            extra.extend(_export_formats(case, prediction, out_dir, wanted, predictor, target))
-        write_text_atomic(
-            out_dir / f"{case.id}.json",
-            json.dumps({"input": str(case.path), "series": case.series, **prediction.info}, indent=2),
-        )
+        yield
     except MedsegError as exc:
-        log.warning("%s failed: %s", case.id, exc)
-        return CaseResult(
-            case.id, str(case.path), "failed", error=str(exc), seconds=round(time.monotonic() - t0, 2)
-        )
-    shape = list(prediction.labels.shape)
-    seconds = round(time.monotonic() - t0, 2)
-    return CaseResult(case.id, str(case.path), "ok", str(target), shape, seconds, extra_outputs=extra)
+        job.seconds += time.monotonic() - t0
+        job.fail(exc)
+    except OSError as exc:
+        if not writing:
+            raise
+        job.seconds += time.monotonic() - t0
+        where = f" {exc.filename}" if exc.filename else ""
+        job.fail(MedsegError(f"cannot write{where}: {exc.strerror or exc}", hint=_OS_HINT))
+    else:
+        job.seconds += time.monotonic() - t0
+
+
+_OS_HINT = "check the output folder: free space, permissions, and no folder where a file should go"
+
+
+def _write_outputs(job: _Job, prediction: Any, out_dir: Path, predictor: Any) -> tuple[Path, list[str]]:
+    """Write the mask, the probabilities, the exports and, last, the sidecar ``<case>.json``;
+    returns the mask's path and the other outputs."""
+    from medseg.io import write_volume
+
+    case = job.case
+    suffix = _picture_suffix(prediction.labels) if job.two_d else _VOLUME_SUFFIX
+    target = out_dir / f"{case.id}{suffix}"
+    write_volume(prediction.labels, target)
+    extra = []
+    if prediction.probabilities is not None:
+        p = out_dir / f"{case.id}_probabilities{_VOLUME_SUFFIX}"
+        write_volume(prediction.probabilities, p)
+        extra.append(str(p))
+    if job.wanted:
+        extra.extend(_export_formats(case, prediction, out_dir, job.wanted, predictor, target))
+    write_text_atomic(
+        out_dir / f"{case.id}.json",
+        json.dumps({"input": str(case.path), "series": case.series, **prediction.info}, indent=2),
+    )
+    return target, extra
+
+
+# ---------------------------------------------------------------------------------------------
+#: Seconds a blocked queue operation waits before it checks whether the pipeline stopped.
+_POLL_S = 0.1
+#: Seconds to wait for the stage threads when the pipeline stops early (they are daemons).
+_JOIN_S = 5.0
+_END = object()  # sentinel: no more jobs
+
+
+def _run_sequential(jobs: list[_Job], stages: _Stages) -> None:
+    """Each case through the three stages in turn, one at a time."""
+    for job in track(jobs, "predicting"):
+        stages.read(job)
+        stages.infer(job)
+        stages.write(job)
+
+
+def _run_overlapped(jobs: list[_Job], stages: _Stages, queue_size: int) -> None:
+    """Reader thread -> bounded queue -> network (this thread) -> bounded queue -> writer thread.
+
+    Every stage catches user errors into its job, so one case never stops the rest. A bug (any
+    other exception) in a thread stops the pipeline and is re-raised here; no thread waits on
+    a queue forever: each puts the end sentinel when it leaves, and every wait checks ``stop``.
+    """
+    to_infer: queue.Queue[Any] = queue.Queue(queue_size)
+    to_write: queue.Queue[Any] = queue.Queue(queue_size)
+    stop = threading.Event()
+    crashed: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            for job in jobs:
+                stages.read(job)
+                if not _put(to_infer, job, stop):
+                    return
+        except BaseException as exc:  # a bug: stop the pipeline and re-raise in the main thread
+            crashed.append(exc)
+            stop.set()
+        finally:
+            _put(to_infer, _END, stop)
+
+    def writer() -> None:
+        try:
+            while (job := _get(to_write, stop)) is not _END:
+                stages.write(job)
+        except BaseException as exc:
+            crashed.append(exc)
+            stop.set()
+
+    threads = [
+        threading.Thread(target=reader, name="medseg-predict-reader", daemon=True),
+        threading.Thread(target=writer, name="medseg-predict-writer", daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    finished = False
+    try:
+        if any(job.result is None for job in jobs):
+            _warm_up(stages.predictor)  # build the network while the first case is read
+        for job in track(_drain(to_infer, stop), "predicting", total=len(jobs)):
+            stages.infer(job)
+            if not _put(to_write, job, stop):
+                break
+        finished = True
+    finally:
+        if not finished:
+            stop.set()
+        _put(to_write, _END, stop)
+        deadline = None if finished and not stop.is_set() else time.monotonic() + _JOIN_S
+        for t in threads:
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    if crashed:
+        raise crashed[0]
+
+
+def _warm_up(predictor: Any) -> None:
+    """Build the predictor's runner (export, compile) now; a user error there is left to fail
+    the cases, as it would without the warm-up."""
+    try:
+        _ = predictor.runner
+    except (MedsegError, AttributeError) as exc:
+        log.debug("runner not built ahead: %s", exc)
+
+
+def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
+    """Put ``item``, waiting while the queue is full; False if the pipeline stopped first."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=_POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: queue.Queue[Any], stop: threading.Event) -> Any:
+    """The next item, or ``_END`` once the pipeline has stopped."""
+    while not stop.is_set():
+        try:
+            return q.get(timeout=_POLL_S)
+        except queue.Empty:
+            continue
+    return _END
+
+
+def _drain(q: queue.Queue[Any], stop: threading.Event) -> Iterator[_Job]:
+    """The jobs of ``q`` up to the end sentinel (or until the pipeline stops)."""
+    while (job := _get(q, stop)) is not _END:
+        yield job
 
 
 def _mask_candidates(out_dir: Path, case_id: str, two_d: bool) -> list[Path]:
@@ -213,11 +432,13 @@ def _export_formats(
         MedsegError: a format that needs the source DICOM series for a non-DICOM input
             (checked before any is written), or a writer's error.
     """
-    from medseg.export import ExportOptions, MaskExporter, parse_formats
+    from medseg.export.registry import parse_formats
 
     wanted = [f for f in parse_formats(formats) if out_dir / f"{case.id}{f.suffix}" != written]
     if not wanted:
         return []
+    from medseg.export import ExportOptions, MaskExporter  # DICOM machinery: only when a format needs it
+
     options = ExportOptions(model_name=predictor.model_name, series=case.series)
     exporter = MaskExporter(wanted, predictor.plan.labels, options)
     reference = case.path if case.series is not None else None

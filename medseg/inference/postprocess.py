@@ -35,10 +35,10 @@ class PostprocessOptions:
 
 def postprocess(labels: np.ndarray, spacing: tuple[float, ...], options: PostprocessOptions) -> np.ndarray:
     """Apply ``options`` class by class (26-connectivity in 3D, 8 in 2D); returns a new array."""
-    from scipy import ndimage
-
     if not options.active:
         return labels
+    from scipy import ndimage  # only when there is something to do
+
     out = labels.copy()
     voxel_mm3 = float(np.prod(spacing[: labels.ndim]))
     structure = ndimage.generate_binary_structure(labels.ndim, labels.ndim)

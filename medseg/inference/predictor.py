@@ -18,7 +18,7 @@ from medseg.errors import InputNotFoundError, MedsegError
 from medseg.inference.postprocess import PostprocessOptions, postprocess
 from medseg.inference.sliding_window import sliding_window_inference, sliding_window_labels
 from medseg.io.formats import is_2d_source
-from medseg.transforms.preprocess import Plan
+from medseg.transforms.preprocess import Plan, PreprocessedCase
 from medseg.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,22 @@ def trained_flip_axes(config: dict[str, Any], n_axes: int) -> list[int]:
         return []
     axes = aug.get("flip_axes")
     return list(range(n_axes)) if axes is None else sorted({int(a) for a in axes if 0 <= int(a) < n_axes})
+
+
+@dataclass
+class PreparedCase:
+    """A scan checked and preprocessed for the network (what :meth:`Predictor.prepare` returns).
+
+    Attributes:
+        image: The source scan (the mask is mapped back onto its grid).
+        case: The scan on the network's grid: ``case.image`` ``[C, *S]`` float32, and
+            ``case.record``, which inverts the preprocessing.
+        seconds: Time spent on this case so far (each stage adds its own), in seconds.
+    """
+
+    image: Volume
+    case: PreprocessedCase
+    seconds: float = 0.0
 
 
 @dataclass
@@ -265,10 +281,15 @@ class Predictor:
             x, run, self.patch_size, self.overlap, self.batch_size, label_dtype=label_dtype
         ), None
 
-    def predict(
-        self, image: Volume, probabilities: bool = False, postprocessing: PostprocessOptions | None = None
-    ) -> Prediction:
-        """Predict ``image`` (3D, or 4D with channels on axis 3) and return the label map on its grid."""
+    def prepare(self, image: Volume) -> PreparedCase:
+        """Check ``image`` (3D ``[X, Y, Z]``, or 4D ``[X, Y, Z, C]`` with channels on axis 3) and
+        preprocess it onto the network's grid (CPU only: safe to run in another thread while
+        the network works on another case).
+
+        Raises:
+            MedsegError: the scan's channels do not match the model's (a colour picture or a 4D
+                series for a one-channel model, or another channel count).
+        """
         t0 = time.monotonic()
         if image.array.ndim == 4 and self.plan.n_channels == 1 and image.array.shape[3] != 1:
             if is_2d_source(image):
@@ -287,25 +308,68 @@ class Predictor:
                 f"the scan has {n_in} channel(s) but the model takes {self.plan.n_channels}",
                 hint="give every channel the model was trained on (a 4D file with channels on axis 4)",
             )
-        pc = self.plan.apply(image)
-        lab, prob = self._infer(torch.from_numpy(pc.image), probabilities)
-        labels = self.plan.invert(lab.numpy(), pc.record, order=0)
+        case = self.plan.apply(image)
+        return PreparedCase(image, case, time.monotonic() - t0)
+
+    def infer(
+        self, prepared: PreparedCase, probabilities: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run the network (sliding window, and mirror TTA if on) over a prepared case.
+
+        Returns:
+            Labels ``[*S]`` (uint8, or int16 past 255 labels) on the preprocessed grid ``S``, and
+            softmax probabilities ``[K, *S]`` (float32) when ``probabilities``, else ``None``.
+            Adds its time to ``prepared.seconds``.
+
+        Raises:
+            MedsegError: the backend cannot be built (e.g. the network does not export to ONNX).
+        """
+        t0 = time.monotonic()
+        lab, prob = self._infer(torch.from_numpy(prepared.case.image), probabilities)
+        prepared.seconds += time.monotonic() - t0
+        return lab, prob
+
+    def finish(
+        self,
+        prepared: PreparedCase,
+        labels: torch.Tensor,
+        probabilities: torch.Tensor | None = None,
+        postprocessing: PostprocessOptions | None = None,
+    ) -> Prediction:
+        """Map the network's output of :meth:`infer` back onto the source grid, post-process it
+        and attach the record (CPU only).
+
+        Args:
+            prepared: What :meth:`prepare` returned for the scan.
+            labels: Labels ``[*S]`` on the preprocessed grid.
+            probabilities: Softmax ``[K, *S]``, or ``None``.
+            postprocessing: Component filtering and hole filling (default: none).
+
+        Returns:
+            The label map (same shape and affine as the source scan, uint8 or uint16 past 255
+            labels), probabilities ``[X, Y, Z, K]`` float32 when given, and the record, whose
+            ``seconds`` is the time spent in the three stages.
+        """
+        t0 = time.monotonic()
+        image, record = prepared.image, prepared.case.record
+        back = self.plan.invert(labels.numpy(), record, order=0)
         options = postprocessing or PostprocessOptions()
-        arr = postprocess(labels.array, image.spacing, options)
+        arr = postprocess(back.array, image.spacing, options)
         dtype = np.uint8 if max(self.plan.labels) < 256 else np.uint16
-        out = Volume(arr.astype(dtype), image.affine.copy(), labels.meta)
+        out = Volume(arr.astype(dtype), image.affine.copy(), back.meta)
         out.meta.source = image.meta.source
         out.meta.series_uid = image.meta.series_uid
         out.meta.study_uid = image.meta.study_uid
         out.meta.frame_of_reference_uid = image.meta.frame_of_reference_uid
         out.meta.sop_instance_uids = list(image.meta.sop_instance_uids)
         prob_vol = None
-        if prob is not None:
-            back = self.plan.invert(prob.numpy(), pc.record, order=1, fill=0.0)
-            outside = np.ones(back.array.shape[1:], dtype=bool)  # voxels cropped away: background
-            outside[self.plan.source_crop_box(pc.record)] = False
-            back.array[0][outside] = 1.0
-            prob_vol = Volume(np.moveaxis(back.array, 0, -1).astype(np.float32), image.affine.copy())
+        if probabilities is not None:
+            soft = self.plan.invert(probabilities.numpy(), record, order=1, fill=0.0)
+            outside = np.ones(soft.array.shape[1:], dtype=bool)  # voxels cropped away: background
+            outside[self.plan.source_crop_box(record)] = False
+            soft.array[0][outside] = 1.0
+            prob_vol = Volume(np.moveaxis(soft.array, 0, -1).astype(np.float32), image.affine.copy())
+        prepared.seconds += time.monotonic() - t0
         info = {
             "model": self.model_name,
             "labels": {str(k): v for k, v in self.plan.labels.items()},
@@ -315,10 +379,23 @@ class Predictor:
             "precision": self.precision.value,
             "overlap": self.overlap,
             "postprocess": options.to_dict(),
-            "seconds": round(time.monotonic() - t0, 3),
+            "seconds": round(prepared.seconds, 3),
         }
         out.meta.extra["medseg_prediction"] = info
         return Prediction(out, prob_vol, info)
+
+    def predict(
+        self, image: Volume, probabilities: bool = False, postprocessing: PostprocessOptions | None = None
+    ) -> Prediction:
+        """Predict ``image`` (3D, or 4D with channels on axis 3) and return the label map on its grid:
+        :meth:`prepare`, :meth:`infer` and :meth:`finish` in turn.
+
+        Raises:
+            MedsegError: as :meth:`prepare` and :meth:`infer`.
+        """
+        prepared = self.prepare(image)
+        labels, probs = self.infer(prepared, probabilities)
+        return self.finish(prepared, labels, probs, postprocessing)
 
     def describe(self) -> str:
         return json.dumps(

@@ -72,9 +72,9 @@ def _instance_norm_channels_last(
     PyTorch's ``instance_norm`` copies a channels-last input to the contiguous layout and back,
     which costs more than the convolution around it on a CPU. Here the statistics come from two
     BLAS calls on the ``[B, N, C]`` view (a mean, and the Gram diagonal for the sum of squares),
-    accumulated in float32, and the normalisation is one fused ``addcmul``. Channels whose mean
-    is large against their spread (where ``E[x^2] - E[x]^2`` would cancel) get an exact two-pass
-    variance. Used at inference only (no autograd); results equal ``F.instance_norm`` to float32
+    accumulated in float32, and the normalisation is one fused ``addcmul``. When a channel's mean
+    is large against its spread (where ``E[x^2] - E[x]^2`` would cancel), the statistics are
+    recomputed in float64, two-pass. Used at inference only (no autograd); results equal ``F.instance_norm`` to float32
     rounding.
     """
     b, c = x.shape[:2]
@@ -83,8 +83,11 @@ def _instance_norm_channels_last(
     mean = v.mean(1)  # [B, C]
     sumsq = torch.bmm(v.transpose(1, 2), v).diagonal(dim1=1, dim2=2)
     var = sumsq / n - mean * mean
-    if bool((mean * mean > 1e3 * var.clamp_min(eps)).any()):  # cancellation: two-pass instead
-        var = (v - mean[:, None, :]).square().mean(1)
+    if bool((mean * mean > 1e3 * var.clamp_min(eps)).any()):  # cancellation: exact two-pass instead
+        vd = v.double()
+        mean_d = vd.mean(1)
+        var = (vd - mean_d[:, None, :]).square().mean(1).float()
+        mean = mean_d.float()
     scale = torch.rsqrt(var.clamp_min(0) + eps)
     if weight is not None:
         scale = scale * weight.float()

@@ -66,3 +66,25 @@ def test_window_placement_and_validation():
         sliding_window_inference(torch.zeros(1, 1, 8, 8), _net(nd=2), (4, 4), overlap=1.0)
     with pytest.raises(ValueError, match="roi_size has 3 sizes"):
         sliding_window_inference(torch.zeros(1, 1, 8, 8), _net(nd=2), (4, 4, 4))
+
+
+@pytest.mark.parametrize("roi", [(24, 24, 16), (33, 17, 8), (32, 40)])
+@pytest.mark.parametrize("mode", ["gaussian", "constant"])
+def test_importance_map_equals_monai(roi, mode):
+    from monai.data.utils import compute_importance_map
+
+    from medseg.inference.sliding_window import importance_map
+
+    ref = compute_importance_map(roi, mode=mode, sigma_scale=0.125, device="cpu")
+    assert torch.equal(importance_map(roi, mode, 0.125), ref)
+
+
+def test_accumulation_goes_to_the_gpu_only_when_it_fits(monkeypatch):
+    from medseg.inference.sliding_window import accumulation_device
+
+    gpu = torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (4_000, 8_000))
+    assert accumulation_device(2_000, gpu) == gpu
+    assert accumulation_device(2_001, gpu) == torch.device("cpu")
+    assert accumulation_device(10, gpu, "cpu") == torch.device("cpu")  # asked for: kept
+    assert accumulation_device(10**12, torch.device("cpu")) == torch.device("cpu")

@@ -61,7 +61,12 @@ def exported_onnx(request: BackendRequest) -> Path:
     path = cache_folder(request) / f"{request.model_key}-{window}-torch{tv}.onnx"
     if path.is_file():
         return path
-    model = request.model.to("cpu").eval()
+    model = request.model
+    if next(model.parameters(), torch.zeros(0)).device.type != "cpu":
+        import copy
+
+        model = copy.deepcopy(model).to("cpu")  # the caller's model stays where it is
+    model.eval()
     example = torch.zeros((request.batch_size, *request.window))
     log.info("exporting the network to ONNX once: %s", path)
     try:

@@ -1,7 +1,9 @@
 """The OpenVINO backend (CPU plugin).
 
-The exported ONNX model is compiled for a fixed batch of windows (static shapes are the
-fastest on a CPU); a call with fewer windows is padded, one with more is split. ``bf16`` sets
+The exported ONNX model is compiled for static shapes (the fastest on a CPU): once for the
+configured batch of windows, and on first use for each smaller count a call brings (the last
+windows of a scan, or one small scan's mirrored copies), so no compute is spent on padding; a call
+with more windows is split. ``bf16`` sets
 OpenVINO's inference precision hint (it runs where the CPU has native bf16); ``int8`` compiles
 the calibrated QDQ model, whose quantised layers OpenVINO runs in int8 (VNNI). Compiled blobs
 are cached in the export folder, so later processes start faster.
@@ -10,6 +12,7 @@ are cached in the export folder, so later processes start faster.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +29,7 @@ class OpenVinoRunner:
     Args:
         path: The ONNX model (input ``[N, C, *roi]``).
         window: ``[C, *roi]``.
-        batch_size: The batch the model is compiled for.
+        batch_size: The largest batch per call (larger calls are split).
         precision: ``fp32``, ``bf16`` or ``int8`` (the file is QDQ for int8).
         threads: Inference threads.
         cache_dir: OpenVINO's compiled-model cache.
@@ -45,30 +48,34 @@ class OpenVinoRunner:
     ) -> None:
         import openvino as ov
 
-        core = ov.Core()
-        model = core.read_model(str(path))
-        model.reshape([batch_size, *window])
+        self.core = ov.Core()
+        self.model = self.core.read_model(str(path))
         hint = "bf16" if precision is Precision.BF16 else "f32"
-        config = {
+        self.config = {
             "INFERENCE_PRECISION_HINT": hint,
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": threads,
         }
         if cache_dir is not None:
-            core.set_property({"CACHE_DIR": str(cache_dir)})
-        self.compiled = core.compile_model(model, "CPU", config)
-        self.request = self.compiled.create_infer_request()
+            self.core.set_property({"CACHE_DIR": str(cache_dir)})
         self.batch_size = batch_size
         self.window = tuple(window)
         self.precision = Precision(precision)
         self.path = path
+        self._requests: dict[int, Any] = {}
+        self._request(batch_size)  # compile the common shape now: errors surface before any case
+
+    def _request(self, n: int) -> Any:
+        """The infer request of a model compiled for exactly ``n`` windows (compiled on first use)."""
+        if n not in self._requests:
+            model = self.model.clone()
+            model.reshape([n, *self.window])
+            self._requests[n] = self.core.compile_model(model, "CPU", self.config).create_infer_request()
+        return self._requests[n]
 
     def _run(self, arr: np.ndarray) -> np.ndarray:
-        n = arr.shape[0]
-        if n < self.batch_size:
-            arr = np.concatenate([arr, np.zeros((self.batch_size - n, *arr.shape[1:]), arr.dtype)])
-        out = self.request.infer({0: arr})[0]
-        return np.array(out[:n], dtype=np.float32, copy=True)  # the request reuses its buffer
+        out = self._request(arr.shape[0]).infer({0: arr})[0]
+        return np.array(out, dtype=np.float32, copy=True)  # the request reuses its buffer
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         arr = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())

@@ -5,12 +5,16 @@ anisotropic data) and optional deep supervision. MONAI's ``DynUNet`` upsamples
 the auxiliary outputs to full resolution and stacks them; the medseg contract
 wants them at their own (lower) resolution, as a list, so :class:`DynUNet`
 overrides ``forward``.
+
+MONAI is imported only when a network is built (:func:`build_dynunet`, or the ``DynUNet``
+attribute of this module): the parameter model needs none of it, and importing MONAI costs
+seconds that ``import medseg.models`` and the prediction of other networks should not pay.
 """
 
 from __future__ import annotations
 
-import torch
-from monai.networks.nets import DynUNet as _MonaiDynUNet
+from typing import Any
+
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from torch import nn
 
@@ -107,22 +111,13 @@ class DynUNetParams(ModelParams):
         return [prod_per_axis(strides[: k + 2], spatial_dims) for k in range(self.deep_supr_num or 1)]
 
 
-_EMPTY = torch.empty(0)
+def __getattr__(name: str) -> Any:
+    """``DynUNet`` is imported on first use (it loads MONAI)."""
+    if name == "DynUNet":
+        from medseg.models.unet._monai_dynunet import DynUNet
 
-
-class DynUNet(_MonaiDynUNet):
-    """MONAI ``DynUNet`` whose training-mode deep-supervision output is a list of
-    ``[full_res, aux1, ...]`` at their own resolutions (coarser last)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        out = self.output_block(self.skip_layers(x))
-        if self.training and self.deep_supervision:
-            aux = list(self.heads)
-            # the skip layers write into this shared list; empty it so it does not keep the graph alive
-            for i in range(len(self.heads)):
-                self.heads[i] = _EMPTY
-            return [out, *aux]
-        return out
+        return DynUNet
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _NORMS = {Norm.INSTANCE: ("INSTANCE", {"affine": True}), Norm.BATCH: "BATCH"}
@@ -134,7 +129,9 @@ _ACTS = {
 
 
 def build_dynunet(spatial_dims: int, in_channels: int, out_channels: int, params: DynUNetParams) -> nn.Module:
-    """Registry builder of ``dynunet``."""
+    """Registry builder of ``dynunet`` (imports MONAI on first call)."""
+    from medseg.models.unet._monai_dynunet import DynUNet
+
     strides = [list(s) if not isinstance(s, int) else s for s in params.strides or ()]
     kernels = [list(k) if not isinstance(k, int) else k for k in params.kernel_size or ()]
     net = DynUNet(

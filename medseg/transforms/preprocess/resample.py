@@ -36,12 +36,12 @@ def resample_array(array: np.ndarray, shape: Sequence[int], order: int) -> np.nd
     ``order`` 0 is nearest neighbour (labels), 1 linear, 3 cubic spline. Extra trailing
     axes (channels) are resampled independently.
     """
-    from scipy import ndimage
-
     nd = len(shape)
     src = array.shape[:nd]
     if tuple(src) == tuple(shape):
         return array
+    from scipy import ndimage  # not before: scans already on the target grid never load it (~0.2 s)
+
     scales, offsets = zip(*(index_map(a, b) for a, b in zip(src, shape)))
     if array.ndim > nd:
         flat = array.reshape(*src, -1)
