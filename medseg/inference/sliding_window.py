@@ -275,7 +275,8 @@ def sliding_window_labels(
         done_until = last_starts[r + 1] if r + 1 < len(last_starts) else shape[-1]
         for dst, src in _ring(k0, done_until - k0, span):
             part = ring[..., dst]
-            labels[..., k0 + src.start : k0 + src.stop] = part.argmax(0).to(label_dtype).cpu()
+            # max(0).indices: the first maximum, like argmax, but ~8x faster on a CPU here
+            labels[..., k0 + src.start : k0 + src.stop] = part.max(0).indices.to(label_dtype).cpu()
             part.zero_()
     return labels[tuple(crop)]
 

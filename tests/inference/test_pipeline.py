@@ -127,13 +127,20 @@ def test_a_write_error_fails_that_case_only_and_the_pipeline_ends(run, tmp_path)
 
 
 class _SlowPredictor(Predictor):
-    """The network stage takes a while; records how far the reader had got at each call."""
+    """The network stage waits until the reader is ``bound`` cases ahead (or has read all, or 10 s
+    passed), then a little longer, and records how far ahead the reader got."""
 
-    delay = 0.15
+    bound = 0
+    total = 0
 
     def infer(self, prepared, probabilities=False):
         k = len(self.ahead)  # the index of the case at the network
-        time.sleep(self.delay)  # time for the reader to run as far ahead as it may
+        deadline = time.monotonic() + 10.0
+        while self.reads[0] - (k + 1) < self.bound and self.reads[0] < self.total:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
+        time.sleep(0.1)  # time to run further ahead, were it not held back
         self.ahead.append(self.reads[0] - (k + 1))  # read (or being read) beyond this case
         return super().infer(prepared, probabilities)
 
@@ -146,6 +153,7 @@ def test_the_reader_stays_within_the_queue_bound(run, tmp_path, monkeypatch, que
     src = _folder(tmp_path / "in", 7)
     predictor = _predictor(run, _SlowPredictor)
     predictor.reads, predictor.ahead = [0], []
+    predictor.bound, predictor.total = queue_size + 1, 7
 
     def counting_read(path, **kwargs):
         predictor.reads[0] += 1

@@ -1,12 +1,13 @@
 """The OpenVINO backend (CPU plugin).
 
-The exported ONNX model is compiled for static shapes (the fastest on a CPU): once for the
-configured batch of windows, and on first use for each smaller count a call brings (the last
-windows of a scan, or one small scan's mirrored copies), so no compute is spent on padding; a call
-with more windows is split. ``bf16`` sets
-OpenVINO's inference precision hint (it runs where the CPU has native bf16); ``int8`` compiles
-the calibrated QDQ model, whose quantised layers OpenVINO runs in int8 (VNNI). Compiled blobs
-are cached in the export folder, so later processes start faster.
+The exported ONNX model is compiled for one window at a time (static shapes are the fastest on
+a CPU) in OpenVINO's throughput mode: one inference stream per core, each with its own thread, and
+the windows of a call are spread over the streams through an ``AsyncInferQueue``. On small core
+counts this beats one request using every core (measured: about 20% faster on 2 cores for the
+large-CT network), and no compute is ever spent on padding a batch. ``bf16`` sets OpenVINO's
+inference precision hint (it runs where the CPU has native bf16); ``int8`` compiles the calibrated
+QDQ model, whose quantised convolutions OpenVINO runs in int8 (VNNI). Compiled blobs are cached in
+the export folder, so later processes start faster.
 """
 
 from __future__ import annotations
@@ -24,15 +25,17 @@ __all__ = ["OpenVinoRunner", "build"]
 
 
 class OpenVinoRunner:
-    """Run an ONNX file with OpenVINO on batches of windows.
+    """Run an ONNX file with OpenVINO, one window per request, ``threads`` streams in parallel.
 
     Args:
         path: The ONNX model (input ``[N, C, *roi]``).
         window: ``[C, *roi]``.
-        batch_size: The largest batch per call (larger calls are split).
         precision: ``fp32``, ``bf16`` or ``int8`` (the file is QDQ for int8).
-        threads: Inference threads.
+        threads: CPU threads; one stream each.
         cache_dir: OpenVINO's compiled-model cache.
+
+    Raises:
+        RuntimeError: OpenVINO cannot compile the model (raised by OpenVINO).
     """
 
     backend = "openvino"
@@ -41,49 +44,48 @@ class OpenVinoRunner:
         self,
         path: Path,
         window: tuple[int, ...],
-        batch_size: int,
         precision: Precision,
         threads: int,
         cache_dir: Path | None = None,
     ) -> None:
         import openvino as ov
 
-        self.core = ov.Core()
-        self.model = self.core.read_model(str(path))
-        hint = "bf16" if precision is Precision.BF16 else "f32"
-        self.config = {
-            "INFERENCE_PRECISION_HINT": hint,
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_NUM_THREADS": threads,
-        }
+        core = ov.Core()
         if cache_dir is not None:
-            self.core.set_property({"CACHE_DIR": str(cache_dir)})
-        self.batch_size = batch_size
+            core.set_property({"CACHE_DIR": str(cache_dir)})
+        model = core.read_model(str(path))
+        model.reshape([1, *window])
+        self.streams = max(1, int(threads))
+        config = {
+            "INFERENCE_PRECISION_HINT": "bf16" if precision is Precision.BF16 else "f32",
+            "PERFORMANCE_HINT": "THROUGHPUT",
+            "NUM_STREAMS": self.streams,
+            "INFERENCE_NUM_THREADS": self.streams,
+        }
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.queue = ov.AsyncInferQueue(self.compiled, self.streams)
+        self.queue.set_callback(self._done)
         self.window = tuple(window)
         self.precision = Precision(precision)
         self.path = path
-        self._requests: dict[int, Any] = {}
-        self._request(batch_size)  # compile the common shape now: errors surface before any case
+        self._out: np.ndarray | None = None
 
-    def _request(self, n: int) -> Any:
-        """The infer request of a model compiled for exactly ``n`` windows (compiled on first use)."""
-        if n not in self._requests:
-            model = self.model.clone()
-            model.reshape([n, *self.window])
-            self._requests[n] = self.core.compile_model(model, "CPU", self.config).create_infer_request()
-        return self._requests[n]
-
-    def _run(self, arr: np.ndarray) -> np.ndarray:
-        out = self._request(arr.shape[0]).infer({0: arr})[0]
-        return np.array(out, dtype=np.float32, copy=True)  # the request reuses its buffer
+    def _done(self, request: Any, index: int) -> None:
+        assert self._out is not None
+        self._out[index] = request.get_output_tensor(0).data[0]  # copied: the request reuses its buffer
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         arr = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-        parts = [self._run(arr[i : i + self.batch_size]) for i in range(0, arr.shape[0], self.batch_size)]
-        return torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts))
+        out_shape = tuple(self.compiled.output(0).get_partial_shape().to_shape())[1:]
+        self._out = np.empty((arr.shape[0], *out_shape), dtype=np.float32)
+        for i in range(arr.shape[0]):
+            self.queue.start_async({0: arr[i : i + 1]}, userdata=i)
+        self.queue.wait_all()
+        out, self._out = self._out, None
+        return torch.from_numpy(out)
 
     def __repr__(self) -> str:
-        return f"OpenVinoRunner({self.path.name}, {self.precision.value}, batch {self.batch_size})"
+        return f"OpenVinoRunner({self.path.name}, {self.precision.value}, {self.streams} streams)"
 
 
 def build(request: BackendRequest) -> OpenVinoRunner:
@@ -95,6 +97,4 @@ def build(request: BackendRequest) -> OpenVinoRunner:
     else:
         path = exported_onnx(request)
     cache = cache_folder(request) / "openvino-cache"
-    return OpenVinoRunner(
-        path, request.window, request.batch_size, request.precision, torch.get_num_threads(), cache
-    )
+    return OpenVinoRunner(path, request.window, request.precision, torch.get_num_threads(), cache)

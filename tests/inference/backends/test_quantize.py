@@ -201,7 +201,7 @@ def test_openvino_runs_the_same_int8_file(model, held_out, int8_file):
     assert runner.path == int8_file
     agree, dice = _agreement(runner(x), ref)
     assert agree >= 0.97 and dice >= 0.9, (agree, dice)
-    compiled = runner._request(x.shape[0]).get_compiled_model()
+    compiled = runner.compiled
     precisions = [
         op.get_rt_info()["runtimePrecision"].astype(str)
         for op in compiled.get_runtime_model().get_ordered_ops()
