@@ -76,9 +76,18 @@ def main() -> None:
             for c in classes:
                 stats[n]["dice"][c].append(_dice(labels[n], ref, c))
     base = {c: float(np.mean(stats[names[0]]["dice"][c])) for c in classes}
+    from medseg.inference.predictor import _find_checkpoint
+    from medseg.training.checkpoint import load_checkpoint
+
+    state = load_checkpoint(_find_checkpoint(Path(args.model), "best"))
+    trained = {
+        "steps": int(state.get("step", 0)),
+        "budget_minutes": state["config"]["training"].get("max_minutes"),
+    }
     result = {
         "model": args.model,
         "cases": len(cases),
+        "trained": trained,
         "tta": args.tta,
         "reference": names[0],
         "variants": {

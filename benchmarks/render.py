@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks import render_speed  # noqa: E402  (the script runs without the package installed)
+
 RESULTS = REPO / "benchmarks" / "results"
 DOC = REPO / "docs" / "benchmarks.md"
 README = REPO / "README.md"
@@ -84,7 +87,6 @@ def _commands(*results: dict[str, Any] | None) -> str:
 def summary_table(r: dict[str, dict[str, Any]]) -> str:
     """The headline table (also copied into the README)."""
     demo, hip, isbi = r.get("demo"), r.get("hippocampus"), r.get("isbi")
-    sw, mem = r.get("sliding_window"), r.get("predict_memory")
     rows = [
         "| benchmark | measured | target | status |",
         "|---|---|---|---|",
@@ -108,20 +110,7 @@ def summary_table(r: dict[str, dict[str, Any]]) -> str:
         + " | ≤ 0.08 within 20 min | "
         + _met(isbi and isbi["pixel_error"] <= 0.08 and isbi["budget_minutes"] <= 20)
         + " |",
-        "| sliding window vs MONAI (same net, same settings), time ratio MONAI / medseg | "
-        + (
-            f"{_f(sw['ratio_monai_over_medseg'])}, outputs differ by {sw['max_abs_diff']:g}"
-            if sw
-            else "not measured"
-        )
-        + " | equal or faster, same output | "
-        + _met(sw and sw["ratio_monai_over_medseg"] >= 0.95 and sw["max_abs_diff"] <= 1e-4)
-        + " |",
-        "| `medseg predict` on a 512x512x800 CT, 3 classes, peak memory | "
-        + (f"{_f(mem['peak_rss_gb'], 2)} GB in {_f(mem['seconds'], 0)} s" if mem else "not measured")
-        + " | bounded (well under 10 GB) | "
-        + _met(mem and mem["exit_code"] == 0 and mem["peak_rss_gb"] < 10)
-        + " |",
+        *render_speed.summary_rows(r),
         *_reliability_rows(r),
     ]
     return "\n".join(rows) + "\n"
@@ -288,40 +277,6 @@ def _demo(r: dict[str, dict[str, Any]]) -> str:
     )
 
 
-def _sliding(r: dict[str, dict[str, Any]]) -> str:
-    x = r.get("sliding_window")
-    if not x:
-        return "Not measured yet.\n"
-    shape = "x".join(map(str, x["shape"]))
-    return (
-        f"Same 3-class 3D U-Net ([16, 32, 64, 128]), input {shape}, window {'x'.join(map(str, x['roi']))}, "
-        f"overlap {x['overlap']}, Gaussian blending, {x['batch_size']} windows per batch, {x['device']}, "
-        f"median of {x.get('repeats', 'several')} interleaved runs with alternating order:\n\n"
-        "| medseg (s) | MONAI (s) | ratio MONAI / medseg | max abs difference | measured on |\n"
-        "|---:|---:|---:|---:|---|\n"
-        f"| {_f(x['medseg_s'], 2)} | {_f(x['monai_s'], 2)} | {_f(x['ratio_monai_over_medseg'])} | "
-        f"{x['max_abs_diff']:g} | {_where(x)} |\n\n"
-        "The outputs are identical (the test asserts ≤ 1e-4); the time is the network's forward passes, and "
-        "the ratio moves by ±5 % with run order on this machine: equal speed. What medseg adds is the "
-        "bounded-memory label path below.\n"
-    )
-
-
-def _memory(r: dict[str, dict[str, Any]]) -> str:
-    x = r.get("predict_memory")
-    if not x:
-        return "Not measured yet.\n"
-    return (
-        f"`medseg predict` on a {'x'.join(map(str, x['shape']))} int16 scan "
-        f"({x['input_int16_gb']} GB of voxels) with a 3-class 3D U-Net, window 128x128x64, overlap 0.25, "
-        "CPU; peak resident memory of the prediction process:\n\n"
-        "| peak RSS | time | exit |\n|---:|---:|---:|\n"
-        f"| **{_f(x['peak_rss_gb'], 2)} GB** | {_f(x['seconds'], 0)} s | {x['exit_code']} |\n\n"
-        "The arg-max is taken slab by slab, so no full-resolution float32 volume per class is held "
-        "(`--probabilities` does hold them).\n"
-    )
-
-
 _FINDINGS = ("uncaught", "crash", "hang", "memory")
 
 
@@ -448,12 +403,22 @@ def render(r: dict[str, dict[str, Any]]) -> str:
         "mirror TTA.\n",
         _commands(r.get("isbi")),
         _isbi(r),
-        "## Inference: sliding window against MONAI\n",
+        "## Inference: backends against MONAI's sliding window\n",
         _commands(r.get("sliding_window")),
-        _sliding(r),
-        "## Inference: peak memory on a CT-sized scan\n",
+        render_speed.sliding(r),
+        "## Inference: accuracy of each backend on a trained model\n",
+        _commands(r.get("hippocampus_backends")),
+        render_speed.agreement(r),
+        "## Inference: a folder of small scans (start-up and throughput)\n",
+        _commands(
+            r.get("hippocampus_folder"), r.get("hippocampus_folder_int8"), r.get("hippocampus_overlap")
+        ),
+        render_speed.folder(r),
+        "## Inference: time and peak memory on a CT-sized scan\n",
         _commands(r.get("predict_memory")),
-        _memory(r),
+        render_speed.memory(r),
+        "## Inference on a GPU\n",
+        render_speed.gpu(r),
         "## Reliability: fuzzed readers\n",
         _commands(r.get("fuzz")),
         _fuzz(r),

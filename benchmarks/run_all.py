@@ -40,8 +40,15 @@ class Entry:
         return [*cmd, "--json", str(RESULTS / f"{self.key}.json")]
 
 
-DEVICE_SCRIPTS = {"train_hippocampus.py", "train_isbi.py", "demo.py", "sliding_window_speed.py"}
-DATA_SCRIPTS = {"train_hippocampus.py", "train_isbi.py"}
+DEVICE_SCRIPTS = {
+    "train_hippocampus.py",
+    "train_isbi.py",
+    "demo.py",
+    "sliding_window_speed.py",
+    "predict_memory.py",
+    "predict_folder_speed.py",
+}
+DATA_SCRIPTS = {"train_hippocampus.py", "train_isbi.py", "backend_agreement.py", "predict_folder_speed.py"}
 
 
 def _hippo(key: str, minutes: int, *sets: str) -> Entry:
@@ -55,6 +62,9 @@ def _hippo(key: str, minutes: int, *sets: str) -> Entry:
 LEVER_MINUTES = 5
 #: Flips along all three axes (nnU-Net's default) instead of the shipped left-right only.
 ALL_FLIPS = "augmentation.flip_axes=null"
+
+HIPPO_RUN = "/tmp/medseg_bench/hippocampus"
+HIPPO_FOLDER = ("--model", HIPPO_RUN, "--manifest", "data_manifests/msd_hippocampus.json", "--split", "val")
 
 #: Every benchmark, in the order they run.
 ENTRIES: list[Entry] = [
@@ -89,7 +99,31 @@ ENTRIES: list[Entry] = [
     ),
     _hippo("lever_cosine", LEVER_MINUTES, "training.schedule=cosine", "training.warmup_epochs=1"),
     Entry("isbi", "train_isbi.py", ("--minutes", "18", "--output", "/tmp/medseg_bench/isbi")),
-    Entry("sliding_window", "sliding_window_speed.py", ("--repeats", "6")),
+    Entry("sliding_window", "sliding_window_speed.py", ("--repeats", "5")),
+    # the next three predict with the model the "hippocampus" entry trained
+    Entry(
+        "hippocampus_backends",
+        "backend_agreement.py",
+        (
+            "--model",
+            HIPPO_RUN,
+            "--variants",
+            "torch:fp32,auto,torch:bf16,openvino:fp32,onnxruntime:fp32,onnxruntime:int8,openvino:int8",
+        ),
+    ),
+    Entry(
+        "hippocampus_folder", "predict_folder_speed.py", (*HIPPO_FOLDER, "--output", "/tmp/medseg_bench/fold")
+    ),
+    Entry(
+        "hippocampus_folder_int8",
+        "predict_folder_speed.py",
+        (*HIPPO_FOLDER, "--precision", "int8", "--output", "/tmp/medseg_bench/fold_int8"),
+    ),
+    Entry(
+        "hippocampus_overlap",
+        "predict_folder_speed.py",
+        (*HIPPO_FOLDER, "--compare-overlap", "--repeats", "3", "--output", "/tmp/medseg_bench/fold_overlap"),
+    ),
     Entry("predict_memory", "predict_memory.py"),
     Entry("fuzz", "fuzz_readers.py", ("--findings", "/tmp/medseg_bench/fuzz-findings")),
     Entry("soak", "soak.py"),

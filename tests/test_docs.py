@@ -100,6 +100,10 @@ def test_run_all_reruns_every_figure_on_the_page():
         "isbi",
         "sliding_window",
         "predict_memory",
+        "hippocampus_backends",
+        "hippocampus_folder",
+        "hippocampus_folder_int8",
+        "hippocampus_overlap",
         "fuzz",
         "soak",
     }
@@ -108,10 +112,11 @@ def test_run_all_reruns_every_figure_on_the_page():
 
 
 def test_extending_page_lists_every_registered_name():
-    """docs/extending.md's table of registered names equals the four tables."""
+    """docs/extending.md's table of registered names equals the five tables."""
     import re
 
     from medseg.export.registry import EXPORTS
+    from medseg.inference.backends import BACKENDS
     from medseg.io.formats import FORMATS
     from medseg.losses import LOSSES
     from medseg.models import MODELS
@@ -121,11 +126,12 @@ def test_extending_page_lists_every_registered_name():
     listed = {
         row.split("|")[1].strip(): [n.strip() for n in row.split("|")[3].split(",")]
         for row in block.splitlines()
-        if re.match(r"\| (networks|losses|input formats|export formats) ", row)
+        if re.match(r"\| (networks|losses|input formats|export formats|inference backends) ", row)
     }
     assert listed == {
         "networks": list(MODELS),
         "losses": list(LOSSES),
         "input formats": [f.name for f in FORMATS],
         "export formats": [e.name for e in EXPORTS],
+        "inference backends": list(BACKENDS),
     }, "update the table in docs/extending.md"

@@ -16,7 +16,11 @@ import torch
 from medseg.device import resolve_device
 from medseg.errors import InputNotFoundError, MedsegError
 from medseg.inference.postprocess import PostprocessOptions, postprocess
-from medseg.inference.sliding_window import sliding_window_inference, sliding_window_labels
+from medseg.inference.sliding_window import (
+    accumulation_device,
+    sliding_window_inference,
+    sliding_window_labels,
+)
 from medseg.io.formats import is_2d_source
 from medseg.transforms.preprocess import Plan, PreprocessedCase
 from medseg.volume import Volume
@@ -272,11 +276,11 @@ class Predictor:
             prob = torch.stack(probs, 1).movedim(1, self.slice_axis + 1) if probabilities else None
             return lab, prob
         x = image[None]
+        if self.device.type == "cuda":  # the scan goes to the GPU once when it fits: windows are cut there
+            x = x.to(accumulation_device(4 * x.numel(), self.device))
         if probabilities:
-            logits = sliding_window_inference(
-                x, run, self.patch_size, self.overlap, self.batch_size, stitch_device="cpu"
-            )[0]
-            return logits.argmax(0).to(label_dtype), torch.softmax(logits, 0)
+            logits = sliding_window_inference(x, run, self.patch_size, self.overlap, self.batch_size)[0]
+            return logits.argmax(0).to(label_dtype).cpu(), torch.softmax(logits, 0).cpu()
         return sliding_window_labels(
             x, run, self.patch_size, self.overlap, self.batch_size, label_dtype=label_dtype
         ), None

@@ -74,8 +74,8 @@ def _instance_norm_channels_last(
     BLAS calls on the ``[B, N, C]`` view (a mean, and the Gram diagonal for the sum of squares),
     accumulated in float32, and the normalisation is one fused ``addcmul``. When a channel's mean
     is large against its spread (where ``E[x^2] - E[x]^2`` would cancel), the statistics are
-    recomputed in float64, two-pass. Used at inference only (no autograd); results equal ``F.instance_norm`` to float32
-    rounding.
+    recomputed in float64, two-pass. Used at inference only (no autograd); results equal
+    ``F.instance_norm`` to float32 rounding.
     """
     b, c = x.shape[:2]
     v = x.movedim(1, -1).reshape(b, -1, c).float()  # a view when x is channels-last

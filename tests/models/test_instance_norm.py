@@ -28,7 +28,9 @@ def test_equals_instance_norm(shape, offset):
     assert (out - exact).abs().max().item() <= max(3 * torch_error, 1e-4)
 
 
-@pytest.mark.parametrize(("cls", "shape"), [(InstanceNorm3d, (2, 8, 9, 10, 11)), (InstanceNorm2d, (2, 8, 20, 21))])
+@pytest.mark.parametrize(
+    ("cls", "shape"), [(InstanceNorm3d, (2, 8, 9, 10, 11)), (InstanceNorm2d, (2, 8, 20, 21))]
+)
 def test_module_takes_the_fast_path_only_at_inference(cls, shape, monkeypatch):
     norm = cls(shape[1], affine=True)
     x = torch.randn(shape).contiguous(memory_format=FORMATS[len(shape)])
