@@ -285,10 +285,15 @@ class Predictor:
             x, run, self.patch_size, self.overlap, self.batch_size, label_dtype=label_dtype
         ), None
 
+    @property
+    def _resample_device(self) -> torch.device | None:
+        """Where :meth:`prepare` and :meth:`finish` resample: the GPU on CUDA, else scipy (None)."""
+        return self.device if self.device.type == "cuda" else None
+
     def prepare(self, image: Volume) -> PreparedCase:
         """Check ``image`` (3D ``[X, Y, Z]``, or 4D ``[X, Y, Z, C]`` with channels on axis 3) and
-        preprocess it onto the network's grid (CPU only: safe to run in another thread while
-        the network works on another case).
+        preprocess it onto the network's grid (safe to run in another thread while the network
+        works on another case; the resampling runs on the GPU when the predictor's device is CUDA).
 
         Raises:
             MedsegError: the scan's channels do not match the model's (a colour picture or a 4D
@@ -312,7 +317,7 @@ class Predictor:
                 f"the scan has {n_in} channel(s) but the model takes {self.plan.n_channels}",
                 hint="give every channel the model was trained on (a 4D file with channels on axis 4)",
             )
-        case = self.plan.apply(image)
+        case = self.plan.apply(image, device=self._resample_device)
         return PreparedCase(image, case, time.monotonic() - t0)
 
     def infer(
@@ -341,7 +346,7 @@ class Predictor:
         postprocessing: PostprocessOptions | None = None,
     ) -> Prediction:
         """Map the network's output of :meth:`infer` back onto the source grid, post-process it
-        and attach the record (CPU only).
+        and attach the record (the resampling on the GPU when the predictor's device is CUDA).
 
         Args:
             prepared: What :meth:`prepare` returned for the scan.
@@ -356,7 +361,7 @@ class Predictor:
         """
         t0 = time.monotonic()
         image, record = prepared.image, prepared.case.record
-        back = self.plan.invert(labels.numpy(), record, order=0)
+        back = self.plan.invert(labels.numpy(), record, order=0, device=self._resample_device)
         options = postprocessing or PostprocessOptions()
         arr = postprocess(back.array, image.spacing, options)
         dtype = np.uint8 if max(self.plan.labels) < 256 else np.uint16
@@ -368,7 +373,9 @@ class Predictor:
         out.meta.sop_instance_uids = list(image.meta.sop_instance_uids)
         prob_vol = None
         if probabilities is not None:
-            soft = self.plan.invert(probabilities.numpy(), record, order=1, fill=0.0)
+            soft = self.plan.invert(
+                probabilities.numpy(), record, order=1, fill=0.0, device=self._resample_device
+            )
             outside = np.ones(soft.array.shape[1:], dtype=bool)  # voxels cropped away: background
             outside[self.plan.source_crop_box(record)] = False
             soft.array[0][outside] = 1.0

@@ -7,7 +7,9 @@ can be handled with the same code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -71,7 +73,8 @@ def _instance_norm_channels_last(
 
     PyTorch's ``instance_norm`` copies a channels-last input to the contiguous layout and back,
     which costs more than the convolution around it on a CPU. Here the statistics come from two
-    BLAS calls on the ``[B, N, C]`` view (a mean, and the Gram diagonal for the sum of squares),
+    BLAS calls per sample on its ``[N, C]`` view (a mean, and the Gram diagonal for the sum of
+    squares; per sample, so a window's result does not depend on the batch it came in),
     accumulated in float32, and the normalisation is one fused ``addcmul``. When a channel's mean
     is large against its spread (where ``E[x^2] - E[x]^2`` would cancel), the statistics are
     recomputed in float64, two-pass. Used at inference only (no autograd); results equal
@@ -80,8 +83,9 @@ def _instance_norm_channels_last(
     b, c = x.shape[:2]
     v = x.movedim(1, -1).reshape(b, -1, c).float()  # a view when x is channels-last
     n = v.shape[1]
-    mean = v.mean(1)  # [B, C]
-    sumsq = torch.bmm(v.transpose(1, 2), v).diagonal(dim1=1, dim2=2)
+    # one sample at a time: a sample's statistics never depend on the others in its batch
+    mean = torch.stack([v[i].mean(0) for i in range(b)])  # [B, C]
+    sumsq = torch.stack([(v[i].T @ v[i]).diagonal() for i in range(b)])
     var = sumsq / n - mean * mean
     if bool((mean * mean > 1e3 * var.clamp_min(eps)).any()):  # cancellation: exact two-pass instead
         vd = v.double()
@@ -98,9 +102,27 @@ def _instance_norm_channels_last(
     return torch.addcmul(shift.view(shape).to(x.dtype), x, scale.view(shape).to(x.dtype))
 
 
+_CHANNELS_LAST_INFERENCE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "medseg_channels_last_inference", default=False
+)
+
+
+@contextlib.contextmanager
+def channels_last_inference() -> Iterator[None]:
+    """Within this context, medseg's instance norms keep channels-last inputs channels-last
+    (:func:`_instance_norm_channels_last`). The torch inference backend runs its network in it;
+    elsewhere (training, export, the model contract) PyTorch's own kernel is used, unchanged."""
+    token = _CHANNELS_LAST_INFERENCE.set(True)
+    try:
+        yield
+    finally:
+        _CHANNELS_LAST_INFERENCE.reset(token)
+
+
 def _fast_path(module: nn.Module, x: torch.Tensor) -> bool:
     return (
-        not module.training
+        _CHANNELS_LAST_INFERENCE.get()
+        and not module.training
         and not torch.is_grad_enabled()
         and not module.track_running_stats
         and x.device.type == "cpu"

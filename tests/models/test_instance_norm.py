@@ -6,7 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medseg.models._blocks import InstanceNorm2d, InstanceNorm3d, _instance_norm_channels_last
+from medseg.models._blocks import (
+    InstanceNorm2d,
+    InstanceNorm3d,
+    _instance_norm_channels_last,
+    channels_last_inference,
+)
 
 FORMATS = {4: torch.channels_last, 5: torch.channels_last_3d}
 
@@ -44,7 +49,10 @@ def test_module_takes_the_fast_path_only_at_inference(cls, shape, monkeypatch):
     assert not calls
     norm.eval()
     with torch.no_grad():
-        y_eval = norm(x)
-        norm(x.contiguous())  # a contiguous input keeps PyTorch's kernel
+        norm(x)  # outside the inference context: PyTorch's kernel
+        assert not calls
+        with channels_last_inference():
+            y_eval = norm(x)
+            norm(x.contiguous())  # a contiguous input keeps PyTorch's kernel
     assert len(calls) == 1
     assert (y_eval - y_train.detach()).abs().max().item() < 1e-4

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from medseg.inference.backends.registry import BackendRequest, Precision
+from medseg.models._blocks import channels_last_inference
 
 __all__ = ["TorchRunner", "build"]
 
@@ -49,7 +50,8 @@ class TorchRunner:
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True).contiguous(memory_format=self._format)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision is Precision.BF16):
+        bf16 = self.precision is Precision.BF16
+        with channels_last_inference(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
             y = self.model(x)
         if isinstance(y, list | tuple):
             y = y[0]

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medseg import geometry
 from medseg.transforms.preprocess.resample import resample_array, resampled_affine, resampled_shape
 from medseg.volume import Volume, VolumeMeta
+
+if TYPE_CHECKING:
+    import torch
 
 PLAN_VERSION = 1
 
@@ -176,8 +179,14 @@ class Plan:
         return hashlib.sha1(self.to_json().encode()).hexdigest()[:16]
 
     # -- forward ---------------------------------------------------------------------------
-    def apply(self, image: Volume, label: Volume | None = None) -> PreprocessedCase:
-        """Preprocess one case. ``image`` holds channels on axis 3 (or is 3D for one channel)."""
+    def apply(
+        self, image: Volume, label: Volume | None = None, device: torch.device | str | None = None
+    ) -> PreprocessedCase:
+        """Preprocess one case. ``image`` holds channels on axis 3 (or is 3D for one channel).
+
+        ``device``: where the resampling runs (``None``: scipy on the CPU; a torch device: the
+        torch implementation there, see :func:`~medseg.transforms.preprocess.resample.resample_array`).
+        """
         arr = image.array if image.array.ndim == 4 else image.array[..., np.newaxis]
         if arr.shape[3] != self.n_channels:
             raise ValueError(f"plan expects {self.n_channels} channel(s), image has {arr.shape[3]}")
@@ -209,9 +218,9 @@ class Plan:
         else:
             shape_s = resampled_shape(shape_c, geometry.spacing(aff_c), self.target_spacing)
         # one float32 copy (the crop is a view of the caller's array), normalised in place below
-        img = resample_array(arr_c.astype(np.float32), shape_s, order=1)
+        img = resample_array(arr_c.astype(np.float32), shape_s, order=1, device=device)
         aff_s = resampled_affine(aff_c, shape_c, shape_s)
-        lab = resample_array(lab_c, shape_s, order=0) if lab_c is not None else None
+        lab = resample_array(lab_c, shape_s, order=0, device=device) if lab_c is not None else None
         img, norm = self._normalize(img)
         record = CaseRecord(
             source_shape=list(image.spatial_shape),
@@ -273,7 +282,14 @@ class Plan:
         return tuple(slice(int(i.min()), int(i.max()) + 1) for i in idx)
 
     # -- inverse -----------------------------------------------------------------------------
-    def invert(self, array: np.ndarray, record: CaseRecord, order: int = 0, fill: float = 0) -> Volume:
+    def invert(
+        self,
+        array: np.ndarray,
+        record: CaseRecord,
+        order: int = 0,
+        fill: float = 0,
+        device: torch.device | str | None = None,
+    ) -> Volume:
         """Map an array on the preprocessed grid back onto the case's source grid.
 
         Args:
@@ -282,11 +298,13 @@ class Plan:
             record: The case's record from :meth:`apply`.
             order: 0 nearest (labels), 1 linear (probabilities).
             fill: Value outside the cropped region (background).
+            device: Where the resampling runs (``None``: scipy on the CPU; a torch device: the
+                torch implementation there).
         """
         channels_first = array.ndim == 4
         arr = np.moveaxis(array, 0, -1) if channels_first else array
         shape_c = [b - a for a, b in zip(record.crop_start, record.crop_stop)]
-        back = resample_array(arr, shape_c, order=order)
+        back = resample_array(arr, shape_c, order=order, device=device)
         full_shape = list(record.reoriented_shape) + list(arr.shape[3:])
         full = np.full(full_shape, fill, dtype=back.dtype)
         sl = tuple(slice(a, b) for a, b in zip(record.crop_start, record.crop_stop))
