@@ -1,13 +1,13 @@
 """The OpenVINO backend (CPU plugin).
 
 The exported ONNX model is compiled for one window at a time (static shapes are the fastest on
-a CPU) in OpenVINO's throughput mode: one inference stream per core, each with its own thread, and
-the windows of a call are spread over the streams through an ``AsyncInferQueue``. On small core
-counts this beats one request using every core (measured: about 20% faster on 2 cores for the
-large-CT network), and no compute is ever spent on padding a batch. ``bf16`` sets OpenVINO's
-inference precision hint (it runs where the CPU has native bf16); ``int8`` compiles the calibrated
-QDQ model, whose quantised convolutions OpenVINO runs in int8 (VNNI). Compiled blobs are cached in
-the export folder, so later processes start faster.
+a CPU) in OpenVINO's throughput mode: up to one inference stream per core, no more streams than a
+call brings windows, the cores shared out among them; the windows of a call are spread over the
+streams through an ``AsyncInferQueue``. No compute is spent on padding a batch, and on 2 cores a
+probe of the large-CT network ran about 20% faster than one request using both cores. ``bf16``
+sets OpenVINO's inference precision hint (it runs where the CPU has native bf16); ``int8``
+compiles the calibrated QDQ model, whose quantised convolutions OpenVINO runs in int8 (VNNI).
+Compiled blobs are cached in the export folder, so later processes start faster.
 """
 
 from __future__ import annotations
@@ -31,8 +31,11 @@ class OpenVinoRunner:
         path: The ONNX model (input ``[N, C, *roi]``).
         window: ``[C, *roi]``.
         precision: ``fp32``, ``bf16`` or ``int8`` (the file is QDQ for int8).
-        threads: CPU threads; one stream each.
+        threads: CPU threads, shared out over the streams.
         cache_dir: OpenVINO's compiled-model cache.
+        max_windows: The most windows a call usually brings (the sliding-window batch, times the
+            mirrored copies of TTA): there are ``min(threads, max_windows)`` streams, so a many-core
+            server keeps every core busy with a few windows per call.
 
     Raises:
         RuntimeError: OpenVINO cannot compile the model (raised by OpenVINO).
@@ -47,6 +50,7 @@ class OpenVinoRunner:
         precision: Precision,
         threads: int,
         cache_dir: Path | None = None,
+        max_windows: int | None = None,
     ) -> None:
         import openvino as ov
 
@@ -55,12 +59,13 @@ class OpenVinoRunner:
             core.set_property({"CACHE_DIR": str(cache_dir)})
         model = core.read_model(str(path))
         model.reshape([1, *window])
-        self.streams = max(1, int(threads))
+        threads = max(1, int(threads))
+        self.streams = max(1, min(threads, max_windows or threads))
         config = {
             "INFERENCE_PRECISION_HINT": "bf16" if precision is Precision.BF16 else "f32",
             "PERFORMANCE_HINT": "THROUGHPUT",
             "NUM_STREAMS": self.streams,
-            "INFERENCE_NUM_THREADS": self.streams,
+            "INFERENCE_NUM_THREADS": threads,
         }
         self.compiled = core.compile_model(model, "CPU", config)
         self.queue = ov.AsyncInferQueue(self.compiled, self.streams)
@@ -97,4 +102,6 @@ def build(request: BackendRequest) -> OpenVinoRunner:
     else:
         path = exported_onnx(request)
     cache = cache_folder(request) / "openvino-cache"
-    return OpenVinoRunner(path, request.window, request.precision, torch.get_num_threads(), cache)
+    return OpenVinoRunner(
+        path, request.window, request.precision, torch.get_num_threads(), cache, request.batch_size
+    )
