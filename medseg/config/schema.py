@@ -7,6 +7,7 @@ Objects (model, loss) are chosen by registry name, never by import path.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import Enum
 from typing import Any, Literal
 
@@ -98,12 +99,14 @@ class ModelConfig(_Strict):
 class LossConfig(_Strict):
     """The loss, by registry name."""
 
-    name: str = Field("dice_focal", description="dice_focal, dice_ce, focal, ce, tversky")
+    name: str = Field(
+        "dice_focal", description="dice_focal, dice_ce, focal, ce, tversky; region_dice_bce (with regions)"
+    )
     params: dict[str, Any] = Field(
         default_factory=dict,
         description="loss parameters: class_weights, "
         "include_background, batch_dice; gamma (focal); alpha, beta (tversky); "
-        "lambda_dice, lambda_focal, lambda_ce",
+        "lambda_dice, lambda_focal, lambda_ce, lambda_bce",
     )
     deep_supervision_weights: list[float] | None = Field(
         None, description="weights of the deep-supervision outputs (default: halving per level)"
@@ -159,14 +162,6 @@ class TrainingConfig(_Strict):
         50, ge=1, description="optimiser steps per epoch (shared across ranks under torchrun)"
     )
     batch_size: int = Field(2, ge=1, description="patches per step (per process)")
-    backend: Literal["auto", "torch", "onnxruntime", "openvino"] = Field(
-        "auto",
-        description="engine that runs the network: auto picks the fastest that matches fp32 here "
-        "(docs/inference.md)",
-    )
-    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
-        "auto", description="arithmetic precision: auto is bf16 where the CPU has native bf16 or on CUDA"
-    )
     patch_size: list[int] = Field(description="patch (voxels) per spatial axis of the model")
     foreground_oversample: float = Field(
         0.33, ge=0, le=1, description="share of patches centred on a labelled voxel"
@@ -219,12 +214,63 @@ class InferenceConfig(_Strict):
     )
 
 
+class RegionConfig(_Strict):
+    """One region of region-based training: a union of label values, learnt as one sigmoid output.
+
+    Regions may overlap (BraTS: whole tumour {1, 2, 4}, tumour core {1, 4}, enhancing {4}). A
+    prediction paints each region's mask with ``value``, in the order the regions are listed, as
+    nnU-Net does with ``regions_class_order`` (Isensee et al., nnU-Net, Nature Methods 2021).
+    """
+
+    name: str = Field(min_length=1, max_length=64, description="region name (metrics, probability maps)")
+    labels: list[int] = Field(min_length=1, description="label values the region is the union of")
+    value: int = Field(ge=1, le=65535, description="label value its mask is painted with in a prediction")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: list[int]) -> list[int]:
+        if any(x < 1 for x in v):
+            raise ValueError("region labels must be foreground values (>= 1)")
+        if len(set(v)) != len(v):
+            raise ValueError(f"a region lists a label value twice ({v})")
+        return sorted(v)
+
+
+def check_region_list(regions: list[RegionConfig], labels: Iterable[int] | None) -> None:
+    """Region names and painted values distinct; region labels among ``labels`` (when known).
+
+    Raises:
+        ValueError: the first problem, in one line (pydantic turns it into a validation error).
+    """
+    names = [r.name for r in regions]
+    values = [r.value for r in regions]
+    for what, items in (("name", names), ("value", values)):
+        dupes = sorted({str(x) for x in items if items.count(x) > 1})
+        if dupes:
+            raise ValueError(f"two regions share the {what} {dupes[0]}")
+    if labels is None:
+        return
+    known = {int(x) for x in labels if int(x) > 0}
+    for r in regions:
+        missing = sorted(set(r.labels) - known)
+        if missing:
+            raise ValueError(
+                f"region {r.name!r} lists label value(s) {missing} that are not labels {sorted(known)}"
+            )
+
+
 class PipelineConfig(_Strict):
     """A whole pipeline: data, preprocessing, model, loss, augmentation, training, inference."""
 
     name: str = Field(description="name of the pipeline (recorded in the run folder)")
     description: str = Field("", description="free text shown in reports")
     labels: dict[int, str] | None = Field(None, description="class index -> name (default: the manifest's)")
+    regions: list[RegionConfig] | None = Field(
+        None,
+        min_length=1,
+        description="region-based training: a list of {name, labels: [values], value} in paint "
+        "order; sigmoid outputs, one per region (default: the manifest's regions, else softmax classes)",
+    )
     data: DataConfig = Field(description="where the cases come from")
     preprocessing: PreprocessingConfig = Field(
         default_factory=PreprocessingConfig, description="recorded with the model, replayed at prediction"
@@ -246,4 +292,6 @@ class PipelineConfig(_Strict):
                 f"training.patch_size has {len(self.training.patch_size)} sizes but the model is "
                 f"{self.model.spatial_dims}D"
             )
+        if self.regions is not None:
+            check_region_list(self.regions, self.labels)
         return self

@@ -19,7 +19,7 @@ from medseg.inference.backends.registry import BackendRequest
 
 log = logging.getLogger(__name__)
 
-__all__ = ["cache_folder", "exported_onnx", "weights_digest"]
+__all__ = ["cache_folder", "exported_onnx", "model_file", "weights_digest"]
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -91,3 +91,15 @@ def exported_onnx(request: BackendRequest) -> Path:
             hint="use --backend torch",
         ) from None
     return path
+
+
+def model_file(request: BackendRequest) -> Path:
+    """The ONNX file an ONNX engine runs for ``request``: the calibrated int8 QDQ model for
+    ``int8``, else the float32 export (each built once and cached)."""
+    from medseg.inference.backends.registry import Precision
+
+    if request.precision is Precision.INT8:
+        from medseg.inference.backends.quantize import quantized_onnx
+
+        return quantized_onnx(request)
+    return exported_onnx(request)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medseg.inference.backends.onnx_export import exported_onnx
+from medseg.inference.backends.onnx_export import model_file
 from medseg.inference.backends.registry import BackendRequest, Precision
 
 __all__ = ["OnnxRuntimeRunner", "build"]
@@ -49,10 +49,4 @@ class OnnxRuntimeRunner:
 
 def build(request: BackendRequest) -> OnnxRuntimeRunner:
     """The ONNX Runtime runner of ``request`` (exports, and for int8 calibrates, once)."""
-    if request.precision is Precision.INT8:
-        from medseg.inference.backends.quantize import quantized_onnx
-
-        path = quantized_onnx(request)
-    else:
-        path = exported_onnx(request)
-    return OnnxRuntimeRunner(path, request.precision, torch.get_num_threads())
+    return OnnxRuntimeRunner(model_file(request), request.precision, torch.get_num_threads())

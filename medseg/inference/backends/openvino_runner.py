@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medseg.inference.backends.onnx_export import cache_folder, exported_onnx
+from medseg.inference.backends.onnx_export import cache_folder, model_file
 from medseg.inference.backends.registry import BackendRequest, Precision
 
 __all__ = ["OpenVinoRunner", "build"]
@@ -95,12 +95,7 @@ class OpenVinoRunner:
 
 def build(request: BackendRequest) -> OpenVinoRunner:
     """The OpenVINO runner of ``request`` (exports, and for int8 calibrates, once)."""
-    if request.precision is Precision.INT8:
-        from medseg.inference.backends.quantize import quantized_onnx
-
-        path = quantized_onnx(request)
-    else:
-        path = exported_onnx(request)
+    path = model_file(request)
     cache = cache_folder(request) / "openvino-cache"
     return OpenVinoRunner(
         path, request.window, request.precision, torch.get_num_threads(), cache, request.batch_size
