@@ -60,7 +60,7 @@ def main() -> int:
             "--size",
             *size,
             "--json",
-            str(out / "gpu_ct.json"),
+            str(out / ("gpu_ct_quick.json" if args.quick else "gpu_ct.json")),
         ]
     )
     run = Path(args.hippocampus_run)

@@ -62,7 +62,7 @@ def summary_rows(r: R) -> list[str]:
     )
     rows.append(
         "| sliding window, default path (`auto`) vs MONAI fp32; labels changed and Dice change on the "
-        "trained hippocampus model | "
+        "trained hippocampus model (on the untrained benchmark net: see below) | "
         + (
             f"{_f(auto[1]['ratio_monai_over_medseg'], 2)}x ({auto[0].removeprefix('auto (').rstrip(')')}); "
             f"{100 * trained[1]['labels_differ_share']:.4f} % of voxels, Dice "
@@ -127,8 +127,8 @@ def sliding(r: R) -> str:
         )
     rows.append(
         "\nThe torch fp32 path gains from channels-last memory with an instance norm that keeps that layout "
-        "(PyTorch's own copies the tensor twice per layer), inference mode, and label stitching without the "
-        "weight sum. The bf16 rows change 0.7 % of the labels here because this network is untrained: its "
+        "(PyTorch's own copies the tensor twice per layer) and inference mode. The bf16 rows change 0.7 % "
+        "of the labels here because this network is untrained: its "
         "class scores are near ties everywhere, so any rounding flips some. On a trained network "
         "(the next table) the same paths change a few voxels in 100,000.\n"
     )
@@ -172,7 +172,8 @@ def memory(r: R) -> str:
         f"`medseg predict` in a fresh process on a {'x'.join(map(str, x['shape']))} int16 scan "
         f"({x['input_int16_gb']} GB of voxels) with a 3-class 3D U-Net [8, 16, 32, 64], window 128x128x64, "
         "overlap 0.25, CPU, default backend; the time includes start-up, reading, the one-off ONNX export, "
-        "writing the mask; peak resident memory of the prediction process:\n\n"
+        "writing the mask; peak resident memory: the largest sum over the command's processes (the "
+        "prediction and its reader child), sampled every 50 ms:\n\n"
         "| backend | time | peak RSS | exit |\n|---|---:|---:|---:|\n"
         f"| {x.get('backend') or 'torch:fp32'} | **{_f(x['seconds'], 0)} s** | "
         f"**{_f(x['peak_rss_gb'], 2)} GB** | "

@@ -368,12 +368,15 @@ def _run_overlapped(jobs: list[_Job], stages: _Stages, queue_size: int) -> None:
 
 
 def _warm_up(predictor: Any) -> None:
-    """Build the predictor's runner (export, compile) now; a user error there is left to fail
-    the cases, as it would without the warm-up."""
-    try:
+    """Build the predictor's runner (export, compile) while the first case is read.
+
+    Raises:
+        MedsegError: the backend cannot run this model here (a missing package, int8 without
+            its calibration data, a network that does not export): the whole command is refused
+            in one line, rather than every case failing alike.
+    """
+    if hasattr(predictor, "runner"):
         _ = predictor.runner
-    except (MedsegError, AttributeError) as exc:
-        log.debug("runner not built ahead: %s", exc)
 
 
 def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:

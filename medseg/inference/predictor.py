@@ -1,4 +1,10 @@
-"""Predict one scan with a trained model and map the mask back onto the scan's own grid."""
+"""Predict one scan with a trained model and map the mask back onto the scan's own grid.
+
+A model trained on regions (``regions`` of the pipeline, recorded in its checkpoint) has one
+sigmoid output per region: each region is thresholded at 0.5 and the masks are painted into a
+label map in the declared order (:func:`medseg.data.regions.paint`, as nnU-Net's
+``regions_class_order``); its probabilities are the sigmoid of each region.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from medseg.config.schema import RegionConfig
+from medseg.data.regions import paint
 from medseg.device import resolve_device
 from medseg.errors import InputNotFoundError, MedsegError
 from medseg.inference.postprocess import PostprocessOptions, postprocess
@@ -30,17 +38,22 @@ log = logging.getLogger(__name__)
 
 class MirrorTTA:
     """Average a network's output over all mirrorings of the given spatial axes (test-time
-    augmentation). Every mirrored copy of a batch goes through the network in one call
-    (``[N * 2^k, C, *roi]``), which keeps small windows efficient.
+    augmentation). The mirrored copies of a batch go through the network together
+    (``[N * 2^k, C, *roi]``, which keeps small windows efficient), at most ``max_windows``
+    windows per call.
 
     Args:
         network: A runner or module mapping ``[N, C, *roi]`` to logits ``[N, K, *roi]``.
         axes: Spatial axes (0-based, after the channel axis) to mirror.
+        max_windows: The most windows per call (``None``: all copies at once).
     """
 
-    def __init__(self, network: Callable[[torch.Tensor], Any], axes: Sequence[int]) -> None:
+    def __init__(
+        self, network: Callable[[torch.Tensor], Any], axes: Sequence[int], max_windows: int | None = None
+    ) -> None:
         self.network = network
         self.axes = list(axes)
+        self.max_windows = max_windows
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         import itertools
@@ -50,12 +63,14 @@ class MirrorTTA:
             for k in range(len(self.axes) + 1)
             for combo in itertools.combinations(self.axes, k)
         ]
-        batch = torch.cat([torch.flip(x, dims) if dims else x for dims in flips])
-        y = self.network(batch)
-        if isinstance(y, list | tuple):
-            y = y[0]
-        y = y.float()
         n = x.shape[0]
+        per_call = max(1, (self.max_windows or n * len(flips)) // n)  # mirrored copies per call
+        parts = []
+        for i in range(0, len(flips), per_call):
+            batch = torch.cat([torch.flip(x, dims) if dims else x for dims in flips[i : i + per_call]])
+            y = self.network(batch)
+            parts.append((y[0] if isinstance(y, list | tuple) else y).float())
+        y = parts[0] if len(parts) == 1 else torch.cat(parts)
         out = torch.zeros_like(y[:n])
         for i, dims in enumerate(flips):
             part = y[i * n : (i + 1) * n]
@@ -131,6 +146,7 @@ class Predictor:
         precision: ``auto``, ``fp32``, ``bf16`` or ``int8``; ``amp=True`` asks for ``bf16``.
         export_dir: Where ONNX exports are cached (a run folder's ``export/``).
         calibration: For int8: yields float32 training patches ``[n, C, *patch]``.
+        regions: For a model trained on regions: its regions, in output-channel and paint order.
 
     Raises:
         ConfigError: an unknown backend or precision, or a pair that cannot run on ``device``.
@@ -154,6 +170,7 @@ class Predictor:
         precision: str = "auto",
         export_dir: str | Path | None = None,
         calibration: Callable[[], Any] | None = None,
+        regions: Sequence[RegionConfig] | None = None,
     ) -> None:
         from medseg.inference.backends import resolve_backend
 
@@ -162,6 +179,8 @@ class Predictor:
         if amp and precision == "auto":
             precision = "bf16"
         self.backend, self.precision = resolve_backend(backend, precision, self.device)
+        self._auto_backend = backend == "auto"
+        self._runner_error: MedsegError | None = None
         self.export_dir = Path(export_dir) if export_dir is not None else None
         self.calibration = calibration
         self._runner: Any = None
@@ -174,6 +193,9 @@ class Predictor:
         self.tta = bool(tta and self.tta_axes)
         self.amp = amp
         self.model_name = model_name or getattr(model, "medseg_config", {}).get("name", "model")
+        self.regions = list(regions) if regions else None
+        values = [r.value for r in self.regions] if self.regions else []
+        self.max_label = max([*self.plan.labels, *values])
 
     @classmethod
     def from_run(
@@ -199,6 +221,12 @@ class Predictor:
             ) from None
         plan = Plan.from_json(state["plan"])
         cfg = state["config"]
+        regions = [RegionConfig.model_validate(r) for r in cfg.get("regions") or []] or None
+        if regions and len(regions) != mc["out_channels"]:
+            raise MedsegError(
+                f"{ckpt} records {len(regions)} regions for a model with {mc['out_channels']} outputs",
+                hint="the checkpoint is damaged or was edited; train the model again",
+            )
         inference = cfg["inference"]
         settings = {
             "overlap": inference["overlap"],
@@ -224,43 +252,73 @@ class Predictor:
             model_name=f"{mc['name']} ({Path(path).name})",
             export_dir=run_dir / "export",
             calibration=_calibration_source(run_dir, cfg, plan),
+            regions=regions,
             **settings,
         )
 
     # -------------------------------------------------------------------------------------------
     @property
     def runner(self) -> Any:
-        """The network as the chosen backend runs it (built, and exported if needed, on first use)."""
-        if self._runner is None:
-            from medseg.inference.backends import BackendRequest, build_runner
-            from medseg.inference.backends.onnx_export import weights_digest
+        """The network as the chosen backend runs it (built, and exported if needed, on first use).
 
-            request = BackendRequest(
-                model=self.model,
-                device=self.device,
-                precision=self.precision,
-                window=(self.plan.n_channels, *self.patch_size),
-                batch_size=self.batch_size * (2 ** len(self.tta_axes) if self.tta else 1),
-                cache_dir=self.export_dir,
-                model_key=weights_digest(self.model) if self.backend.name != "torch" else "model",
-                calibration=self.calibration,
-            )
-            self._runner = build_runner(self.backend, request)
+        Raises:
+            MedsegError: the backend cannot run this model here; raised again on every later
+                call without retrying. With ``backend="auto"`` (and no int8), a model the ONNX
+                engines cannot reproduce falls back to the torch backend with a warning instead.
+        """
+        if self._runner is None:
+            if self._runner_error is not None:
+                raise self._runner_error
+            try:
+                self._runner = self._build_runner()
+            except MedsegError as exc:
+                explicit = not self._auto_backend or self.precision.value == "int8"
+                if explicit or self.backend.name == "torch":
+                    self._runner_error = exc
+                    raise
+                log.warning("%s: the torch backend is used instead", exc)
+                from medseg.inference.backends import BACKENDS, Precision
+
+                self.backend = BACKENDS["torch"]
+                self.precision = (
+                    self.precision if self.precision in self.backend.precisions else Precision.FP32
+                )
+                self._runner = self._build_runner()
+            self.precision = getattr(self._runner, "precision", self.precision)  # what really runs
             log.info("inference backend: %s, %s", self.backend.name, self.precision.value)
         return self._runner
+
+    def _build_runner(self) -> Any:
+        from medseg.inference.backends import BackendRequest, build_runner
+        from medseg.inference.backends.onnx_export import weights_digest
+
+        request = BackendRequest(
+            model=self.model,
+            device=self.device,
+            precision=self.precision,
+            window=(self.plan.n_channels, *self.patch_size),
+            batch_size=self.batch_size * (2 ** len(self.tta_axes) if self.tta else 1),
+            cache_dir=self.export_dir,
+            model_key=weights_digest(self.model) if self.backend.name != "torch" else "model",
+            calibration=self.calibration,
+        )
+        return build_runner(self.backend, request)
 
     def _network(self) -> Callable[[torch.Tensor], torch.Tensor]:
         net: Callable[[torch.Tensor], torch.Tensor] = self.runner
         if self.tta:
-            net = MirrorTTA(net, self.tta_axes)
+            # the torch path keeps its memory at batch_size windows per call (mirrored copies in
+            # turn); the ONNX engines run one window per request and take every copy at once
+            limit = self.batch_size if self.backend.name == "torch" else None
+            net = MirrorTTA(net, self.tta_axes, max_windows=limit)
         return net
 
     @torch.inference_mode()
     def _infer(self, image: torch.Tensor, probabilities: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Labels [*S] (and softmax [C, *S] if asked) for a preprocessed case [C, *S]."""
+        """Labels [*S] (and softmax [C, *S] or region sigmoids [R, *S] if asked) for a case [C, *S]."""
         run = self._network()
 
-        label_dtype = torch.uint8 if max(self.plan.labels) < 256 else torch.int16
+        label_dtype = torch.uint8 if self.max_label < 256 else torch.int16
         if self.slice_axis is not None:
             moved = image.movedim(self.slice_axis + 1, 1)
             labs, probs = [], []
@@ -269,21 +327,33 @@ class Predictor:
                 logits = sliding_window_inference(
                     x, run, self.patch_size, self.overlap, self.batch_size, stitch_device="cpu"
                 )[0]
-                labs.append(logits.argmax(0).to(label_dtype))
+                lab, prob = self._decide(logits, probabilities, label_dtype)
+                labs.append(lab)
                 if probabilities:
-                    probs.append(torch.softmax(logits, 0))
+                    probs.append(prob)
             lab = torch.stack(labs, 0).movedim(0, self.slice_axis)
             prob = torch.stack(probs, 1).movedim(1, self.slice_axis + 1) if probabilities else None
             return lab, prob
         x = image[None]
         if self.device.type == "cuda":  # the scan goes to the GPU once when it fits: windows are cut there
             x = x.to(accumulation_device(4 * x.numel(), self.device))
-        if probabilities:
+        if probabilities or self.regions:  # regions: the whole [R, *S] logits (bounded memory: to do)
             logits = sliding_window_inference(x, run, self.patch_size, self.overlap, self.batch_size)[0]
-            return logits.argmax(0).to(label_dtype).cpu(), torch.softmax(logits, 0).cpu()
+            lab, prob = self._decide(logits, probabilities, label_dtype)
+            return lab.cpu(), (prob.cpu() if prob is not None else None)
         return sliding_window_labels(
             x, run, self.patch_size, self.overlap, self.batch_size, label_dtype=label_dtype
         ), None
+
+    def _decide(
+        self, logits: torch.Tensor, probabilities: bool, label_dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Labels ``[*S]`` and probabilities ``[K, *S]`` (if asked) of logits ``[K, *S]``: the
+        arg-max and softmax, or for regions each sigmoid > 0.5 painted in order, and the sigmoids."""
+        if self.regions:
+            labels = paint(logits > 0, self.regions, dtype=label_dtype)  # sigmoid > 0.5 where logit > 0
+            return labels, (torch.sigmoid(logits) if probabilities else None)
+        return logits.argmax(0).to(label_dtype), (torch.softmax(logits, 0) if probabilities else None)
 
     @property
     def _resample_device(self) -> torch.device | None:
@@ -327,7 +397,8 @@ class Predictor:
 
         Returns:
             Labels ``[*S]`` (uint8, or int16 past 255 labels) on the preprocessed grid ``S``, and
-            softmax probabilities ``[K, *S]`` (float32) when ``probabilities``, else ``None``.
+            softmax probabilities ``[K, *S]`` (float32; for regions the sigmoid of each region
+            ``[R, *S]``) when ``probabilities``, else ``None``.
             Adds its time to ``prepared.seconds``.
 
         Raises:
@@ -351,7 +422,7 @@ class Predictor:
         Args:
             prepared: What :meth:`prepare` returned for the scan.
             labels: Labels ``[*S]`` on the preprocessed grid.
-            probabilities: Softmax ``[K, *S]``, or ``None``.
+            probabilities: Softmax ``[K, *S]`` (region sigmoids ``[R, *S]``), or ``None``.
             postprocessing: Component filtering and hole filling (default: none).
 
         Returns:
@@ -364,7 +435,7 @@ class Predictor:
         back = self.plan.invert(labels.numpy(), record, order=0, device=self._resample_device)
         options = postprocessing or PostprocessOptions()
         arr = postprocess(back.array, image.spacing, options)
-        dtype = np.uint8 if max(self.plan.labels) < 256 else np.uint16
+        dtype = np.uint8 if self.max_label < 256 else np.uint16
         out = Volume(arr.astype(dtype), image.affine.copy(), back.meta)
         out.meta.source = image.meta.source
         out.meta.series_uid = image.meta.series_uid
@@ -378,7 +449,8 @@ class Predictor:
             )
             outside = np.ones(soft.array.shape[1:], dtype=bool)  # voxels cropped away: background
             outside[self.plan.source_crop_box(record)] = False
-            soft.array[0][outside] = 1.0
+            if not self.regions:  # softmax: background is certain there (regions: 0 everywhere)
+                soft.array[0][outside] = 1.0
             prob_vol = Volume(np.moveaxis(soft.array, 0, -1).astype(np.float32), image.affine.copy())
         prepared.seconds += time.monotonic() - t0
         info = {
@@ -392,6 +464,8 @@ class Predictor:
             "postprocess": options.to_dict(),
             "seconds": round(prepared.seconds, 3),
         }
+        if self.regions:  # the probability maps, one per region, follow this order
+            info["regions"] = [r.model_dump() for r in self.regions]
         out.meta.extra["medseg_prediction"] = info
         return Prediction(out, prob_vol, info)
 

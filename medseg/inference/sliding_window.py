@@ -125,12 +125,14 @@ def accumulation_device(
     nbytes: int, compute: torch.device, requested: torch.device | str | None = None
 ) -> torch.device:
     """Where an accumulation buffer of ``nbytes`` goes: ``requested`` if given; on CUDA, the GPU
-    when the buffer takes at most half of its free memory (``torch.cuda.mem_get_info``), else
-    the CPU; otherwise the compute device."""
+    when the buffer takes at most half of its free memory (``torch.cuda.mem_get_info`` plus what
+    PyTorch's cache holds unused), else the CPU; otherwise the compute device."""
     if requested is not None:
         return torch.device(requested)
     if compute.type == "cuda":
         free, _ = torch.cuda.mem_get_info(compute)
+        # memory PyTorch holds in its cache but has not handed out is free for this buffer too
+        free += torch.cuda.memory_reserved(compute) - torch.cuda.memory_allocated(compute)
         return compute if nbytes <= free // 2 else torch.device("cpu")
     return compute
 

@@ -49,9 +49,18 @@ def test_2d_and_class_form():
     assert torch.equal(inferer.labels(x, net), ref[0].argmax(0).to(torch.uint8))
 
 
-@pytest.mark.parametrize(("shape", "roi", "overlap"), [c for c in CASES if c[0][0] == 1])
+LABEL_CASES = [
+    *[c for c in CASES if c[0][0] == 1],
+    ((1, 1, 20, 61, 10), (32, 32, 32), 0.25),  # smaller than the window along two axes: padded
+    ((1, 1, 30, 28, 41), (16, 16, 16), 0.9),  # many rows, uneven last step
+    ((1, 1, 10, 9), (32, 32), 0.5),  # 2D, padded
+    ((1, 1, 45, 70), (16, 24), 0.0),  # 2D, no overlap
+]
+
+
+@pytest.mark.parametrize(("shape", "roi", "overlap"), LABEL_CASES)
 def test_chunked_labels_equal_full_argmax(shape, roi, overlap):
-    net = _net(in_ch=shape[1])
+    net = _net(in_ch=shape[1], nd=len(shape) - 2)
     x = torch.randn(*shape)
     full = sliding_window_inference(x, net, roi, overlap=overlap)
     labels = sliding_window_labels(x, net, roi, overlap=overlap, batch_size=2)
@@ -83,7 +92,9 @@ def test_accumulation_goes_to_the_gpu_only_when_it_fits(monkeypatch):
     from medseg.inference.sliding_window import accumulation_device
 
     gpu = torch.device("cuda", 0)
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (4_000, 8_000))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (3_000, 8_000))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 1_500)  # 1,000 cached, unused
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 500)
     assert accumulation_device(2_000, gpu) == gpu
     assert accumulation_device(2_001, gpu) == torch.device("cpu")
     assert accumulation_device(10, gpu, "cpu") == torch.device("cpu")  # asked for: kept

@@ -17,7 +17,7 @@ FORMATS = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
 @pytest.mark.parametrize("shape", [(2, 16, 12, 10, 9), (3, 8, 33, 17)])
-@pytest.mark.parametrize("offset", [0.0, 1e4])  # 1e4: E[x^2] - E[x]^2 would cancel
+@pytest.mark.parametrize("offset", [0.0, 2.0, 5.0, 25.0, 1e4])  # large: E[x^2] - E[x]^2 would cancel
 def test_equals_instance_norm(shape, offset):
     torch.manual_seed(0)
     x = (torch.randn(shape) * torch.rand(shape[1]).view(1, -1, *[1] * (len(shape) - 2)) + offset).contiguous(

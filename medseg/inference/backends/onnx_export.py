@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -19,7 +20,10 @@ from medseg.inference.backends.registry import BackendRequest
 
 log = logging.getLogger(__name__)
 
-__all__ = ["cache_folder", "exported_onnx", "model_file", "weights_digest"]
+__all__ = ["OPSET", "cache_folder", "exported_onnx", "model_file", "weights_digest"]
+
+#: The ONNX opset of the exports.
+OPSET = 17
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -32,18 +36,20 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 
 def cache_folder(request: BackendRequest) -> Path:
-    """The folder exports of ``request`` live in (created; a temporary one without a cache)."""
+    """The folder exports of ``request`` live in (created): the run folder's ``export/``, or,
+    where that cannot be written (a read-only run folder), a folder of this user's own under the
+    temporary folder."""
     if request.cache_dir is not None:
         try:
             request.cache_dir.mkdir(parents=True, exist_ok=True)
-            probe = request.cache_dir / ".write-test"
-            probe.touch()
-            probe.unlink()
+            fd, probe = tempfile.mkstemp(dir=request.cache_dir, prefix=".write-test-")
+            os.close(fd)
+            os.unlink(probe)
             return request.cache_dir
         except OSError:
             log.warning("cannot write to %s: exporting to a temporary folder instead", request.cache_dir)
-    folder = Path(tempfile.gettempdir()) / "medseg-export"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.gettempdir()) / f"medseg-export-{getattr(os, 'getuid', lambda: 0)()}"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     return folder
 
 
@@ -53,12 +59,14 @@ def exported_onnx(request: BackendRequest) -> Path:
     Raises:
         MedsegError: the network does not export to ONNX.
     """
+    from medseg import __version__
     from medseg.errors import MedsegError
     from medseg.io.atomic import atomic_output
 
     window = "x".join(str(s) for s in request.window)
     tv = torch.__version__.split("+")[0]
-    path = cache_folder(request) / f"{request.model_key}-{window}-torch{tv}.onnx"
+    name = f"{request.model_key}-{window}-torch{tv}-opset{OPSET}-medseg{__version__}.onnx"
+    path = cache_folder(request) / name
     if path.is_file():
         return path
     model = request.model
@@ -79,7 +87,7 @@ def exported_onnx(request: BackendRequest) -> Path:
                 input_names=["windows"],
                 output_names=["logits"],
                 dynamic_axes={"windows": {0: "batch"}, "logits": {0: "batch"}},
-                opset_version=17,
+                opset_version=OPSET,
                 dynamo=False,
             )
     except MedsegError:
@@ -90,7 +98,41 @@ def exported_onnx(request: BackendRequest) -> Path:
             f"{str(exc).splitlines()[0][:200]}",
             hint="use --backend torch",
         ) from None
+    _verify(path, model, request.window)
     return path
+
+
+def _verify(path: Path, model: torch.nn.Module, window: tuple[int, ...]) -> None:
+    """Check a fresh export against the network on one random window (ONNX Runtime, float32).
+
+    Tracing bakes in one branch of any data-dependent ``if``; such an export computes something
+    else than the network, and must not be used.
+
+    Raises:
+        MedsegError: the export differs from the network (the file is removed).
+    """
+    import importlib.util
+
+    from medseg.errors import MedsegError
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        log.warning("onnxruntime is not installed: the ONNX export is not checked against the network")
+        return
+    import onnxruntime as ort
+
+    x = torch.randn((1, *window), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = model(x)
+    ref = (ref[0] if isinstance(ref, list | tuple) else ref).float().numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    diff = float(abs(out - ref).max())
+    if diff > 1e-3 * max(1.0, float(abs(ref).max())):
+        path.unlink(missing_ok=True)
+        raise MedsegError(
+            f"the ONNX export of the network does not reproduce it (largest difference {diff:.3g})",
+            hint="use --backend torch (the network's output depends on its input in a way tracing misses)",
+        )
 
 
 def model_file(request: BackendRequest) -> Path:

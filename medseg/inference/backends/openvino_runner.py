@@ -12,6 +12,7 @@ Compiled blobs are cached in the export folder, so later processes start faster.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ import torch
 
 from medseg.inference.backends.onnx_export import cache_folder, model_file
 from medseg.inference.backends.registry import BackendRequest, Precision
+
+log = logging.getLogger(__name__)
 
 __all__ = ["OpenVinoRunner", "build"]
 
@@ -68,6 +71,10 @@ class OpenVinoRunner:
             "INFERENCE_NUM_THREADS": threads,
         }
         self.compiled = core.compile_model(model, "CPU", config)
+        actual = str(self.compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
+        if precision is Precision.BF16 and "bf" not in actual:  # bfloat16, or f32 without native bf16
+            log.warning("OpenVINO runs float32 here (this CPU has no native bf16)")
+            precision = Precision.FP32
         self.queue = ov.AsyncInferQueue(self.compiled, self.streams)
         self.queue.set_callback(self._done)
         self.window = tuple(window)

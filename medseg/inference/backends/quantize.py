@@ -50,6 +50,9 @@ __all__ = ["QUANTIZED_OPS", "quantized_onnx", "training_patches"]
 #: head that writes the logits) stays float too: quantising the logits would flip near-tied labels
 #: for the cost of one 1x1 convolution.
 QUANTIZED_OPS = ("Conv",)
+#: Names the quantisation scheme in cached file names: change it whenever what is quantised, or
+#: how, changes, so that no file made by another scheme is reused.
+SCHEME = "int8s2"
 
 #: Training cases calibration patches are drawn from (the first ones of the run's split).
 CALIBRATION_CASES = 4
@@ -71,7 +74,7 @@ def _window_tag(window: Iterable[int]) -> str:
 
 def _cached(folder: Path, model_key: str, window: str) -> Path | None:
     """The cached int8 file of this model and window (the one with most patches), if any."""
-    pattern = re.compile(rf"^{re.escape(model_key)}-{re.escape(window)}-int8-(\d+)p\.onnx$")
+    pattern = re.compile(rf"^{re.escape(model_key)}-{re.escape(window)}-{SCHEME}-(\d+)p\.onnx$")
     found = [(int(m.group(1)), p) for p in folder.glob("*.onnx") if (m := pattern.match(p.name))]
     return max(found)[1] if found else None
 
@@ -189,7 +192,7 @@ def _quantize(source: Path, out: Path, reader: _PatchReader) -> None:
 def quantized_onnx(request: BackendRequest) -> Path:
     """The int8 QDQ ONNX file of ``request.model`` for windows ``request.window`` (built if absent).
 
-    The file (``{model_key}-{C}x{roi}-int8-{patches}p.onnx`` in :func:`.onnx_export.cache_folder`)
+    The file (``{model_key}-{C}x{roi}-{SCHEME}-{patches}p.onnx`` in :func:`.onnx_export.cache_folder`)
     takes float32 windows ``[N, C, *roi]`` and returns float32 logits ``[N, K, *roi]``, like the
     fp32 export. A file of the same weights and window already there is reused without reading
     the calibration data. Otherwise the fp32 export is calibrated on the batches
@@ -228,7 +231,7 @@ def quantized_onnx(request: BackendRequest) -> Path:
                 ) from None
             raise
         log.info("int8 calibration used %d training patches of %s", reader.patches, window)
-        path = folder / f"{request.model_key}-{window}-int8-{reader.patches}p.onnx"
+        path = folder / f"{request.model_key}-{window}-{SCHEME}-{reader.patches}p.onnx"
         with atomic_output(path) as tmp:
             shutil.move(str(out), str(tmp))
     log.info("int8 model written: %s", path)

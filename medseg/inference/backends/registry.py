@@ -131,6 +131,11 @@ class BackendSpec:
                 f"--backend {self.name} needs the {package} package",
                 hint=f"pip install 'medseg[{extra}]'",
             )
+        if precision is Precision.INT8 and importlib.util.find_spec("onnxruntime") is None:
+            raise MissingDependencyError(
+                "--precision int8 needs onnxruntime (its quantisation tools calibrate the model)",
+                hint="pip install 'medseg[onnx]'",
+            )
 
 
 #: Every inference backend, by ``--backend`` name.
@@ -189,7 +194,10 @@ def resolve_backend(backend: str, precision: str, device: torch.device) -> tuple
             f"unknown precision {precision!r}",
             hint=f"{_suggest(precision, names)}choose auto, {', '.join(names)}",
         )
-    native_bf16 = device.type == "cuda" or cpu_has_native_bf16()
+    if device.type == "cuda":  # an older GPU (T4, V100) would run bf16 autocast as float32
+        native_bf16 = not torch.cuda.is_available() or torch.cuda.is_bf16_supported()
+    else:
+        native_bf16 = cpu_has_native_bf16()
     if backend == "auto":
         if device.type == "cuda":
             backend = "torch"

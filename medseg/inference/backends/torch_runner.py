@@ -37,18 +37,15 @@ class TorchRunner:
         self.device = device
         self.precision = Precision(precision)
         self.model = model.to(device).eval()
-        self._format = _memory_format(self._window_ndim(model))
-        self.model = self.model.to(memory_format=self._format)
+        self._format: torch.memory_format | None = None  # set from the first batch's rank
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
-    @staticmethod
-    def _window_ndim(model: torch.nn.Module) -> int:
-        dims = getattr(model, "spatial_dims", None) or model.medseg_config.get("spatial_dims", 3)
-        return int(dims) + 2
-
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self._format is None:
+            self._format = _memory_format(x.ndim)
+            self.model = self.model.to(memory_format=self._format)
         x = x.to(self.device, non_blocking=True).contiguous(memory_format=self._format)
         bf16 = self.precision is Precision.BF16
         with channels_last_inference(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):

@@ -67,8 +67,15 @@ def resample_array(
         return array
     if device is not None:
         if order in (0, 1):
-            return _resample_torch_numpy(array, shape, order, device)
-        log.debug("resampling order %d has no torch implementation: scipy on the CPU", order)
+            import torch
+
+            try:
+                return _resample_torch_numpy(array, shape, order, device)
+            except torch.OutOfMemoryError:  # the GPU is busy with the network: the CPU does it
+                log.warning("not enough GPU memory to resample %s: resampling on the CPU", array.shape)
+                torch.cuda.empty_cache()
+        else:
+            log.debug("resampling order %d has no torch implementation: scipy on the CPU", order)
     return _resample_scipy(array, shape, order)
 
 

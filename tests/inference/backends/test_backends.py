@@ -164,3 +164,28 @@ def test_export_is_cached_per_weights(tmp_path):
     other = exported_onnx(_request(model, "fp32", (1, 32, 32, 16), tmp_path))
     assert other != first and other.is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+class _Branchy(torch.nn.Module):
+    """Output depends on the input through a Python ``if``: tracing keeps one branch only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv3d(1, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y * 2 if x.max() > 0.5 else y
+
+
+def test_an_export_that_does_not_reproduce_the_network_is_refused(tmp_path):
+    if importlib.util.find_spec("onnxruntime") is None:
+        pytest.skip("onnxruntime is not installed")
+    from medseg.errors import MedsegError
+
+    torch.manual_seed(0)
+    model = _Branchy().eval()  # traced on zeros: the "y" branch; checked on noise: "y * 2"
+    request = _request(model, "fp32", (1, 8, 8, 8), tmp_path)
+    with pytest.raises(MedsegError, match="does not reproduce"):
+        build_runner(BACKENDS["onnxruntime"], request)
+    assert not list(tmp_path.glob("*.onnx"))  # the wrong file is not left for later runs

@@ -173,7 +173,7 @@ def test_the_int8_model_is_cached_and_reused(model, tmp_path):
     calls: list = []
     request = _request(model, tmp_path, _calibration(calls=calls), key="abc123")
     first = quantized_onnx(request)
-    assert first.name == "abc123-1x16x16x16-int8-16p.onnx" and first.parent == tmp_path
+    assert first.name == "abc123-1x16x16x16-int8s2-16p.onnx" and first.parent == tmp_path
     assert calls == [1]
     stamp = first.stat().st_mtime_ns
     assert quantized_onnx(request) == first and calls == [1]  # not calibrated again
@@ -336,6 +336,6 @@ def test_a_trained_run_calibrates_on_its_own_data(tmp_path):
     fp32 = Predictor.from_run(tmp_path / "run", "cpu", backend="onnxruntime", precision="fp32").predict(scan)
     assert int8.info["precision"] == "int8"
     assert [p.name.split("-", 2)[2] for p in (tmp_path / "run" / "export").glob("*int8*")] == [
-        "int8-32p.onnx"
+        "int8s2-32p.onnx"
     ]
     assert (int8.labels.array == fp32.labels.array).mean() >= 0.9  # barely trained: many near-ties
