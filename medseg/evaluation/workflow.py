@@ -5,24 +5,28 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medseg import geometry
-from medseg.errors import GeometryMismatchError, MedsegError
+from medseg.errors import ConfigError, GeometryMismatchError, MedsegError
 from medseg.evaluation.labelmaps import read_labels
 from medseg.evaluation.labels import default_name, labels_present, parse_labels
-from medseg.evaluation.matching import match_cases
+from medseg.evaluation.matching import CaseMatch, match_cases
 from medseg.evaluation.metrics import ClassMetrics, compute_metrics
 from medseg.evaluation.resample import resample_to_grid
 from medseg.evaluation.results import EvaluationResult, MetricRow, summarise
 from medseg.evaluation.summary import ConfusionMatrix, pair_counts
 from medseg.io.formats import is_2d_source
 from medseg.volume import Volume
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medseg.evaluation.froc import FrocCase
+    from medseg.evaluation.lesions import LesionCaseResult, LesionSettings
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +125,16 @@ class Evaluator:
         resample_pred: Resample predictions that are not on the reference grid
             (nearest neighbour in world space) instead of refusing them.
         hd_percentile: Percentile of the Hausdorff distance (95: HD95).
+        lesions: Lesion-wise evaluation of every class (BraTS 2023 lesion-wise Dice and HD95,
+            detection, size strata; see :mod:`~medseg.evaluation.lesions`): its
+            :class:`~medseg.evaluation.lesions.LesionSettings`, True for the defaults, or None.
+        probabilities: Folder of probability maps (``<case>_probabilities.nii.gz`` of
+            ``medseg predict --probabilities``: ``[X, Y, Z, K]``, channel k for label k) for the
+            FROC of each class; needs ``lesions``.
+        froc_threshold: Probability at which FROC candidates are extracted, in (0, 1].
+
+    Raises:
+        ConfigError: ``probabilities`` without ``lesions``, or a ``froc_threshold`` outside (0, 1].
     """
 
     def __init__(
@@ -129,6 +143,9 @@ class Evaluator:
         nsd_tolerance: float = 1.0,
         resample_pred: bool = False,
         hd_percentile: float = 95.0,
+        lesions: LesionSettings | bool | None = None,
+        probabilities: str | Path | None = None,
+        froc_threshold: float = 0.1,
     ) -> None:
         if not math.isfinite(nsd_tolerance) or nsd_tolerance < 0:
             raise ValueError(f"nsd_tolerance must be a non-negative number of mm, got {nsd_tolerance}")
@@ -138,6 +155,19 @@ class Evaluator:
         self.nsd_tolerance = float(nsd_tolerance)
         self.resample_pred = bool(resample_pred)
         self.hd_percentile = float(hd_percentile)
+        from medseg.evaluation.lesion_results import as_lesion_settings
+
+        self.lesions = as_lesion_settings(lesions)
+        if probabilities is not None and self.lesions is None:
+            raise ConfigError(
+                "probability maps are only used by the lesion-wise evaluation", hint="add --lesions"
+            )
+        if not 0.0 < froc_threshold <= 1.0:
+            raise ConfigError(
+                f"the FROC candidate threshold must lie in (0, 1], got {froc_threshold}", hint="e.g. 0.1"
+            )
+        self.probabilities = Path(probabilities) if probabilities is not None else None
+        self.froc_threshold = float(froc_threshold)
 
     def __call__(
         self,
@@ -146,22 +176,11 @@ class Evaluator:
         output: str | Path | None = None,
         image_dir: str | Path | None = None,
     ) -> EvaluationResult:
-        from medseg.progress import track
-
         if image_dir is not None and not Path(image_dir).is_dir():
             from medseg.errors import InputNotFoundError
 
             raise InputNotFoundError(f"image folder {image_dir} does not exist", hint="check --images")
-        match = match_cases(pred_dir, ref_dir)
-        if match.unmatched_ref:
-            log.warning(
-                "%d reference cases have no prediction: %s", len(match.unmatched_ref), match.unmatched_ref
-            )
-        if match.unmatched_pred:
-            log.warning(
-                "%d predictions have no reference: %s", len(match.unmatched_pred), match.unmatched_pred
-            )
-        measured = [self._measure(cid, p, r) for cid, p, r in track(match.pairs, "evaluating")]
+        match, measured = self._measure_all(pred_dir, ref_dir)
         dims = {m.ndim for m in measured}
         if len(dims) > 1:
             raise MedsegError(
@@ -183,30 +202,16 @@ class Evaluator:
         summary["unmatched"] = {"pred": match.unmatched_pred, "ref": match.unmatched_ref}
         confusion: ConfusionMatrix | None = None
         if ndim == 2:
-            counts: dict[tuple[int, int], int] = {}
-            for m in measured:
-                for key, n in m.pixel_pairs.items():
-                    counts[key] = counts.get(key, 0) + n
-            confusion = ConfusionMatrix.from_counts(counts, labels)
+            confusion = _pooled_confusion(measured, labels)
             summary["mean_iou"] = confusion.mean_iou()
             summary["mean_iou_with_background"] = confusion.mean_iou(include_background=True)
             summary["confusion_matrix"] = confusion.to_dict()
-        from medseg import __version__
-
         settings = {
             "pred_dir": str(Path(pred_dir).resolve()),
             "ref_dir": str(Path(ref_dir).resolve()),
             "image_dir": str(Path(image_dir).resolve()) if image_dir is not None else None,
             "labels": {str(k): v for k, v in labels.items()},
-            "nsd_tolerance_mm": self.nsd_tolerance,
-            "hd_percentile": self.hd_percentile,
-            "resample_pred": self.resample_pred,
-            "spatial_dims": ndim,
-            "distance_unit": distance_unit,
-            "volume_unit": volume_unit,
-            "n_cases": len(measured),
-            "medseg_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **self._record(ndim, distance_unit, volume_unit, len(measured)),
         }
         result = EvaluationResult(
             rows=rows,
@@ -217,12 +222,83 @@ class Evaluator:
             unmatched_ref=match.unmatched_ref,
             confusion=confusion,
         )
+        if self.lesions is not None:
+            result = self._with_lesions(result, measured, self.lesions)
         if output is not None:
             result.write(output)
         return result
 
-    def _measure(self, cid: str, pred_path: Path, ref_path: Path) -> _MeasuredCase:
-        """Read one pair, put the prediction on the reference grid (or refuse), measure every label."""
+    def _record(self, ndim: int, distance_unit: str, volume_unit: str, n_cases: int) -> dict[str, Any]:
+        """The settings of evaluation.json after the folders and labels, in their order."""
+        from medseg import __version__
+
+        return {
+            "nsd_tolerance_mm": self.nsd_tolerance,
+            "hd_percentile": self.hd_percentile,
+            "resample_pred": self.resample_pred,
+            "spatial_dims": ndim,
+            "distance_unit": distance_unit,
+            "volume_unit": volume_unit,
+            "n_cases": n_cases,
+            "medseg_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    def _measure_all(
+        self, pred_dir: str | Path, ref_dir: str | Path
+    ) -> tuple[CaseMatch, list[_MeasuredCase]]:
+        """Match the cases (warning about unmatched ones) and measure every pair."""
+        from medseg.progress import track
+
+        match = match_cases(pred_dir, ref_dir)
+        if match.unmatched_ref:
+            log.warning(
+                "%d reference cases have no prediction: %s", len(match.unmatched_ref), match.unmatched_ref
+            )
+        if match.unmatched_pred:
+            log.warning(
+                "%d predictions have no reference: %s", len(match.unmatched_pred), match.unmatched_pred
+            )
+        prob_files: dict[str, Path] = {}
+        if self.probabilities is not None:
+            from medseg.evaluation.lesion_results import probability_files
+
+            prob_files = probability_files(self.probabilities, [cid for cid, _, _ in match.pairs])
+        measured = [
+            self._measure(cid, p, r, prob_files.get(cid)) for cid, p, r in track(match.pairs, "evaluating")
+        ]
+        return match, measured
+
+    def _with_lesions(
+        self, result: EvaluationResult, measured: list[_MeasuredCase], settings: LesionSettings
+    ) -> EvaluationResult:
+        """``result`` with the lesion-wise results: columns, ``summary["lesions"]``, lesions.json."""
+        from medseg.evaluation.lesion_results import (
+            LesionEvaluationResult,
+            lesion_settings_dict,
+            summarise_lesions,
+        )
+
+        cases = {m.case: {k: m.lesion_result(k, settings) for k in result.labels} for m in measured}
+        froc_cases = None
+        if self.probabilities is not None:
+            froc_cases = {m.case: {k: m.candidate(k) for k in result.labels} for m in measured}
+        result.summary["lesions"] = summarise_lesions(cases, result.labels, froc_cases)
+        result.settings["lesions"] = {
+            **lesion_settings_dict(settings),
+            "probabilities_dir": str(self.probabilities.resolve()) if self.probabilities else None,
+            "froc_threshold": self.froc_threshold if self.probabilities else None,
+        }
+        base = {f.name: getattr(result, f.name) for f in fields(EvaluationResult)}
+        return LesionEvaluationResult(
+            **base, lesion_settings=settings, lesion_cases=cases, froc_cases=froc_cases
+        )
+
+    def _measure(
+        self, cid: str, pred_path: Path, ref_path: Path, prob_path: Path | None = None
+    ) -> _MeasuredCase:
+        """Read one pair, put the prediction on the reference grid (or refuse), measure every label
+        (and its lesions, and the FROC candidates of the probability map ``prob_path``)."""
         ref = read_labels(ref_path)
         pred = read_labels(pred_path)
         try:
@@ -242,7 +318,7 @@ class Evaluator:
             if self.labels is not None
             else sorted(set(ref_labels) | set(labels_present([p])))
         )
-        return _MeasuredCase(
+        measured = _MeasuredCase(
             case=cid,
             pred_path=pred_path,
             ref_path=ref_path,
@@ -251,7 +327,44 @@ class Evaluator:
             ndim=len(axes),
             unit="px" if is_2d_source(ref) else "mm",
             pixel_pairs=pair_counts(p, r) if len(axes) == 2 else {},
+            spacing=spacing,
         )
+        if self.lesions is not None:
+            from medseg.evaluation.lesions import evaluate_lesions
+
+            measured.lesions = {k: evaluate_lesions(p == k, r == k, spacing, self.lesions) for k in wanted}
+        if prob_path is not None:
+            measured.candidates = self._candidates(prob_path, ref, ref_path, axes, r, wanted)
+        return measured
+
+    def _candidates(
+        self, path: Path, ref: Volume, ref_path: Path, axes: tuple[int, ...], r: np.ndarray, wanted: list[int]
+    ) -> dict[int, FrocCase]:
+        """FROC candidates of each label in the probability map ``path`` (channel k: label k); without
+        ``labels``, of every channel but the background."""
+        from medseg.evaluation.froc import lesion_candidates
+        from medseg.evaluation.lesion_results import read_probabilities
+
+        prob = read_probabilities(path, wanted)
+        n_channels = prob.array.shape[3]
+        labels = wanted if self.labels is not None else sorted(set(wanted) | set(range(1, n_channels)))
+        try:
+            check_grid(prob, ref, path, ref_path)
+            resample = False
+        except GeometryMismatchError:
+            if not self.resample_pred:
+                raise
+            log.info("resampling %s onto the grid of %s (linear)", path.name, ref_path.name)
+            resample = True
+        _, spacing = spatial_plane(ref)
+        out = {}
+        for label in labels:
+            channel = Volume(np.ascontiguousarray(prob.array[..., label]), prob.affine)
+            if resample:
+                channel = resample_to_grid(channel, ref.affine, ref.spatial_shape, order=1)
+            p = np.clip(_squeeze(channel.array, axes), 0.0, 1.0)
+            out[label] = lesion_candidates(p, r == label, spacing, self.froc_threshold, self.lesions)
+        return out
 
 
 @dataclass
@@ -266,6 +379,31 @@ class _MeasuredCase:
     ndim: int
     unit: str
     pixel_pairs: dict[tuple[int, int], int]
+    spacing: tuple[float, ...] = ()
+    lesions: dict[int, LesionCaseResult] = field(default_factory=dict)
+    candidates: dict[int, FrocCase] = field(default_factory=dict)
+
+    def lesion_result(self, label: int, settings: LesionSettings) -> LesionCaseResult:
+        """The lesions of ``label`` (a label absent from both masks: no lesion, no component)."""
+        if label not in self.lesions:
+            from medseg.evaluation.lesions import evaluate_lesions
+
+            empty = np.zeros((1,) * self.ndim, dtype=bool)
+            self.lesions[label] = evaluate_lesions(empty, empty, self.spacing, settings)
+        return self.lesions[label]
+
+    def candidate(self, label: int) -> FrocCase:
+        """The FROC candidates of ``label``.
+
+        Raises:
+            ConfigError: the case's probability map has no channel for ``label``.
+        """
+        if label not in self.candidates:
+            raise ConfigError(
+                f"the probability map of case {self.case} has no channel for label {label}",
+                hint="channel k holds label k (channel 0: background); evaluate the labels it predicts",
+            )
+        return self.candidates[label]
 
     def rows(self, labels: Mapping[int, str]) -> list[MetricRow]:
         """One row per label (labels absent from both masks follow the both-empty convention)."""
@@ -294,6 +432,15 @@ class _MeasuredCase:
         return out
 
 
+def _pooled_confusion(measured: list[_MeasuredCase], labels: Mapping[int, str]) -> ConfusionMatrix:
+    """The pixel confusion matrix of 2D cases, pooled over cases."""
+    counts: dict[tuple[int, int], int] = {}
+    for m in measured:
+        for key, n in m.pixel_pairs.items():
+            counts[key] = counts.get(key, 0) + n
+    return ConfusionMatrix.from_counts(counts, labels)
+
+
 def evaluate(
     pred_dir: str | Path,
     ref_dir: str | Path,
@@ -303,6 +450,9 @@ def evaluate(
     output: str | Path | None = None,
     image_dir: str | Path | None = None,
     hd_percentile: float = 95.0,
+    lesions: LesionSettings | bool | None = None,
+    probabilities: str | Path | None = None,
+    froc_threshold: float = 0.1,
 ) -> EvaluationResult:
     """Evaluate every prediction in ``pred_dir`` against the reference with the same case id.
 
@@ -317,13 +467,27 @@ def evaluate(
         output: Folder to write metrics.csv, summary.json and evaluation.json into.
         image_dir: Folder of the scans (for overlays in reports), recorded in evaluation.json.
         hd_percentile: Percentile of the Hausdorff distance (95 gives HD95).
+        lesions: Lesion-wise evaluation (:class:`~medseg.evaluation.lesions.LesionSettings`, or
+            True for the defaults): adds per-row columns ``lesion_dice``, ``lesion_hd95`` (mm),
+            ``n_ref_lesions``, ``n_pred_lesions``, ``n_fp``, ``lesion_sensitivity@t`` and
+            ``lesion_f1@t`` per IoU threshold t to metrics.csv, ``summary["lesions"][label]``
+            (pooled detection, size strata in mm³, FROC) and lesions.json (per-lesion tables).
+        probabilities: Folder of probability maps ``<case>_probabilities.nii.gz`` (``[X, Y, Z, K]``
+            in [0, 1], channel k for label k) for the FROC of each class; needs ``lesions``.
+        froc_threshold: Probability at which FROC candidates are extracted, in (0, 1].
 
     Returns:
-        The :class:`~medseg.evaluation.results.EvaluationResult`.
+        The :class:`~medseg.evaluation.results.EvaluationResult`
+        (a :class:`~medseg.evaluation.lesion_results.LesionEvaluationResult` with ``lesions``).
 
     Raises:
         MedsegError: missing folders, no matching case, unreadable files, or a prediction on
             another grid than its reference (:class:`GeometryMismatchError`) without ``resample_pred``.
+        InputNotFoundError: a case without a probability map.
+        ConfigError: bad lesion settings, ``probabilities`` without ``lesions``, or a probability
+            map that is not 4D or lacks the channel of a label.
     """
-    evaluator = Evaluator(labels, nsd_tolerance, resample_pred, hd_percentile)
+    evaluator = Evaluator(
+        labels, nsd_tolerance, resample_pred, hd_percentile, lesions, probabilities, froc_threshold
+    )
     return evaluator(pred_dir, ref_dir, output=output, image_dir=image_dir)

@@ -6,13 +6,16 @@ HD95, ASSD and NSD the comparison lists each run's mean ± sd, and for every run
 the first the mean paired difference to the first run over the cases both evaluated,
 with the two-sided Wilcoxon signed-rank p-value. Boundary metrics (HD95, ASSD, NSD)
 are highlighted: they show how architectural choices change boundary quality where
-Dice barely moves.
+Dice barely moves. Evaluations made with ``medseg evaluate --lesions`` (same lesion settings in
+every run) add the lesion-wise Dice, the lesion-wise HD95 and the detection F1 at the first IoU
+threshold, paired per case in the same way.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,7 +32,10 @@ from medseg.reporting.compare_render import (
     comparison_html,
     comparison_markdown,
     comparison_png,
+    metric_info,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = ["COMPARED_METRICS", "Comparison", "ComparisonRow", "compare_runs", "paired_difference"]
 
@@ -49,7 +55,7 @@ class ComparisonRow:
     @property
     def boundary(self) -> bool:
         """HD95, ASSD and NSD are boundary metrics."""
-        return COMPARED_METRICS[self.metric][2]
+        return metric_info(self.metric)[2]
 
 
 @dataclass
@@ -175,8 +181,65 @@ def _values(result: EvaluationResult, metric: str, class_id: int | None) -> dict
     return {r.case: getattr(r, metric) for r in result.rows if r.class_id == class_id}
 
 
+def _row(
+    class_id: int | None, class_name: str, metric: str, per_run: list[dict[str, float]]
+) -> ComparisonRow:
+    """Statistics of each run and paired differences to the first run over the cases both evaluated."""
+    stats = [describe(v.values()) for v in per_run]
+    base = per_run[0]
+    diffs: list[dict[str, Any] | None] = [None]
+    for values in per_run[1:]:
+        cases = sorted(base.keys() & values.keys())
+        diffs.append(paired_difference([base[c] for c in cases], [values[c] for c in cases]))
+    return ComparisonRow(class_id, class_name, metric, stats, diffs)
+
+
+def _lesion_tables(
+    results: Sequence[EvaluationResult], folders: Sequence[Path]
+) -> list[dict[str, dict[tuple[str, int], float]]]:
+    """Per run, the compared lesion columns (lesion_dice, lesion_hd95, F1 at the first IoU threshold)
+    of metrics.csv; empty unless every run was evaluated with the same lesion settings."""
+    from medseg.evaluation.lesion_results import read_lesion_values
+
+    settings = [r.settings.get("lesions") for r in results]
+    if not all(settings):
+        return []
+    keys = ("connectivity", "dilation", "max_hd95_mm", "min_volume", "iou_thresholds")
+    if len({repr([s.get(k) for k in keys]) for s in settings if s}) > 1:
+        log.warning("the runs were evaluated with different lesion settings: lesion rows left out")
+        return []
+    first = settings[0] or {}
+    metrics = ["lesion_dice", "lesion_hd95", f"lesion_f1@{float(first['iou_thresholds'][0]):g}"]
+    tables = [read_lesion_values(f) for f in folders]
+    if not all(all(m in t for m in metrics) for t in tables):
+        log.warning("an evaluation folder lacks lesion columns in metrics.csv: lesion rows left out")
+        return []
+    return [{m: t[m] for m in metrics} for t in tables]
+
+
+def _lesion_values(
+    table: dict[tuple[str, int], float], class_id: int | None, classes: Sequence[int]
+) -> dict[str, float]:
+    """Per case, the value of one class, or (``class_id`` None) the mean of the finite values over
+    ``classes`` (NaN when none is finite)."""
+    if class_id is not None:
+        return {case: v for (case, cid), v in table.items() if cid == class_id}
+    per_case: dict[str, list[float]] = {}
+    for (case, cid), v in table.items():
+        if cid in classes:
+            per_case.setdefault(case, []).append(v)
+    return {
+        case: float(np.mean(f)) if (f := [v for v in vs if math.isfinite(v)]) else math.nan
+        for case, vs in per_case.items()
+    }
+
+
 def compare_runs(paths: Sequence[str | Path], output: str | Path | None = None) -> Comparison:
     """Compare the evaluations of several runs; the first is the baseline of the differences.
+
+    When every run was evaluated with ``--lesions`` and the same lesion settings, the rows also hold
+    the lesion-wise Dice (higher is better), the lesion-wise HD95 (mm, lower is better) and the
+    detection F1 at the first IoU threshold, paired per case like the other metrics.
 
     Args:
         paths: Evaluation folders, or run folders holding ``evaluation/`` (at least two).
@@ -218,16 +281,14 @@ def compare_runs(paths: Sequence[str | Path], output: str | Path | None = None) 
     groups: list[tuple[int | None, str]] = [(c, results[0].labels[c]) for c in common]
     if len(common) > 1:
         groups.append((None, ALL_CLASSES))
+    lesions = _lesion_tables(results, [f for _, f in resolved])
     for class_id, class_name in groups:
         for metric in COMPARED_METRICS:
             per_run = [_values(r, metric, class_id) for r in results]
-            stats = [describe(v.values()) for v in per_run]
-            base = per_run[0]
-            diffs: list[dict[str, Any] | None] = [None]
-            for values in per_run[1:]:
-                cases = sorted(base.keys() & values.keys())
-                diffs.append(paired_difference([base[c] for c in cases], [values[c] for c in cases]))
-            comparison.rows.append(ComparisonRow(class_id, class_name, metric, stats, diffs))
+            comparison.rows.append(_row(class_id, class_name, metric, per_run))
+        for metric in lesions[0] if lesions else ():
+            per_run = [_lesion_values(t[metric], class_id, common) for t in lesions]
+            comparison.rows.append(_row(class_id, class_name, metric, per_run))
     if output is not None:
         comparison.write(output)
     return comparison

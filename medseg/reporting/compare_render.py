@@ -13,7 +13,14 @@ from medseg.reporting.html import Cell, esc, img_tag, page, table
 if TYPE_CHECKING:  # pragma: no cover
     from medseg.reporting.compare import Comparison, ComparisonRow
 
-__all__ = ["COMPARED_METRICS", "comparison_html", "comparison_markdown", "comparison_png"]
+__all__ = [
+    "COMPARED_METRICS",
+    "LESION_METRICS",
+    "comparison_html",
+    "comparison_markdown",
+    "comparison_png",
+    "metric_info",
+]
 
 #: metric -> (label, higher is better, boundary metric)
 COMPARED_METRICS: dict[str, tuple[str, bool, bool]] = {
@@ -22,12 +29,28 @@ COMPARED_METRICS: dict[str, tuple[str, bool, bool]] = {
     "assd": ("ASSD", False, True),
     "nsd": ("NSD", True, True),
 }
-_DIGITS = {"dice": 3, "nsd": 3, "hd95": 2, "assd": 2}
+#: lesion-wise metric -> (label, higher is better, boundary metric); ``lesion_f1@t`` is added per threshold
+LESION_METRICS: dict[str, tuple[str, bool, bool]] = {
+    "lesion_dice": ("lesion Dice", True, False),
+    "lesion_hd95": ("lesion HD95", False, False),
+}
+_DIGITS = {"dice": 3, "nsd": 3, "hd95": 2, "assd": 2, "lesion_dice": 3, "lesion_hd95": 2}
+
+
+def metric_info(metric: str) -> tuple[str, bool, bool]:
+    """``(label, higher is better, boundary metric)`` of a compared metric (``lesion_f1@t`` included)."""
+    if metric.startswith("lesion_f1@"):
+        return f"lesion F1 @IoU>{metric.split('@', 1)[1]}", True, False
+    return COMPARED_METRICS.get(metric) or LESION_METRICS[metric]
+
+
+def _digits(metric: str) -> int:
+    return _DIGITS.get(metric, 3)
 
 
 def _metric_label(metric: str, unit: str) -> str:
-    label, higher, _ = COMPARED_METRICS[metric]
-    if metric in ("hd95", "assd"):
+    label, higher, _ = metric_info(metric)
+    if metric in ("hd95", "assd", "lesion_hd95"):
         label += f" ({unit})"
     return f"{label} {'↑' if higher else '↓'}"
 
@@ -37,7 +60,7 @@ def _verdict(metric: str, diff: dict[str, Any]) -> str | None:
     mean, p = diff.get("mean_diff"), diff.get("p_value")
     if mean is None or p is None or p >= 0.05 or mean == 0:
         return None
-    higher = COMPARED_METRICS[metric][1]
+    higher = metric_info(metric)[1]
     return "better" if (mean > 0) == higher else "worse"
 
 
@@ -45,7 +68,7 @@ def _diff_text(row: ComparisonRow, n: int) -> str:
     diff = row.diffs[n]
     if not diff or diff.get("mean_diff") is None:
         return "n/a"
-    digits = _DIGITS[row.metric] + 1
+    digits = _digits(row.metric) + 1
     text = f"{diff['mean_diff']:+.{digits}f}"
     p = diff.get("p_value")
     if p is not None:
@@ -75,7 +98,7 @@ def comparison_markdown(comparison: Comparison) -> str:
         label = _metric_label(row.metric, comparison.distance_unit)
         cells: list[Any] = [row.class_name, f"**{label}**" if row.boundary else label]
         for n, stats in enumerate(row.stats):
-            cells.append(mean_sd(stats, _DIGITS[row.metric]))
+            cells.append(mean_sd(stats, _digits(row.metric)))
             if n:
                 cells.append(_diff_text(row, n))
         body.append(cells)
@@ -86,6 +109,11 @@ def comparison_markdown(comparison: Comparison) -> str:
         "Boundary metrics (HD95, ASSD, NSD) in bold; ↑ higher is better, ↓ lower is better. "
         "'all classes' pairs the per-case mean over classes.",
     ]
+    if any(r.metric.startswith("lesion_") for r in comparison.rows):
+        notes.append(
+            "Lesion rows: BraTS 2023 lesion-wise Dice and HD95 per case, and the per-case lesion detection "
+            "F1 at the first IoU threshold (medseg evaluate --lesions)."
+        )
     return markdown_table(_header(comparison), body) + "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
 
 
@@ -140,7 +168,7 @@ def comparison_html(comparison: Comparison, png: bytes | None = None) -> str:
         ]
         for n, stats in enumerate(row.stats):
             sort = "nan" if stats.get("mean") is None else repr(float(stats["mean"]))
-            cells.append(Cell(esc(mean_sd(stats, _DIGITS[row.metric])), sort))
+            cells.append(Cell(esc(mean_sd(stats, _digits(row.metric))), sort))
             if n:
                 diff = row.diffs[n] or {}
                 value = diff.get("mean_diff")

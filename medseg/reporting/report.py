@@ -2,7 +2,8 @@
 
 The page reads like a results page. First the per-class summary table, an interactive
 3D viewer of the cases (NiiVue, see :mod:`medseg.reporting.viewer`) and overlays of the
-worst and best cases by mean Dice; then the per-case metrics table (sortable by any
+worst and best cases by mean Dice; the lesion-wise results when the evaluation has them
+(:mod:`medseg.reporting.lesions`); then the per-case metrics table (sortable by any
 column), the training curves (run folders) and, folded away, the configuration and plan.
 Images and volumes are embedded as data URIs and every script is inline, so the file
 opens in a browser without network access.
@@ -240,13 +241,18 @@ def _summary_section(result: EvaluationResult) -> str:
 def evaluation_section(
     result: EvaluationResult, n_cases: int = 3, window: object | None = "auto", viewer: bool = True
 ) -> str:
-    """HTML of an evaluation, results first: summary table, 3D viewer, worst/best overlays,
-    then the per-case table and the pooled confusion matrix."""
+    """HTML of an evaluation, results first: summary table, 3D viewer, worst/best overlays, the
+    lesion-wise results (evaluations made with ``--lesions``), then the per-case table and the
+    pooled confusion matrix."""
     worst, best, order = _ranked(result, n_cases)
     parts = [_summary_section(result)]
     if viewer:
         parts.append(_viewer(result, worst, best, order, window))
     parts.append(_case_figures(result, worst, best, window))
+    if result.summary.get("lesions"):
+        from medseg.reporting.lesions import lesion_section
+
+        parts.append(lesion_section(result))
     parts.append("<h2>Per-case metrics</h2><p>Click a column header to sort.</p>")
     parts.append(_cases_table(result))
     parts.append(_confusion_table(result))

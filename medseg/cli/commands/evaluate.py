@@ -1,9 +1,15 @@
-"""``medseg evaluate --pred FOLDER --ref FOLDER``: Dice, IoU, HD95, ASSD, NSD, volume per case and class."""
+"""``medseg evaluate --pred FOLDER --ref FOLDER``: Dice, IoU, HD95, ASSD, NSD, volume per case and class,
+and with ``--lesions`` the lesion-wise metrics (:mod:`medseg.evaluation.lesion_results`)."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medseg.evaluation.lesions import LesionSettings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "Hausdorff distance, average symmetric surface distance, normalised surface Dice and volume "
         "differences, in mm from the image geometry (in pixels for 2D pictures: PNG, TIFF, JPEG, "
         "BMP label images, read as stored). Prints a Markdown table; with --output writes "
-        "metrics.csv, summary.json and evaluation.json (the input of medseg report / compare).",
+        "metrics.csv, summary.json and evaluation.json (the input of medseg report / compare). With "
+        "--lesions also the BraTS 2023 lesion-wise Dice and HD95, lesion detection (sensitivity, F1, "
+        "false positives per case) and, with --probabilities, the FROC of each class.",
     )
     p.add_argument("--pred", required=True, metavar="FOLDER", help="folder of predicted label maps")
     p.add_argument("--ref", required=True, metavar="FOLDER", help="folder of reference label maps")
@@ -54,7 +62,58 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="CT window of the overlays: preset (abdomen, lung...), level,width, 'auto' (default: "
         "soft tissue for CT, percentiles otherwise) or 'none' (percentiles)",
     )
+    _add_lesion_options(p)
     p.set_defaults(run=run)
+
+
+def _add_lesion_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("lesion-wise evaluation")
+    g.add_argument(
+        "--lesions",
+        action="store_true",
+        help="also score each class lesion by lesion: BraTS 2023 lesion-wise Dice and HD95, detection "
+        "sensitivity/precision/F1 per IoU threshold, false positives per case, sensitivity per size band; "
+        "adds columns to metrics.csv, 'lesions' to summary.json and writes lesions.json",
+    )
+    g.add_argument(
+        "--lesion-preset",
+        metavar="NAME",
+        help="BraTS 2023 challenge settings: GLI, SSA, PED (dilation 3, lesions <= 50 mm3 left out), "
+        "MEN (dilation 1, 50 mm3) or MET (dilation 1, 2 mm3); the options below override them",
+    )
+    g.add_argument(
+        "--lesion-dilation",
+        metavar="N",
+        help="dilations (voxels) of the reference before matching; nearby components form one lesion "
+        "(default 3)",
+    )
+    g.add_argument(
+        "--lesion-min-volume",
+        metavar="MM3",
+        help="leave out reference lesions of at most this volume in mm3 (default 0: keep all)",
+    )
+    g.add_argument(
+        "--iou-thresholds",
+        metavar="T,T,...",
+        help="IoU thresholds in [0, 1) of lesion detection: detected when IoU > t (default 0,0.1,0.5)",
+    )
+    g.add_argument(
+        "--size-bands",
+        metavar="MM3,MM3,...",
+        help="volume edges (mm3) of the size strata of the sensitivity (default 10,100,1000)",
+    )
+    g.add_argument(
+        "--probabilities",
+        metavar="FOLDER",
+        help="probability maps (<case>_probabilities.nii.gz of medseg predict --probabilities, channel k "
+        "for label k): adds the FROC of each class (needs --lesions)",
+    )
+    g.add_argument(
+        "--froc-threshold",
+        metavar="P",
+        default="0.1",
+        help="probability at which FROC candidates are extracted, in (0, 1] (default 0.1)",
+    )
 
 
 def parse_window(text: str | None) -> str | None:
@@ -78,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
     window = parse_window(args.window)
     if args.nsd_tolerance < 0:
         raise ConfigError(f"--nsd-tolerance must be >= 0 mm, got {args.nsd_tolerance}")
+    lesions = lesion_settings(args)
     result = evaluate(
         args.pred,
         args.ref,
@@ -86,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
         resample_pred=args.resample_pred,
         output=args.output,
         image_dir=args.images,
+        lesions=lesions,
+        probabilities=args.probabilities,
+        froc_threshold=_number(args.froc_threshold, "--froc-threshold", "a probability in (0, 1]"),
     )
     sys.stdout.write(result.to_markdown())
     if args.overlays:
@@ -98,3 +161,80 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         sys.stdout.write(f"- results written to {args.output}\n")
     return 0
+
+
+_LESION_OPTIONS = {
+    "lesion_preset": "--lesion-preset",
+    "lesion_dilation": "--lesion-dilation",
+    "lesion_min_volume": "--lesion-min-volume",
+    "iou_thresholds": "--iou-thresholds",
+    "size_bands": "--size-bands",
+    "probabilities": "--probabilities",
+}
+
+
+def _number(text: str, option: str, expected: str) -> float:
+    from medseg.errors import ConfigError
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ConfigError(f"{option} must be {expected}, got {text!r}", hint=f"e.g. {option} 0.5")
+    return value
+
+
+def _numbers(text: str, option: str, expected: str) -> tuple[float, ...]:
+    return tuple(_number(part, option, expected) for part in text.split(",") if part.strip())
+
+
+def lesion_settings(args: argparse.Namespace) -> LesionSettings | None:
+    """The :class:`~medseg.evaluation.lesions.LesionSettings` of the ``--lesion*`` options, or None
+    without ``--lesions``.
+
+    Raises:
+        ConfigError: a lesion option without ``--lesions``, or a value out of range.
+    """
+    from medseg.errors import ConfigError
+
+    if not args.lesions:
+        given = [flag for dest, flag in _LESION_OPTIONS.items() if getattr(args, dest) is not None]
+        if given:
+            raise ConfigError(f"{given[0]} needs --lesions", hint="add --lesions")
+        return None
+    from medseg.evaluation.lesions import LesionSettings
+
+    overrides: dict[str, object] = {}
+    if args.lesion_dilation is not None:
+        dilation = _number(args.lesion_dilation, "--lesion-dilation", "a whole number of voxels >= 0")
+        if dilation < 0 or dilation != int(dilation):
+            raise ConfigError(
+                f"--lesion-dilation must be a whole number of voxels >= 0, got {args.lesion_dilation!r}",
+                hint="e.g. --lesion-dilation 3 (BraTS-GLI) or 1 (BraTS-MEN, MET)",
+            )
+        overrides["dilation"] = int(dilation)
+    if args.lesion_min_volume is not None:
+        volume = _number(args.lesion_min_volume, "--lesion-min-volume", "a volume in mm3 >= 0")
+        if volume < 0:
+            raise ConfigError(f"--lesion-min-volume must be >= 0 mm3, got {volume:g}", hint="e.g. 50")
+        overrides["min_volume"] = volume
+    if args.iou_thresholds is not None:
+        ts = _numbers(args.iou_thresholds, "--iou-thresholds", "comma-separated values in [0, 1)")
+        if not ts or any(not 0 <= t < 1 for t in ts) or list(ts) != sorted(set(ts)):
+            raise ConfigError(
+                f"--iou-thresholds must be increasing values in [0, 1), got {args.iou_thresholds!r}",
+                hint="e.g. --iou-thresholds 0,0.1,0.5",
+            )
+        overrides["iou_thresholds"] = ts
+    if args.size_bands is not None:
+        bands = _numbers(args.size_bands, "--size-bands", "comma-separated volumes in mm3")
+        if not bands or any(b <= 0 for b in bands) or list(bands) != sorted(set(bands)):
+            raise ConfigError(
+                f"--size-bands must be increasing volumes > 0 mm3, got {args.size_bands!r}",
+                hint="e.g. --size-bands 10,100,1000",
+            )
+        overrides["size_bands"] = bands
+    if args.lesion_preset is not None:
+        return LesionSettings.brats2023(args.lesion_preset, **overrides)
+    return LesionSettings(**overrides)
