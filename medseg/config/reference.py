@@ -17,11 +17,13 @@ from medseg.config.schema import (
     ModelConfig,
     PipelineConfig,
     PreprocessingConfig,
+    RegionConfig,
     TrainingConfig,
 )
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("(top level)", PipelineConfig),
+    ("regions[]", RegionConfig),
     ("data", DataConfig),
     ("preprocessing", PreprocessingConfig),
     ("model", ModelConfig),

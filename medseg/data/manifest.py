@@ -12,7 +12,11 @@ A medseg manifest (JSON or YAML) lists cases::
 
 Relative paths start from the data root: the ``data_root`` argument (CLI
 ``--data-root``), else ``$MEDSEG_DATA_ROOT``, else the manifest's own folder.
-An MSD ``dataset.json`` is read as it is (paths relative to its folder).
+An MSD ``dataset.json`` is read as it is (paths relative to its folder). Its ``labels`` may map
+values to names (MSD) or names to values (nnU-Net v2); names mapped to lists of values declare
+regions, painted with the values of ``regions_class_order`` as nnU-Net does
+(:mod:`medseg.data.regions`). A medseg manifest declares them as
+``regions: [{name: core, labels: [1, 4], value: 1}, ...]``.
 A label may be a DICOM SEG or RTSTRUCT file; its reference series is then the
 case's (single) image, a DICOM folder.
 """
@@ -26,6 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from medseg.config.schema import RegionConfig, check_region_list
 from medseg.errors import ConfigError, InputNotFoundError
 from medseg.io.formats import case_id
 from medseg.io.guard import guarded_reader
@@ -55,12 +60,17 @@ class Manifest(BaseModel):
     channels_in_one_file: bool = Field(
         False, description="all channels of a case are the 4th axis of one file (MSD multi-modal)"
     )
+    regions: list[RegionConfig] | None = Field(
+        None, min_length=1, description="regions for region-based training, in paint order"
+    )
     cases: list[CaseEntry] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _checks(self) -> Manifest:
         if 0 not in self.labels:
             raise ValueError("labels must include 0 (background)")
+        if self.regions is not None:
+            check_region_list(self.regions, self.labels)
         ids = [c.id for c in self.cases]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
@@ -91,9 +101,27 @@ def resolve_data_root(manifest_path: Path, data_root: str | Path | None) -> Path
     return manifest_path.resolve().parent
 
 
-def _from_msd(data: dict[str, Any]) -> dict[str, Any]:
-    labels = {int(k): str(v) for k, v in data.get("labels", {}).items()}
-    modality = data.get("modality", {"0": "image"})
+def _msd_labels(data: dict[str, Any], source: str) -> tuple[Any, list[RegionConfig] | None]:
+    """Labels (value -> name) and regions of a dataset.json: MSD's ``{"1": "edema"}``, nnU-Net v2's
+    ``{"edema": 1}``, or nnU-Net v2 regions ``{"core": [1, 4]}`` with ``regions_class_order``."""
+    from medseg.data.regions import as_label_value, regions_from_nnunet
+
+    raw = data.get("labels", {})
+    if not isinstance(raw, dict) or all(str(k).strip().isdigit() for k in raw):
+        return ({int(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else raw), None
+    if not any(isinstance(v, (list, tuple)) and len(v) > 1 for v in raw.values()):  # as nnU-Net
+        flat = {n: (v[0] if isinstance(v, (list, tuple)) and v else v) for n, v in raw.items()}
+        return {as_label_value(v, source): str(n) for n, v in flat.items()}, None
+    regions = regions_from_nnunet(raw, data.get("regions_class_order"), source)
+    labels = {0: "background"}
+    for value in sorted({v for r in regions for v in r.labels}):
+        labels[value] = next((r.name for r in regions if r.labels == [value]), f"label_{value}")
+    return labels, regions
+
+
+def _from_msd(data: dict[str, Any], source: str = "dataset.json") -> dict[str, Any]:
+    labels, regions = _msd_labels(data, source)
+    modality = data.get("modality") or data.get("channel_names") or {"0": "image"}  # MSD, nnU-Net v2
     channels = [str(modality[k]) for k in sorted(modality, key=int)]
     cases = []
     for entry in data.get("training", []):
@@ -105,6 +133,7 @@ def _from_msd(data: dict[str, Any]) -> dict[str, Any]:
         "channels": channels,
         "modality": channels[0] if len(channels) == 1 else None,
         "channels_in_one_file": len(channels) > 1,
+        "regions": [r.model_dump() for r in regions] if regions else None,
         "cases": cases,
     }
 
@@ -136,7 +165,7 @@ def load_manifest(path: str | Path, data_root: str | Path | None = None) -> Mani
         else (Path(data_root).resolve() if data_root else p.resolve().parent)
     )
     if is_msd:
-        data = _from_msd(data)
+        data = _from_msd(data, str(p))
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:

@@ -23,6 +23,7 @@ from medseg.losses.ce import CEParams, build_ce
 from medseg.losses.dice_ce import DiceCEParams, build_dice_ce
 from medseg.losses.dice_focal import DiceFocalParams, build_dice_focal
 from medseg.losses.focal import FocalParams, build_focal
+from medseg.losses.region_dice_bce import RegionDiceBCEParams, build_region_dice_bce
 from medseg.losses.tversky import TverskyParams, build_tversky
 
 #: ``builder(params, class_weights [C] or None) -> loss(logits [B, C, *spatial], labels [B, *spatial])``.
@@ -42,6 +43,8 @@ class LossSpec:
             and integer labels ``[B, *spatial]``, returning a scalar.
         perfect_zero: whether the loss is 0 at a perfect one-hot prediction (checked by the
             contract test).
+        regions: whether it is a region loss (sigmoid outputs, one per region, the pipeline's
+            ``regions``): pipelines with regions need one, pipelines without refuse it.
     """
 
     name: str
@@ -50,6 +53,7 @@ class LossSpec:
     params_model: type[LossParams]
     builder: LossBuilder = field(repr=False)
     perfect_zero: bool = True
+    regions: bool = False
 
 
 _DICE = "Milletari, Navab, Ahmadi: V-Net (soft Dice loss), 3DV 2016"
@@ -92,6 +96,15 @@ LOSSES: dict[str, LossSpec] = {
         "convolutional deep networks, MLMI 2017",
         params_model=TverskyParams,
         builder=build_tversky,
+    ),
+    "region_dice_bce": LossSpec(
+        name="region_dice_bce",
+        description="region-based training: soft Dice + binary cross-entropy of sigmoid outputs, "
+        "one per region",
+        paper=f"{_DICE}; Isensee et al.: nnU-Net (region-based training), Nature Methods 2021",
+        params_model=RegionDiceBCEParams,
+        builder=build_region_dice_bce,
+        regions=True,
     ),
 }
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Cell", "esc", "img_tag", "number_cell", "page", "table"]
+__all__ = ["Cell", "esc", "img_tag", "number_cell", "page", "stats_cell", "table"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;color:#1d2330;
@@ -156,3 +156,22 @@ def page(title: str, body: str) -> str:
         f"<script>{_SORT_JS}</script></head>\n"
         f"<body><main>{body}</main></body></html>\n"
     )
+
+
+def stats_cell(stats: dict | None, digits: int) -> Cell:
+    """A table cell for summary statistics: mean ± std, with median and range below (n/a if none)."""
+    if not stats or stats.get("mean") is None:
+        n_inf = (stats or {}).get("n_nonfinite", 0)
+        return Cell(f"n/a{f' <small>({n_inf} inf)</small>' if n_inf else ''}", "nan")
+    text = f"{stats['mean']:.{digits}f}"
+    if stats.get("std") is not None:
+        text += f" ± {stats['std']:.{digits}f}"
+    details = []
+    if stats.get("n_finite", 0) > 1:
+        details.append(
+            f"median {stats['median']:.{digits}f} [{stats['min']:.{digits}f}, {stats['max']:.{digits}f}]"
+        )
+    if stats.get("n_nonfinite"):
+        details.append(f"{stats['n_nonfinite']} inf left out")
+    small = f"<br><small>{esc('; '.join(details))}</small>" if details else ""
+    return Cell(f"{esc(text)}{small}", repr(float(stats["mean"])))

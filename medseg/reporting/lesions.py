@@ -15,7 +15,7 @@ from typing import Any
 
 from medseg.errors import MedsegError
 from medseg.evaluation.results import EvaluationResult
-from medseg.reporting.html import Cell, esc, img_tag, number_cell, table
+from medseg.reporting.html import Cell, esc, img_tag, number_cell, stats_cell, table
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ def _units(result: EvaluationResult) -> tuple[str, str]:
 
 
 def _scores_table(classes: Sequence[tuple[str, Mapping[str, Any]]], unit: str) -> str:
-    from medseg.reporting.report import _fmt_stats
 
     header = ["class", "cases", "lesions", "predicted components", "false positives per case"]
     header += ["lesion-wise Dice", f"lesion-wise HD95 ({unit})"]
@@ -48,8 +47,8 @@ def _scores_table(classes: Sequence[tuple[str, Mapping[str, Any]]], unit: str) -
                 _count(s["n_ref_lesions"]),
                 _count(s["n_pred_lesions"]),
                 number_cell(s["fp_per_case"], 2),
-                _fmt_stats(s["lesion_dice"], 3),
-                _fmt_stats(s["lesion_hd95"], 2),
+                stats_cell(s["lesion_dice"], 3),
+                stats_cell(s["lesion_hd95"], 2),
             ]
         )
     return table(header, rows)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from medseg.errors import InputNotFoundError, MedsegError
 from medseg.evaluation.results import EvaluationResult, load_evaluation
-from medseg.reporting.html import Cell, esc, img_tag, number_cell, page, table
+from medseg.reporting.html import Cell, esc, img_tag, number_cell, page, stats_cell, table
 
 log = logging.getLogger(__name__)
 
@@ -69,24 +69,6 @@ def resolve_source(path: str | Path) -> ReportSource:
     )
 
 
-def _fmt_stats(stats: dict | None, digits: int) -> Cell:
-    if not stats or stats.get("mean") is None:
-        n_inf = (stats or {}).get("n_nonfinite", 0)
-        return Cell(f"n/a{f' <small>({n_inf} inf)</small>' if n_inf else ''}", "nan")
-    text = f"{stats['mean']:.{digits}f}"
-    if stats.get("std") is not None:
-        text += f" ± {stats['std']:.{digits}f}"
-    details = []
-    if stats.get("n_finite", 0) > 1:
-        details.append(
-            f"median {stats['median']:.{digits}f} [{stats['min']:.{digits}f}, {stats['max']:.{digits}f}]"
-        )
-    if stats.get("n_nonfinite"):
-        details.append(f"{stats['n_nonfinite']} inf left out")
-    small = f"<br><small>{esc('; '.join(details))}</small>" if details else ""
-    return Cell(f"{esc(text)}{small}", repr(float(stats["mean"])))
-
-
 def _summary_table(result: EvaluationResult) -> str:
     unit = result.settings.get("distance_unit", "mm")
     tol = result.settings.get("nsd_tolerance_mm", 1.0)
@@ -105,13 +87,13 @@ def _summary_table(result: EvaluationResult) -> str:
             [
                 Cell(name, None, "text"),
                 Cell(str(m["dice"]["n"]), str(m["dice"]["n"])),
-                _fmt_stats(m["dice"], 3),
-                _fmt_stats(m["iou"], 3),
-                _fmt_stats(m["hd95"], 2),
-                _fmt_stats(m["assd"], 2),
-                _fmt_stats(m["nsd"], 3),
-                _fmt_stats(m["abs_volume_diff_ml"], 2),
-                _fmt_stats(m["rel_volume_diff"], 3),
+                stats_cell(m["dice"], 3),
+                stats_cell(m["iou"], 3),
+                stats_cell(m["hd95"], 2),
+                stats_cell(m["assd"], 2),
+                stats_cell(m["nsd"], 3),
+                stats_cell(m["abs_volume_diff_ml"], 2),
+                stats_cell(m["rel_volume_diff"], 3),
             ]
         )
     return table(header, rows, sortable=False)

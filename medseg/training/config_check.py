@@ -8,11 +8,12 @@ The registries (and so torch) are imported only when a config is checked, never 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
-from medseg.config.schema import PipelineConfig
+from medseg.config.schema import PipelineConfig, RegionConfig
 from medseg.config.suggest import unknown_choice, unknown_keys
 from medseg.errors import ConfigError
 
@@ -68,6 +69,32 @@ def check_loss(config: PipelineConfig) -> None:
     from medseg.losses.registry import validate_loss_params
 
     validate_loss_params(config.loss.name, config.loss.params)
+    if config.regions:
+        check_loss_for_regions(config, config.regions)
+
+
+def check_loss_for_regions(config: PipelineConfig, regions: Sequence[RegionConfig] | None) -> None:
+    """A region loss exactly when the pipeline trains on regions (its own or its manifest's).
+
+    Raises:
+        ConfigError: regions with a softmax loss, or a region loss without regions.
+    """
+    from medseg.losses import LOSSES
+    from medseg.losses.registry import get_loss_spec
+
+    spec = get_loss_spec(config.loss.name)
+    if regions and not spec.regions:
+        able = [s.name for s in LOSSES.values() if s.regions]
+        raise ConfigError(
+            f"loss.name: {spec.name!r} is a softmax loss, but the pipeline trains on {len(regions)} regions",
+            hint=f"set loss.name: {' or '.join(able)} (sigmoid outputs, one per region)",
+        )
+    if not regions and spec.regions:
+        raise ConfigError(
+            f"loss.name: {spec.name!r} trains regions, but neither the pipeline nor its manifest "
+            "declares any",
+            hint="declare regions (docs/training.md, 'Region-based training') or choose a softmax loss",
+        )
 
 
 def check_registries(config: PipelineConfig, source: str | None = None) -> None:

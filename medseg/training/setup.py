@@ -12,14 +12,17 @@ import numpy as np
 
 from medseg import geometry
 from medseg.config import PipelineConfig
+from medseg.config.schema import RegionConfig
 from medseg.data.cache import PreprocessedCache, case_key
 from medseg.data.cases import load_case
 from medseg.data.check import require_valid
 from medseg.data.manifest import CaseEntry, Manifest, load_manifest
+from medseg.data.regions import check_regions
 from medseg.data.sampling import TrainingCase
 from medseg.errors import ConfigError
 from medseg.io.atomic import write_text_atomic
 from medseg.progress import track
+from medseg.training.config_check import check_loss_for_regions
 from medseg.training.splits import holdout, kfold
 from medseg.transforms.preprocess import Plan, PreprocessedCase
 
@@ -34,6 +37,7 @@ class PreparedData:
     train: list[TrainingCase]
     val: list[TrainingCase]
     slice_axis: int | None  # for 2D models
+    regions: list[RegionConfig] | None = None  # region-based training: the pipeline's, else the manifest's
 
 
 def choose_split(
@@ -121,8 +125,19 @@ def prepare_data(
     resume_split: dict | None = None,
 ) -> PreparedData:
     """Everything the trainer needs from disk, validated; writes splits.json and plan.json
-    into ``run_dir`` when given."""
+    into ``run_dir`` when given. The regions are the pipeline's, else the manifest's.
+
+    Raises:
+        ConfigError: (before any case is read) regions naming values that are not labels, or a
+            loss that does not fit them (:func:`~medseg.training.config_check.check_loss_for_regions`);
+            a bad split.
+        MedsegError: a case that does not load or check.
+    """
     manifest = load_manifest(config.data.manifest, data_root or config.data.data_root)
+    regions = config.regions or manifest.regions  # checked before any case is read
+    if regions:
+        check_regions(regions, config.labels or manifest.labels, config.data.manifest)
+    check_loss_for_regions(config, regions)
     if check:
         require_valid(manifest, config.data.manifest)
     n_classes = max(config.labels or manifest.labels) + 1
@@ -162,4 +177,4 @@ def prepare_data(
     if run_dir is not None:
         write_text_atomic(run_dir / "plan.json", plan.to_json())
         write_text_atomic(run_dir / "splits.json", json.dumps(split, indent=2))
-    return PreparedData(manifest, plan, split, train, val, slice_axis)
+    return PreparedData(manifest, plan, split, train, val, slice_axis, list(regions) if regions else None)

@@ -129,6 +129,10 @@ class Trainer:
         self.model = build_model(cfg.model.name, cfg.model.spatial_dims, in_channels, n_classes, **params)
         self.model.to(self.device)
         base_loss = build_loss(cfg.loss.name, n_classes, **cfg.loss.params)
+        if self.data.regions:  # integer labels become region targets [B, R, *S] under deep supervision
+            from medseg.losses.region_dice_bce import RegionTargets
+
+            base_loss = RegionTargets(base_loss, self.data.regions)
         self.loss = DeepSupervision(base_loss, cfg.loss.deep_supervision_weights)
         t = cfg.training
         if t.optimizer.value == "sgd":
@@ -212,7 +216,9 @@ class Trainer:
         }
 
     def _write_metrics(self) -> None:
-        names = [self.data.plan.labels[c] for c in sorted(self.data.plan.labels) if c > 0]
+        from medseg.training.validation import score_names
+
+        names = score_names(self.data.plan.labels, self.data.regions)
         cols = METRIC_COLUMNS + [f"val_dice_{n}" for n in names]
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
@@ -280,8 +286,10 @@ class Trainer:
             )
             if self.data_root and self.dist.is_main:
                 cfg.data.data_root = str(Path(self.data_root).resolve())  # recorded for --resume
-            n_classes = max(self.data.plan.labels) + 1
-            self._build(n_classes, self.data.plan.n_channels)
+            if self.data.regions:  # recorded in config.yaml and the checkpoints for prediction
+                cfg.regions = self.data.regions
+            n_out = len(self.data.regions) if self.data.regions else max(self.data.plan.labels) + 1
+            self._build(n_out, self.data.plan.n_channels)
             start_epoch, step, best = 0, 0, -1.0
             if self.resume:
                 state = load_checkpoint(self.run_dir / "checkpoints" / "last.pt", map_location=self.device)
@@ -404,12 +412,11 @@ class Trainer:
 
     @torch.no_grad()
     def _validate(self) -> dict[str, Any]:
-        from medseg.training.validation import dice_per_class, predict_logits
+        from medseg.training.validation import case_dice, predict_logits, score_names
 
         t = self.config.training
         self.model.eval()
-        n_classes = max(self.data.plan.labels) + 1
-        classes = [c for c in sorted(self.data.plan.labels) if c > 0]
+        labels, regions = self.data.plan.labels, self.data.regions
         dices, losses = [], []
         for case in self.data.val:
             logits = predict_logits(
@@ -422,13 +429,11 @@ class Trainer:
                 slice_axis=self.data.slice_axis,
             )
             losses.append(float(self.loss.loss(logits[None], case.label[None].long())))
-            pred = logits.argmax(0).numpy()
-            all_dice = dice_per_class(pred, case.label.numpy(), n_classes)
-            dices.append([all_dice[c - 1] for c in classes])
+            dices.append(case_dice(logits, case.label, labels, regions))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # classes absent from every case: NaN
             per_class = np.nanmean(np.array(dices, dtype=float), axis=0)
-        names = [self.data.plan.labels[c] for c in classes]
+        names = score_names(labels, regions)
         out: dict[str, Any] = {
             "val_loss": round(float(np.mean(losses)), 6),
             "val_dice_mean": round(float(np.nanmean(per_class)), 6),

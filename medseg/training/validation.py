@@ -1,21 +1,55 @@
-"""Validation on whole preprocessed volumes: sliding-window logits, loss and per-class Dice."""
+"""Validation on whole preprocessed volumes: sliding-window logits, loss and per-class Dice
+(per-region Dice of thresholded sigmoid outputs for region-based training)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 
+from medseg.config.schema import RegionConfig
+from medseg.data.regions import regions_to_targets
+
 
 def dice_per_class(pred: np.ndarray, label: np.ndarray, n_classes: int) -> list[float]:
     """Dice of each foreground class (NaN when the class is absent from both)."""
-    out = []
-    for c in range(1, n_classes):
-        p, t = pred == c, label == c
-        denom = p.sum() + t.sum()
-        out.append(float("nan") if denom == 0 else 2.0 * float(np.logical_and(p, t).sum()) / float(denom))
-    return out
+    return [_dice(pred == c, label == c) for c in range(1, n_classes)]
+
+
+def score_names(labels: Mapping[int, str], regions: Sequence[RegionConfig] | None) -> list[str]:
+    """Names of the validation Dice columns: the foreground classes, or the regions, in order."""
+    if regions:
+        return [r.name for r in regions]
+    return [labels[c] for c in sorted(labels) if c > 0]
+
+
+def case_dice(
+    logits: torch.Tensor,
+    label: torch.Tensor,
+    labels: Mapping[int, str],
+    regions: Sequence[RegionConfig] | None = None,
+) -> list[float]:
+    """Dice of one validation case, in the order of :func:`score_names` (NaN where both are empty).
+
+    Args:
+        logits: Network output ``[K, *S]``: softmax classes, or one sigmoid output per region.
+        label: Integer label map ``[*S]``.
+        labels: The dataset's classes (value -> name), background included.
+        regions: For region-based training: region ``r`` is predicted where ``sigmoid(logits[r]) > 0.5``
+            and compared with the union of its label values.
+    """
+    if regions:
+        predicted = (logits > 0).numpy()  # sigmoid(x) > 0.5 exactly where x > 0
+        truth = regions_to_targets(label.numpy(), regions) > 0.5
+        return [_dice(p, t) for p, t in zip(predicted, truth)]
+    per_class = dice_per_class(logits.argmax(0).numpy(), label.numpy(), max(labels) + 1)
+    return [per_class[c - 1] for c in sorted(labels) if c > 0]
+
+
+def _dice(p: np.ndarray, t: np.ndarray) -> float:
+    denom = int(p.sum()) + int(t.sum())
+    return float("nan") if denom == 0 else 2.0 * float(np.logical_and(p, t).sum()) / float(denom)
 
 
 @torch.no_grad()

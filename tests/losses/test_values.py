@@ -122,3 +122,42 @@ def test_bad_names_and_params_are_refused(name, params, needle):
     assert "\n" not in str(err.value)
     if "loss.name" in needle:  # the valid names are listed, no silent cross-entropy
         assert "dice_focal, dice_ce, focal, ce, tversky" in str(err.value)
+
+
+@pytest.mark.parametrize("batch_dice", [True, False])
+def test_region_dice_bce_is_monai_sigmoid_dice_plus_bce(batch, batch_dice):
+    """Region targets [B, R, *S] (overlapping): MONAI's DiceLoss(sigmoid=True) + BCE with logits."""
+    from monai.losses import DiceLoss
+
+    from medseg.config.schema import RegionConfig
+    from medseg.losses.region_dice_bce import RegionTargets
+
+    logits, labels = batch
+    regions = [
+        RegionConfig(name="any", labels=[1, 2], value=1),
+        RegionConfig(name="two", labels=[2], value=2),
+    ]
+    logits = logits[:, :2]
+    targets = torch.stack([(labels >= 1), (labels == 2)], 1).float()
+    dice = DiceLoss(sigmoid=True, include_background=True, batch=batch_dice)(logits, targets)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+    loss = build_loss("region_dice_bce", 2, batch_dice=batch_dice)
+    _close(loss(logits, targets), dice + bce)
+    _close(RegionTargets(loss, regions)(logits, labels), dice + bce)  # integer labels converted
+    _close(
+        build_loss("region_dice_bce", 2, lambda_dice=0.5, lambda_bce=2.0)(logits, targets),
+        0.5 * DiceLoss(sigmoid=True, batch=True)(logits, targets) + 2.0 * bce,
+    )
+
+
+def test_region_dice_bce_weights_by_hand(batch):
+    """Per-region weights on both terms: mean over regions of w_r (1 - Dice_r) + mean of w_r BCE."""
+    logits, labels = batch
+    y = _onehot(labels)
+    w = torch.tensor([0.5, 1.0, 2.0])
+    p = logits.sigmoid()
+    dims = (0, 2, 3, 4)
+    dice = 1 - (2 * (p * y).sum(dims) + 1e-5) / (p.sum(dims) + y.sum(dims) + 1e-5)
+    bce = -(y * p.log() + (1 - y) * (1 - p).log())
+    expected = (w * dice).mean() + (bce * w.view(1, 3, 1, 1, 1)).mean()
+    _close(build_loss("region_dice_bce", C, class_weights=w.tolist())(logits, y), expected)

@@ -20,7 +20,7 @@ from medseg.inference.backends.registry import BackendRequest
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OPSET", "cache_folder", "exported_onnx", "model_file", "weights_digest"]
+__all__ = ["OPSET", "cache_folder", "exported_onnx", "weights_digest"]
 
 #: The ONNX opset of the exports.
 OPSET = 17
@@ -133,15 +133,3 @@ def _verify(path: Path, model: torch.nn.Module, window: tuple[int, ...]) -> None
             f"the ONNX export of the network does not reproduce it (largest difference {diff:.3g})",
             hint="use --backend torch (the network's output depends on its input in a way tracing misses)",
         )
-
-
-def model_file(request: BackendRequest) -> Path:
-    """The ONNX file an ONNX engine runs for ``request``: the calibrated int8 QDQ model for
-    ``int8``, else the float32 export (each built once and cached)."""
-    from medseg.inference.backends.registry import Precision
-
-    if request.precision is Precision.INT8:
-        from medseg.inference.backends.quantize import quantized_onnx
-
-        return quantized_onnx(request)
-    return exported_onnx(request)

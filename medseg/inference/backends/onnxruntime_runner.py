@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medseg.inference.backends.onnx_export import model_file
+from medseg.inference.backends.files import model_file
 from medseg.inference.backends.registry import BackendRequest, Precision
 
 __all__ = ["OnnxRuntimeRunner", "build"]

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from medseg.inference.backends.onnx_export import cache_folder, model_file
+from medseg.inference.backends.files import model_file
+from medseg.inference.backends.onnx_export import cache_folder
 from medseg.inference.backends.registry import BackendRequest, Precision
 
 log = logging.getLogger(__name__)
