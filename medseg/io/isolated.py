@@ -218,6 +218,19 @@ def _serve(conn: Connection) -> None:
             continue
         if reply[0] == "ok":
             _write_all(conn.fileno(), _raw(array))
+        volume = array = None  # the child holds no scan while the parent works on it
+        _release_memory()
+
+
+def _release_memory() -> None:
+    """Give the memory of the last read back to the system (collect, then glibc's malloc_trim)."""
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _raw(array: np.ndarray) -> memoryview:
