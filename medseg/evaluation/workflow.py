@@ -18,6 +18,7 @@ from medseg.evaluation.labelmaps import read_labels
 from medseg.evaluation.labels import default_name, labels_present, parse_labels
 from medseg.evaluation.matching import CaseMatch, match_cases
 from medseg.evaluation.metrics import ClassMetrics, compute_metrics
+from medseg.evaluation.regions_eval import RegionSource, load_regions, measure_regions, with_regions
 from medseg.evaluation.resample import resample_to_grid
 from medseg.evaluation.results import EvaluationResult, MetricRow, summarise
 from medseg.evaluation.summary import ConfusionMatrix, pair_counts
@@ -132,6 +133,7 @@ class Evaluator:
             ``medseg predict --probabilities``: ``[X, Y, Z, K]``, channel k for label k) for the
             FROC of each class; needs ``lesions``.
         froc_threshold: Probability at which FROC candidates are extracted, in (0, 1].
+        regions: Also score these regions (:func:`~medseg.evaluation.regions_eval.load_regions`).
 
     Raises:
         ConfigError: ``probabilities`` without ``lesions``, or a ``froc_threshold`` outside (0, 1].
@@ -146,6 +148,7 @@ class Evaluator:
         lesions: LesionSettings | bool | None = None,
         probabilities: str | Path | None = None,
         froc_threshold: float = 0.1,
+        regions: RegionSource | None = None,
     ) -> None:
         if not math.isfinite(nsd_tolerance) or nsd_tolerance < 0:
             raise ValueError(f"nsd_tolerance must be a non-negative number of mm, got {nsd_tolerance}")
@@ -158,6 +161,7 @@ class Evaluator:
         from medseg.evaluation.lesion_results import as_lesion_settings
 
         self.lesions = as_lesion_settings(lesions)
+        self.regions = load_regions(regions)
         if probabilities is not None and self.lesions is None:
             raise ConfigError(
                 "probability maps are only used by the lesion-wise evaluation", hint="add --lesions"
@@ -224,6 +228,8 @@ class Evaluator:
         )
         if self.lesions is not None:
             result = self._with_lesions(result, measured, self.lesions)
+        if self.regions:
+            result = with_regions(result, measured, self.regions)
         if output is not None:
             result.write(output)
         return result
@@ -333,6 +339,9 @@ class Evaluator:
             from medseg.evaluation.lesions import evaluate_lesions
 
             measured.lesions = {k: evaluate_lesions(p == k, r == k, spacing, self.lesions) for k in wanted}
+        if self.regions:
+            tolerances = (self.nsd_tolerance, self.hd_percentile)
+            measured.region_metrics = measure_regions(p, r, spacing, self.regions, *tolerances)
         if prob_path is not None:
             measured.candidates = self._candidates(prob_path, ref, ref_path, axes, r, wanted)
         return measured
@@ -382,6 +391,7 @@ class _MeasuredCase:
     spacing: tuple[float, ...] = ()
     lesions: dict[int, LesionCaseResult] = field(default_factory=dict)
     candidates: dict[int, FrocCase] = field(default_factory=dict)
+    region_metrics: dict[str, ClassMetrics] = field(default_factory=dict)
 
     def lesion_result(self, label: int, settings: LesionSettings) -> LesionCaseResult:
         """The lesions of ``label`` (a label absent from both masks: no lesion, no component)."""
@@ -453,6 +463,7 @@ def evaluate(
     lesions: LesionSettings | bool | None = None,
     probabilities: str | Path | None = None,
     froc_threshold: float = 0.1,
+    regions: RegionSource | None = None,
 ) -> EvaluationResult:
     """Evaluate every prediction in ``pred_dir`` against the reference with the same case id.
 
@@ -475,19 +486,22 @@ def evaluate(
         probabilities: Folder of probability maps ``<case>_probabilities.nii.gz`` (``[X, Y, Z, K]``
             in [0, 1], channel k for label k) for the FROC of each class; needs ``lesions``.
         froc_threshold: Probability at which FROC candidates are extracted, in (0, 1].
+        regions: Regions to score too (run folder, pipeline YAML, dataset.json, list of regions): adds
+            ``region:<name>:<metric>`` columns and ``summary["regions"]`` (:mod:`~.regions_eval`).
 
     Returns:
         The :class:`~medseg.evaluation.results.EvaluationResult`
-        (a :class:`~medseg.evaluation.lesion_results.LesionEvaluationResult` with ``lesions``).
+        (a :class:`~medseg.evaluation.lesion_results.LesionEvaluationResult` with ``lesions``,
+        a :class:`~medseg.evaluation.regions_eval.RegionEvaluationResult` with ``regions``).
 
     Raises:
         MedsegError: missing folders, no matching case, unreadable files, or a prediction on
             another grid than its reference (:class:`GeometryMismatchError`) without ``resample_pred``.
         InputNotFoundError: a case without a probability map.
-        ConfigError: bad lesion settings, ``probabilities`` without ``lesions``, or a probability
-            map that is not 4D or lacks the channel of a label.
+        ConfigError: bad lesion settings, ``probabilities`` without ``lesions``, a probability
+            map that is not 4D or lacks the channel of a label, or a region source without regions.
     """
     evaluator = Evaluator(
-        labels, nsd_tolerance, resample_pred, hd_percentile, lesions, probabilities, froc_threshold
+        labels, nsd_tolerance, resample_pred, hd_percentile, lesions, probabilities, froc_threshold, regions
     )
     return evaluator(pred_dir, ref_dir, output=output, image_dir=image_dir)

@@ -18,6 +18,7 @@ import numpy as np
 
 from medseg import errors
 from medseg.errors import MedsegError
+from medseg.inference.channels import ChannelOptions, blank_channels, read_case
 from medseg.inference.discovery import CaseInput, discover
 from medseg.inference.postprocess import PostprocessOptions
 from medseg.io.atomic import remove_stale_temporaries, write_text_atomic
@@ -94,6 +95,7 @@ def predict_folder(
     resample_uneven: bool = False,
     overlap_io: bool = True,
     queue_size: int = QUEUE_SIZE,
+    channels: ChannelOptions | None = None,
 ) -> BatchResult:
     """Predict every scan under ``input_path`` into ``output_dir``.
 
@@ -119,13 +121,19 @@ def predict_folder(
     writer, so at most ``2 * queue_size + 3`` cases are held at once (5 by default) instead of
     one. ``overlap_io=False`` runs the same stages one case at a time.
 
+    For a multi-channel model, ``channels`` (default: the names the predictor carries, else
+    ``channel_0``..., missing channels refused) names the channels in order: the files of one case
+    (``<case>_0000``... or ``<case>_<name>``) are read as one case (:mod:`medseg.inference.channels`),
+    and what stood in for a missing channel is recorded in its sidecar.
+
     Raises:
         ConfigError: ``queue_size`` below 1.
     """
     if queue_size < 1:
         raise errors.ConfigError(f"queue_size must be >= 1, got {queue_size}")
     out_dir = Path(output_dir)
-    cases, skipped = discover(input_path, exclude=out_dir)
+    options = channels or ChannelOptions.of_predictor(predictor)
+    cases, skipped = discover(input_path, exclude=out_dir, channel_names=options.names)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)  # outputs a killed earlier run was writing when it died
     rank, world = _rank_world()
@@ -140,7 +148,7 @@ def predict_folder(
             for s in skipped
         )
     jobs = [_new_job(case, out_dir, formats, overwrite) for case in cases[rank::world]]
-    stages = _Stages(predictor, out_dir, probabilities, postprocessing, resample_uneven)
+    stages = _Stages(predictor, out_dir, probabilities, postprocessing, resample_uneven, options)
     if overlap_io:
         _run_overlapped(jobs, stages, queue_size)
     else:
@@ -171,6 +179,7 @@ class _Job:
     prepared: Any = None
     labels: Any = None
     probabilities: Any = None
+    notes: dict[str, Any] = field(default_factory=dict)  # for the sidecar: the channels used, warnings
 
     def fail(self, exc: MedsegError) -> None:
         log.warning("%s failed: %s", self.case.id, exc)
@@ -208,17 +217,18 @@ class _Stages:
     probabilities: bool
     postprocessing: PostprocessOptions | None
     resample_uneven: bool
+    channels: ChannelOptions
 
     def read(self, job: _Job) -> None:
-        """Read the scan in the isolated reader and preprocess it (CPU)."""
-        from medseg.io.isolated import read_isolated
-
+        """Read the scan (or its channel files) in the isolated reader and preprocess it (CPU)."""
         if job.result is not None:
             return
         with _timed(job):
             # in a worker process: a native crash fails this case only (issue #14)
-            image = read_isolated(job.case.path, series=job.case.series, resample_uneven=self.resample_uneven)
-            job.prepared = self.predictor.prepare(image)
+            image = read_case(job.case, self.channels, self.resample_uneven)
+            job.prepared = self.predictor.prepare(image.volume)
+            blank_channels(job.prepared.case.image, image.zeros)  # zeros after normalisation
+            job.notes = image.notes
 
     def infer(self, job: _Job) -> None:
         """Run the network; the preprocessed voxels are dropped afterwards (only the record is kept)."""
@@ -288,7 +298,9 @@ def _write_outputs(job: _Job, prediction: Any, out_dir: Path, predictor: Any) ->
         extra.extend(_export_formats(case, prediction, out_dir, job.wanted, predictor, target))
     write_text_atomic(
         out_dir / f"{case.id}.json",
-        json.dumps({"input": str(case.path), "series": case.series, **prediction.info}, indent=2),
+        json.dumps(
+            {"input": str(case.path), "series": case.series, **job.notes, **prediction.info}, indent=2
+        ),
     )
     return target, extra
 

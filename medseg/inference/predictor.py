@@ -193,6 +193,7 @@ class Predictor:
         self.tta = bool(tta and self.tta_axes)
         self.amp = amp
         self.model_name = model_name or getattr(model, "medseg_config", {}).get("name", "model")
+        self.channel_names: list[str] | None = None  # from_run: the names the run recorded
         self.regions = list(regions) if regions else None
         values = [r.value for r in self.regions] if self.regions else []
         self.max_label = max([*self.plan.labels, *values])
@@ -243,7 +244,7 @@ class Predictor:
             )
         log.info("loaded %s (epoch %d) from %s", mc["name"], int(state["epoch"]) + 1, ckpt)
         run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-        return cls(
+        predictor = cls(
             model,
             plan,
             cfg["training"]["patch_size"],
@@ -255,6 +256,9 @@ class Predictor:
             regions=regions,
             **settings,
         )
+        names = state.get("channels")  # input channel names, in order (runs since they were recorded)
+        predictor.channel_names = [str(n) for n in names] if names and len(names) == plan.n_channels else None
+        return predictor
 
     # -------------------------------------------------------------------------------------------
     @property

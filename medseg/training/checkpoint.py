@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import logging
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ from medseg.errors import CorruptFileError, InputNotFoundError
 from medseg.io.atomic import write_bytes_atomic
 
 FORMAT = "medseg-checkpoint/1"
+
+log = logging.getLogger(__name__)
 
 
 def rng_state() -> dict[str, Any]:
@@ -69,12 +73,28 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def channel_names(names: Sequence[str] | None, n_channels: int) -> list[str]:
+    """The input channels a run records, in the network's order: ``names`` (the manifest's
+    ``channels``, MSD ``modality`` or nnU-Net ``channel_names``) when there is one per channel and
+    no two are equal ignoring case (files named after them could not be told apart at
+    prediction), else ``channel_0``, ``channel_1``...
+    """
+    if names is None or len(names) != n_channels:
+        return [f"channel_{i}" for i in range(n_channels)]
+    folded = [str(n).casefold() for n in names]
+    if len(set(folded)) < len(folded):
+        log.warning("the channel names %s repeat (ignoring case): recorded as channel_0...", list(names))
+        return [f"channel_{i}" for i in range(n_channels)]
+    return [str(n) for n in names]
+
+
 def save_inference_checkpoint(
     path: str | Path,
     model: torch.nn.Module,
     plan: Any,
     config: Any,
     slice_axis: int | None = None,
+    channels: Sequence[str] | None = None,
 ) -> None:
     """Write a self-contained checkpoint for prediction only (no optimiser state): the model's
     config and weights, the preprocessing plan and the pipeline config, as ``medseg predict`` reads it.
@@ -85,6 +105,8 @@ def save_inference_checkpoint(
         plan: The :class:`~medseg.transforms.preprocess.Plan` its inputs go through.
         config: The :class:`~medseg.config.PipelineConfig` (patch size and inference defaults).
         slice_axis: For 2D models on 3D scans, the axis slices are taken along.
+        channels: The names of the input channels in order (default ``channel_0``...; see
+            :func:`channel_names`).
     """
     save_checkpoint(
         path,
@@ -100,5 +122,6 @@ def save_inference_checkpoint(
             "plan": plan.to_json(),
             "config": config.model_dump(mode="json"),
             "slice_axis": slice_axis,
+            "channels": channel_names(channels, plan.n_channels),
         },
     )

@@ -24,6 +24,7 @@ from medseg.config import PipelineConfig, dump_config
 from medseg.device import resolve_device
 from medseg.errors import ConfigError, MedsegError
 from medseg.io.atomic import remove_stale_temporaries, write_text_atomic
+from medseg.training import checkpoint as ckpt
 from medseg.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from medseg.training.config_check import check_registries
 from medseg.training.distributed import DistInfo, barrier, broadcast_flag, cleanup, init_distributed
@@ -211,6 +212,7 @@ class Trainer:
             "plan": self.data.plan.to_json(),
             "config": self.config.model_dump(mode="json"),
             "slice_axis": self.data.slice_axis,
+            "channels": ckpt.channel_names(self.data.manifest.channels, self.data.plan.n_channels),
             "elapsed_seconds": self.elapsed_before + (time.monotonic() - self._t0),
             "split": self.data.split,
         }

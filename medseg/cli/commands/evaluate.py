@@ -1,5 +1,6 @@
 """``medseg evaluate --pred FOLDER --ref FOLDER``: Dice, IoU, HD95, ASSD, NSD, volume per case and class,
-and with ``--lesions`` the lesion-wise metrics (:mod:`medseg.evaluation.lesion_results`)."""
+with ``--lesions`` the lesion-wise metrics (:mod:`medseg.evaluation.lesion_results`), with ``--regions``
+the same metrics per region (:mod:`medseg.evaluation.regions_eval`)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "BMP label images, read as stored). Prints a Markdown table; with --output writes "
         "metrics.csv, summary.json and evaluation.json (the input of medseg report / compare). With "
         "--lesions also the BraTS 2023 lesion-wise Dice and HD95, lesion detection (sensitivity, F1, "
-        "false positives per case) and, with --probabilities, the FROC of each class.",
+        "false positives per case) and, with --probabilities, the FROC of each class. With --regions also "
+        "every metric per region (a union of labels, e.g. the BraTS whole tumour {1, 2, 4}).",
     )
     p.add_argument("--pred", required=True, metavar="FOLDER", help="folder of predicted label maps")
     p.add_argument("--ref", required=True, metavar="FOLDER", help="folder of reference label maps")
@@ -61,6 +63,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="NAME|L,W",
         help="CT window of the overlays: preset (abdomen, lung...), level,width, 'auto' (default: "
         "soft tissue for CT, percentiles otherwise) or 'none' (percentiles)",
+    )
+    p.add_argument(
+        "--regions",
+        metavar="SOURCE",
+        help="also score regions (unions of labels, e.g. BraTS whole tumour, core, enhancing): those a run "
+        "folder was trained on, a pipeline YAML's regions:, or a dataset.json's (regions_class_order); "
+        "adds region:<name>:<metric> columns to metrics.csv and 'regions' to summary.json",
     )
     _add_lesion_options(p)
     p.set_defaults(run=run)
@@ -149,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         lesions=lesions,
         probabilities=args.probabilities,
         froc_threshold=_number(args.froc_threshold, "--froc-threshold", "a probability in (0, 1]"),
+        regions=args.regions,
     )
     sys.stdout.write(result.to_markdown())
     if args.overlays:

@@ -74,6 +74,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="resample DICOM series with uneven spacing or gantry tilt onto a regular grid "
         "(otherwise such series fail with the reason)",
     )
+    p.add_argument(
+        "--missing-channel",
+        default="refuse",
+        metavar="POLICY",
+        help="for a multi-channel model, a case that lacks a channel (its files are <case>_0000, "
+        "<case>_0001... or <case>_<channel name>): refuse (default: the case fails, naming the expected "
+        "channels), zeros (a channel at the normalised mean, 0) or copy:<channel> (another channel's "
+        "image); zeros and copy are warned about and recorded in the case's JSON (docs/inference.md)",
+    )
     p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which checkpoint of a run")
     p.add_argument("--overwrite", action="store_true", help="predict cases whose output already exists")
     p.add_argument(
@@ -90,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from medseg.export import parse_formats
     from medseg.inference import Predictor
     from medseg.inference.batch import predict_folder
+    from medseg.inference.channels import ChannelOptions, MissingChannel
     from medseg.inference.postprocess import PostprocessOptions
     from medseg.pacs.address import is_pacs_address
 
@@ -113,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         pacs = client_and_query(args.input, args.pacs_config)
     elif args.push:
         raise ConfigError("--push needs a PACS --input (dicomweb://… or dimse://…)")
+    MissingChannel.parse(args.missing_channel, None)  # the value's form, before the model is loaded
     predictor = Predictor.from_run(
         args.model,
         device=args.device,
@@ -124,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         precision=args.precision,
     )
+    names = ChannelOptions.of_predictor(predictor).names
+    channels = ChannelOptions(names, MissingChannel.parse(args.missing_channel, names))
     options = PostprocessOptions(args.keep_largest, args.min_size, args.fill_holes)
     if pacs is not None:
         from medseg.cli.commands.pacs import predict_from_pacs
@@ -146,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         postprocessing=options,
         formats=formats,
         resample_uneven=args.resample_uneven,
+        channels=channels,
     )
     sys.stdout.write(result.table() + "\n")
     return result.exit_code
