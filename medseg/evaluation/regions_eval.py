@@ -199,24 +199,7 @@ def region_rows(
     out = []
     for i, region in enumerate(regions):
         m = metrics[region.name]
-        out.append(
-            MetricRow(
-                case=case,
-                class_id=i,
-                class_name=region.name,
-                dice=m.dice,
-                iou=m.iou,
-                hd95=m.hd95,
-                assd=m.assd,
-                nsd=m.nsd,
-                volume_pred_ml=m.size_pred * scale,
-                volume_ref_ml=m.size_ref * scale,
-                abs_volume_diff_ml=m.abs_size_diff * scale,
-                rel_volume_diff=m.rel_size_diff,
-                pred_path=paths[0],
-                ref_path=paths[1],
-            )
-        )
+        out.append(MetricRow.of(case, i, region.name, m, scale, paths[0], paths[1]))
     return out
 
 

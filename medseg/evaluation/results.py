@@ -73,6 +73,29 @@ class MetricRow:
     pred_path: str
     ref_path: str
 
+    @classmethod
+    def of(
+        cls, case: str, class_id: int, class_name: str, m: Any, scale: float, pred_path: str, ref_path: str
+    ) -> MetricRow:
+        """The row of one class's metrics ``m`` (:class:`~medseg.evaluation.metrics.ClassMetrics`-like:
+        dice, iou, hd95, assd, nsd and sizes in voxels), volumes scaled by ``scale`` (ml per voxel)."""
+        return cls(
+            case=case,
+            class_id=class_id,
+            class_name=class_name,
+            dice=m.dice,
+            iou=m.iou,
+            hd95=m.hd95,
+            assd=m.assd,
+            nsd=m.nsd,
+            volume_pred_ml=m.size_pred * scale,
+            volume_ref_ml=m.size_ref * scale,
+            abs_volume_diff_ml=m.abs_size_diff * scale,
+            rel_volume_diff=m.rel_size_diff,
+            pred_path=pred_path,
+            ref_path=ref_path,
+        )
+
     @property
     def ref_empty(self) -> bool:
         """The reference has no voxel of this class."""

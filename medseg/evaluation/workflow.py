@@ -422,22 +422,7 @@ class _MeasuredCase:
         for label, name in labels.items():
             m = self.metrics.get(label) or _both_empty_metrics(self.ndim)
             out.append(
-                MetricRow(
-                    case=self.case,
-                    class_id=label,
-                    class_name=name,
-                    dice=m.dice,
-                    iou=m.iou,
-                    hd95=m.hd95,
-                    assd=m.assd,
-                    nsd=m.nsd,
-                    volume_pred_ml=m.size_pred * scale,
-                    volume_ref_ml=m.size_ref * scale,
-                    abs_volume_diff_ml=m.abs_size_diff * scale,
-                    rel_volume_diff=m.rel_size_diff,
-                    pred_path=str(self.pred_path),
-                    ref_path=str(self.ref_path),
-                )
+                MetricRow.of(self.case, label, name, m, scale, str(self.pred_path), str(self.ref_path))
             )
         return out
 

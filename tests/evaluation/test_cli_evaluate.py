@@ -8,22 +8,13 @@ import pytest
 
 from medseg.cli.main import main
 from medseg.errors import ConfigError, GeometryMismatchError, InputNotFoundError
+from tests.cli_checks import one_error_line
 from tests.evaluation.synthetic import AFFINE, label_pair, write_dataset, write_labels
 
 
 @pytest.fixture(autouse=True)
 def _no_progress(monkeypatch):
     monkeypatch.setenv("MEDSEG_NO_PROGRESS", "1")
-
-
-def _one_error_line(capsys, *needles: str) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def test_evaluate_prints_markdown_and_writes_the_folder(tmp_path, capsys):
@@ -65,7 +56,7 @@ def test_grid_mismatch_is_one_line_and_resample_pred_fixes_it(tmp_path, capsys):
     write_labels(tmp_path / "pred" / "c.nii.gz", pred, shifted)
     argv = ["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref")]
     assert main(argv) == GeometryMismatchError.exit_code
-    _one_error_line(capsys, "medseg evaluate: error:", "not on the grid", "c.nii.gz", "--resample-pred")
+    one_error_line(capsys, "medseg evaluate: error:", "not on the grid", "c.nii.gz", "--resample-pred")
     assert main([*argv, "--resample-pred"]) == 0
     assert "| label_1 (1) |" in capsys.readouterr().out
 
@@ -76,18 +67,18 @@ def test_missing_folder_and_bad_options_are_one_line(tmp_path, capsys):
         main(["evaluate", "--pred", str(tmp_path / "missing"), "--ref", str(ref_dir)])
         == InputNotFoundError.exit_code
     )
-    _one_error_line(capsys, "prediction folder", "does not exist")
+    one_error_line(capsys, "prediction folder", "does not exist")
     assert (
         main(["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "--overlays"])
         == ConfigError.exit_code
     )
-    _one_error_line(capsys, "--overlays needs --output")
+    one_error_line(capsys, "--overlays needs --output")
     code = main(["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "--window", "sunset"])
     assert code == ConfigError.exit_code
-    _one_error_line(capsys, "unknown window 'sunset'")
+    one_error_line(capsys, "unknown window 'sunset'")
     code = main(["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "--labels", "liver"])
     assert code == ConfigError.exit_code
-    _one_error_line(capsys, "'liver' is not a label value")
+    one_error_line(capsys, "'liver' is not a label value")
 
 
 def test_unmatched_cases_are_reported(tmp_path, capsys):

@@ -28,6 +28,7 @@ from medseg.errors import ConfigError, InputNotFoundError
 from medseg.evaluation.results import CSV_COLUMNS
 from medseg.io import write_volume
 from medseg.volume import Volume
+from tests.cli_checks import one_error_line
 from tests.evaluation.synthetic import write_labels
 
 AFFINE = np.diag([1.0, 1.0, 2.0, 1.0])
@@ -172,14 +173,6 @@ def test_without_lesions_the_outputs_do_not_change(tmp_path, capsys):
     assert lesion_stdout.startswith(table) and "lesion Dice" not in plain_stdout
 
 
-def _one_error_line(capsys, *needles: str) -> None:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 @pytest.mark.parametrize(
     ("options", "needles"),
     [
@@ -197,7 +190,7 @@ def test_bad_lesion_options_are_refused_in_one_line(tmp_path, capsys, options, n
     pred, ref, _ = write_lesion_cases(tmp_path)
     code = main(["evaluate", "--pred", str(pred), "--ref", str(ref), *options])
     assert code == ConfigError.exit_code
-    _one_error_line(capsys, "medseg evaluate: error:", *needles)
+    one_error_line(capsys, "medseg evaluate: error:", *needles)
 
 
 def test_a_case_without_probability_map_is_refused(tmp_path, capsys):
@@ -207,4 +200,4 @@ def test_a_case_without_probability_map_is_refused(tmp_path, capsys):
         ["evaluate", "--pred", str(pred), "--ref", str(ref), "--lesions", "--probabilities", str(prob)]
     )
     assert code == InputNotFoundError.exit_code
-    _one_error_line(capsys, "1 cases have no probability map", "case_b")
+    one_error_line(capsys, "1 cases have no probability map", "case_b")

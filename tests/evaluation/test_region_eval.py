@@ -39,6 +39,7 @@ from medseg.evaluation.regions_eval import (
     measure_regions,
 )
 from medseg.evaluation.results import CSV_COLUMNS, METRIC_COLUMNS, EvaluationResult
+from tests.cli_checks import one_error_line
 from tests.evaluation.synthetic import write_labels
 
 AFFINE = np.eye(4)
@@ -217,14 +218,6 @@ def test_a_dataset_json_gives_its_regions(tmp_path, with_training):
     assert _named(load_regions(path)) == EXPECTED
 
 
-def _one_error_line(capsys, *needles: str) -> None:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 @pytest.mark.parametrize(
     ("make", "error", "needle"),
     [
@@ -245,7 +238,7 @@ def test_an_unreadable_or_unknown_source_is_refused_in_one_line(tmp_path, capsys
     source = make(tmp_path / "src" if needle != "no such region source" else tmp_path)
     code = main(["evaluate", "--pred", str(pred), "--ref", str(ref), "--regions", str(source)])
     assert code == error.exit_code
-    _one_error_line(capsys, "medseg evaluate: error:", needle)
+    one_error_line(capsys, "medseg evaluate: error:", needle)
 
 
 def test_a_source_without_regions_is_refused(tmp_path):

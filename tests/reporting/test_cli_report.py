@@ -8,14 +8,7 @@ import pytest
 
 from medseg.cli.main import main
 from medseg.errors import ConfigError, InputNotFoundError, MedsegError
-
-
-def _one_error_line(capsys, *needles: str) -> None:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
+from tests.cli_checks import one_error_line
 
 
 def test_report_command(evaluation_dir, tmp_path, capsys):
@@ -30,9 +23,9 @@ def test_report_command(evaluation_dir, tmp_path, capsys):
 
 def test_report_user_errors(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope")]) == InputNotFoundError.exit_code
-    _one_error_line(capsys, "medseg report: error:", "is not a folder")
+    one_error_line(capsys, "medseg report: error:", "is not a folder")
     assert main(["report", str(tmp_path), "--cases", "-1"]) == ConfigError.exit_code
-    _one_error_line(capsys, "--cases must be >= 0")
+    one_error_line(capsys, "--cases must be >= 0")
 
 
 def test_compare_command(evaluation_dir, second_evaluation_dir, tmp_path, capsys):
@@ -46,11 +39,11 @@ def test_compare_command(evaluation_dir, second_evaluation_dir, tmp_path, capsys
 
 def test_compare_user_errors(evaluation_dir, tmp_path, capsys):
     assert main(["compare", str(evaluation_dir), "--output", str(tmp_path / "c")]) == MedsegError.exit_code
-    _one_error_line(capsys, "at least two runs")
+    one_error_line(capsys, "at least two runs")
     (tmp_path / "run").mkdir()
     code = main(["compare", str(evaluation_dir), str(tmp_path / "run"), "--output", str(tmp_path / "c")])
     assert code == InputNotFoundError.exit_code
-    _one_error_line(capsys, "neither an evaluation folder nor a run folder", "medseg evaluate")
+    one_error_line(capsys, "neither an evaluation folder nor a run folder", "medseg evaluate")
     assert not (tmp_path / "c").exists()
 
 
