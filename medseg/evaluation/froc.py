@@ -19,14 +19,11 @@ from typing import Any
 import numpy as np
 
 from medseg.errors import ConfigError
+from medseg.evaluation.lesion_counts import LesionSettings, _json, _nan_div, _plain
 from medseg.evaluation.lesions import (
-    LesionSettings,
     _check_pair,
     _check_spacing,
-    _json,
-    _nan_div,
     _pairs,
-    _plain,
     label_components,
     label_lesions,
 )

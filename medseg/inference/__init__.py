@@ -1,7 +1,7 @@
 """Inference: sliding-window prediction, prediction of whole scans and of folders."""
 
 from medseg.inference.postprocess import PostprocessOptions, postprocess
-from medseg.inference.predictor import MirrorTTA, Prediction, Predictor
+from medseg.inference.predictor import Prediction, Predictor
 from medseg.inference.sliding_window import (
     BlendMode,
     SlidingWindowInferer,
@@ -9,6 +9,7 @@ from medseg.inference.sliding_window import (
     sliding_window_labels,
     window_starts,
 )
+from medseg.inference.tta import MirrorTTA
 
 __all__ = [
     "BlendMode",
