@@ -89,14 +89,14 @@ __all__ = [
 
 # -- components --------------------------------------------------------------------------
 def _check_mask(array: np.ndarray, name: str) -> np.ndarray:
+    """``array`` as a 2D/3D bool mask (metrics' conversion), refused in one line otherwise."""
     a = np.asarray(array)
     if a.ndim not in (2, 3):
         raise ConfigError(f"{name} must be 2D or 3D, got shape {a.shape}", hint="pass one class of one case")
-    if a.dtype != bool:
-        if a.size and not np.isin(np.unique(a), (0, 1)).all():
-            raise ConfigError(f"{name} is not a binary mask", hint="pass labels == k for class k")
-        a = a.astype(bool)
-    return a
+    try:
+        return em._as_mask(a, name)
+    except ValueError:
+        raise ConfigError(f"{name} is not a binary mask", hint="pass labels == k for class k") from None
 
 
 def _check_spacing(spacing: Sequence[float] | float | None, ndim: int) -> tuple[float, ...]:
