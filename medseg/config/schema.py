@@ -45,6 +45,12 @@ class DataConfig(_Strict):
     )
     folds: int = Field(5, ge=2, le=20, description="number of folds for --fold k cross-validation")
     cache_dir: str | None = Field(None, description="preprocessed-case cache (default: ~/.cache/medseg)")
+    channels: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="the input channel names in order, as the manifest must declare them; training "
+        "refuses a manifest whose channels differ (compared ignoring case; default: no check)",
+    )
 
 
 class PreprocessingConfig(_Strict):
@@ -54,11 +60,12 @@ class PreprocessingConfig(_Strict):
     target_spacing: list[float] | str | None = Field(
         "median", description="mm per axis, 'median' (dataset median, as nnU-Net) or null (keep)"
     )
-    normalization: Normalization = Field(
+    normalization: Normalization | list[Normalization] = Field(
         Normalization.ZSCORE,
         description="zscore (MR, per case), ct "
         "(dataset percentile clip + z-score), window (CT window to [0, 1]), "
-        "percentile (per case to [0, 1]) or none",
+        "percentile (per case to [0, 1]) or none; or a list of one scheme per input channel, "
+        "in channel order (e.g. [ct, zscore] for CT + PET)",
     )
     window: str | None = Field(None, description="CT window preset or 'L,W' for normalization: window")
     crop_foreground: bool = Field(
@@ -79,9 +86,28 @@ class PreprocessingConfig(_Strict):
             raise ValueError("target_spacing needs 2 or 3 positive values")
         return v
 
+    @field_validator("normalization")
+    @classmethod
+    def _schemes(cls, v: Any) -> Any:
+        if isinstance(v, list) and not v:
+            raise ValueError("normalization needs a scheme, or a list of one scheme per channel")
+        return v
+
+    @property
+    def normalization_schemes(self) -> list[Normalization]:
+        """The schemes as a list: one entry (every channel) or one per channel."""
+        n = self.normalization
+        return list(n) if isinstance(n, list) else [n]
+
+    @property
+    def normalization_value(self) -> str | list[str]:
+        """The scheme name(s) as the :class:`~medseg.transforms.preprocess.Plan` records them."""
+        n = self.normalization
+        return [s.value for s in n] if isinstance(n, list) else n.value
+
     @model_validator(mode="after")
     def _window_needed(self) -> PreprocessingConfig:
-        if self.normalization is Normalization.WINDOW and not self.window:
+        if Normalization.WINDOW in self.normalization_schemes and not self.window:
             raise ValueError("normalization 'window' needs a window (preset name or 'L,W')")
         return self
 
@@ -110,6 +136,14 @@ class LossConfig(_Strict):
     )
     deep_supervision_weights: list[float] | None = Field(
         None, description="weights of the deep-supervision outputs (default: halving per level)"
+    )
+    lesion_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of the blob (lesion-wise) Dice term added to the loss (Kofler et al., blob "
+        "loss, IPMI 2023): 1 - mean over the reference's lesions (connected components of the "
+        "foreground; with regions, of the first region) of the soft Dice of the foreground "
+        "probability against that lesion, other lesions masked out; 0 = off",
     )
 
 
@@ -142,6 +176,16 @@ class AugmentationConfig(_Strict):
     )
     blur_p: float = Field(0.1, ge=0, le=1, description="probability of a Gaussian blur")
     blur_sigma: tuple[float, float] = Field((0.5, 1.0), description="blur sigma range (voxels)")
+    channel_dropout_p: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="probability of dropping input channels (set to 0, the normalised mean, as "
+        "medseg predict --missing-channel zeros feeds; never all channels; no-op for 1 channel)",
+    )
+    channel_dropout_max: int | None = Field(
+        None, ge=1, description="most channels dropped at once (default: all but one)"
+    )
 
 
 class Optimizer(str, Enum):
@@ -165,6 +209,13 @@ class TrainingConfig(_Strict):
     patch_size: list[int] = Field(description="patch (voxels) per spatial axis of the model")
     foreground_oversample: float = Field(
         0.33, ge=0, le=1, description="share of patches centred on a labelled voxel"
+    )
+    foreground_sampling: Literal["voxel", "lesion"] = Field(
+        "voxel",
+        description="how a foreground patch's centre is drawn: voxel = a uniformly drawn labelled voxel "
+        "of a random class (nnU-Net); lesion = a uniformly drawn voxel of a uniformly drawn connected "
+        "component (lesion) of the case's foreground, so a 10-voxel lesion is drawn as often as a "
+        "10,000-voxel one",
     )
     optimizer: Optimizer = Field(Optimizer.SGD, description="sgd (nesterov momentum) or adamw")
     lr: float = Field(0.01, gt=0, description="base learning rate")

@@ -22,6 +22,7 @@ from medseg.data.sampling import TrainingCase
 from medseg.errors import ConfigError
 from medseg.io.atomic import write_text_atomic
 from medseg.progress import track
+from medseg.training.channel_check import check_channels, check_resume_channels
 from medseg.training.config_check import check_loss_for_regions
 from medseg.training.splits import holdout, kfold
 from medseg.transforms.preprocess import Plan, PreprocessedCase
@@ -85,16 +86,19 @@ def build_plan(
     if config.model.spatial_dims == 2 and all(img.spatial_shape[2] == 1 for img, _ in loaded):
         keep_axes = (2,)
     target = pre.target_spacing
-    plan = Plan.from_dataset(
-        loaded,
-        config.labels or manifest.labels,
-        orientation=pre.orientation,
-        target_spacing=target,
-        normalization=pre.normalization.value,
-        window=pre.window,
-        crop_foreground=pre.crop_foreground,
-        keep_axes=keep_axes,
-    )
+    try:
+        plan = Plan.from_dataset(
+            loaded,
+            config.labels or manifest.labels,
+            orientation=pre.orientation,
+            target_spacing=target,
+            normalization=pre.normalization_value,
+            window=pre.window,
+            crop_foreground=pre.crop_foreground,
+            keep_axes=keep_axes,
+        )
+    except ValueError as exc:  # e.g. one normalisation scheme per channel, but not as many as channels
+        raise ConfigError(str(exc)) from None
     write_text_atomic(cached, plan.to_json())
     return plan
 
@@ -123,6 +127,7 @@ def prepare_data(
     run_dir: Path | None = None,
     check: bool = True,
     resume_split: dict | None = None,
+    resume_channels: list[str] | None = None,
 ) -> PreparedData:
     """Everything the trainer needs from disk, validated; writes splits.json and plan.json
     into ``run_dir`` when given. The regions are the pipeline's, else the manifest's.
@@ -130,10 +135,13 @@ def prepare_data(
     Raises:
         ConfigError: (before any case is read) regions naming values that are not labels, or a
             loss that does not fit them (:func:`~medseg.training.config_check.check_loss_for_regions`);
-            a bad split.
+            a bad split; manifest channels unlike ``data.channels`` or, on resume, the run's
+            ``resume_channels``; a normalisation list whose length is not the number of channels.
         MedsegError: a case that does not load or check.
     """
     manifest = load_manifest(config.data.manifest, data_root or config.data.data_root)
+    check_channels(config.data.channels, manifest.channels, config.data.manifest, "data.channels")
+    check_resume_channels(resume_channels, manifest.channels, config.data.manifest)
     regions = config.regions or manifest.regions  # checked before any case is read
     if regions:
         check_regions(regions, config.labels or manifest.labels, config.data.manifest)

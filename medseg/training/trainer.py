@@ -28,6 +28,7 @@ from medseg.training import checkpoint as ckpt
 from medseg.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from medseg.training.config_check import check_registries
 from medseg.training.distributed import DistInfo, barrier, broadcast_flag, cleanup, init_distributed
+from medseg.training.loss_setup import build_training_loss
 from medseg.training.schedule import lr_factor
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,6 @@ class Trainer:
             )
 
     def _build(self, n_classes: int, in_channels: int) -> None:
-        from medseg.losses import DeepSupervision, build_loss
         from medseg.models import build_model
         from medseg.training.config_check import model_build_params
 
@@ -129,12 +129,7 @@ class Trainer:
         torch.manual_seed(cfg.training.seed)
         self.model = build_model(cfg.model.name, cfg.model.spatial_dims, in_channels, n_classes, **params)
         self.model.to(self.device)
-        base_loss = build_loss(cfg.loss.name, n_classes, **cfg.loss.params)
-        if self.data.regions:  # integer labels become region targets [B, R, *S] under deep supervision
-            from medseg.losses.region_dice_bce import RegionTargets
-
-            base_loss = RegionTargets(base_loss, self.data.regions)
-        self.loss = DeepSupervision(base_loss, cfg.loss.deep_supervision_weights)
+        self.loss = build_training_loss(cfg, n_classes, self.data.regions)
         t = cfg.training
         if t.optimizer.value == "sgd":
             self.optimizer = torch.optim.SGD(
@@ -183,6 +178,7 @@ class Trainer:
                 t.foreground_oversample,
                 t.seed,
                 slice_axis=data.slice_axis if data.slice_axis is not None else 2,
+                foreground_sampling=t.foreground_sampling,
             )
         )
         self.sampler = _EpochSampler(per_epoch, self.dist.rank, self.dist.world_size)
@@ -285,6 +281,7 @@ class Trainer:
                 self.run_dir if self.dist.is_main else None,
                 check=self.dist.is_main,
                 resume_split=resume_split,
+                resume_channels=previous.get("channels") if self.resume else None,
             )
             if self.data_root and self.dist.is_main:
                 cfg.data.data_root = str(Path(self.data_root).resolve())  # recorded for --resume

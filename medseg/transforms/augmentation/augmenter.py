@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medseg.transforms.augmentation.intensity import random_intensity
+from medseg.transforms.augmentation.intensity import random_channel_dropout, random_intensity
 from medseg.transforms.augmentation.spatial import SpatialParams, random_spatial_params, sample_patch
 
 
@@ -76,4 +76,8 @@ class Augmenter:
         ):
             img = t(img)
             applied.append(t.to_dict())
+        dropout = random_channel_dropout(rng, img.shape[0], c.channel_dropout_p, c.channel_dropout_max)
+        if dropout is not None:  # last: dropped channels stay exactly 0 (the normalised mean)
+            img = dropout(img)
+            applied.append(dropout.to_dict())
         return img, lab, applied

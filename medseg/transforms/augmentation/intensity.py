@@ -101,6 +101,54 @@ class GaussianBlur(IntensityTransform):
         return out[0]
 
 
+@dataclass(frozen=True)
+class ChannelDropout(IntensityTransform):
+    """Set the input channels ``channels`` (indices into ``[C, *spatial]``) to 0; others untouched.
+
+    After the plan's normalisation 0 is a channel's mean, which is also what
+    ``medseg predict --missing-channel zeros`` feeds for an absent sequence
+    (:mod:`medseg.inference.channels`), so a model trained with this sees at training time what
+    it gets at prediction when a sequence is missing. This is modality dropout as in HeMIS
+    (Havaei et al., "HeMIS: Hetero-Modal Image Segmentation", MICCAI 2016) and
+    Dorent et al., "Hetero-Modal Variational Encoder-Decoder for Joint Modality Completion and
+    Segmentation", MICCAI 2019.
+
+    Raises:
+        IndexError: a channel index outside ``0..C-1``.
+    """
+
+    channels: tuple[int, ...]
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        out = image.clone()
+        n = image.shape[0]
+        for c in self.channels:
+            if not 0 <= c < n:
+                raise IndexError(f"channel {c} out of range for an image with {n} channel(s)")
+            out[c] = 0
+        return out
+
+    def to_dict(self) -> dict:
+        return {"name": type(self).__name__, "channels": list(self.channels)}
+
+
+def random_channel_dropout(
+    rng: np.random.Generator, n_channels: int, p: float, max_dropped: int | None = None
+) -> ChannelDropout | None:
+    """Draw the channel dropout of one patch, or None (no dropout).
+
+    With probability ``p`` (and at least 2 channels), draw k uniformly in ``1..max`` with ``max`` =
+    ``min(max_dropped, n_channels - 1)`` (``max_dropped`` None: ``n_channels - 1``), then k distinct
+    channels uniformly. At least one channel is always kept. Draws from ``rng`` only.
+    """
+    if n_channels < 2 or p <= 0 or not rng.random() < p:
+        return None
+    most = n_channels - 1 if max_dropped is None else max(1, min(int(max_dropped), n_channels - 1))
+    k = int(rng.integers(1, most + 1))
+    picked = rng.choice(n_channels, size=k, replace=False)
+    return ChannelDropout(tuple(sorted(int(c) for c in picked)))
+
+
 def random_intensity(
     rng: np.random.Generator,
     *,

@@ -6,7 +6,7 @@ Order of the steps, per case (each recorded in a :class:`CaseRecord`):
 2. **Crop** to the bounding box of the non-zero region (optional).
 3. **Resample** to the target spacing (edge-aligned; images linear, labels nearest).
 4. **Normalise** intensities (z-score, CT percentile clip + dataset z-score, CT window, or
-   per-case percentiles).
+   per-case percentiles), one scheme for every channel or one per channel (e.g. CT + PET).
 
 :meth:`Plan.invert` undoes 3, 2 and 1 for a label map (nearest) or probabilities (linear),
 giving an array on the source grid with the source affine.
@@ -28,6 +28,30 @@ if TYPE_CHECKING:
     import torch
 
 PLAN_VERSION = 1
+
+NORMALIZATIONS = ("zscore", "ct", "window", "percentile", "none")
+
+
+def channel_schemes(normalization: str | list[str], n_channels: int) -> list[str]:
+    """The normalisation scheme of each of ``n_channels`` channels, in channel order.
+
+    Args:
+        normalization: One scheme for every channel, or a list of one scheme per channel.
+        n_channels: The number of input channels.
+
+    Raises:
+        ValueError: a list whose length is not ``n_channels``, or an unknown scheme (one line).
+    """
+    schemes = [normalization] * n_channels if isinstance(normalization, str) else list(normalization)
+    if len(schemes) != n_channels:
+        raise ValueError(
+            f"preprocessing.normalization lists {len(schemes)} scheme(s) ({', '.join(schemes)}) but the "
+            f"images have {n_channels} channel(s); give one scheme per channel, in channel order"
+        )
+    unknown = [x for x in schemes if x not in NORMALIZATIONS]
+    if unknown:
+        raise ValueError(f"unknown normalization {unknown[0]!r} (one of {', '.join(NORMALIZATIONS)})")
+    return schemes
 
 
 @dataclass
@@ -60,20 +84,71 @@ class PreprocessedCase:
     record: CaseRecord
 
 
+def _target(
+    target_spacing: list[float] | str | None, median_spacing: list[float], keep_axes: tuple[int, ...]
+) -> list[float | None] | None:
+    """The plan's target spacing (mm per axis; None on an axis: never resampled; None: keep)."""
+    if target_spacing is None:
+        return None
+    if target_spacing == "median":
+        target: list[float | None] = [float(s) for s in median_spacing]
+    else:
+        target = [float(s) for s in target_spacing]
+        if len(target) == 2:  # 2D model: in-plane spacing, keep the third axis
+            target = [*target, None]
+    for ax in keep_axes:
+        target[ax] = None
+    return target
+
+
+def _ct_stats(fg_values: list[np.ndarray], schemes: list[str]) -> list[dict[str, float]] | None:
+    """Per channel: dataset foreground percentiles (0.5, 99.5) and the clipped mean/std for the
+    ``ct`` channels, ``{}`` for the others; None when no channel is ``ct``.
+
+    Raises:
+        ValueError: a ``ct`` channel but no labelled foreground voxels.
+    """
+    if "ct" not in schemes:
+        return None
+    if not fg_values:
+        raise ValueError("CT normalisation needs labelled training cases")
+    vals = np.concatenate(fg_values).reshape(-1, len(schemes))
+    out: list[dict[str, float]] = []
+    for c, scheme in enumerate(schemes):
+        if scheme != "ct":
+            out.append({})
+            continue
+        v = vals[:, c].astype(np.float64)
+        lo, hi = np.percentile(v, [0.5, 99.5])
+        clipped = np.clip(v, lo, hi)
+        out.append(
+            {"lo": float(lo), "hi": float(hi), "mean": float(clipped.mean()), "std": float(clipped.std())}
+        )
+    return out
+
+
 @dataclass
 class Plan:
     """Dataset-level preprocessing settings plus the dataset fingerprint they came from."""
 
     orientation: str = "RAS"
     target_spacing: list[float | None] | None = None
-    normalization: str = "zscore"
+    normalization: str | list[str] = "zscore"  # one scheme, or one per channel
     window: str | None = None
     crop_foreground: bool = True
     n_channels: int = 1
     labels: dict[int, str] = field(default_factory=lambda: {0: "background"})
-    ct_stats: list[dict[str, float]] | None = None  # per channel: lo, hi, mean, std
+    ct_stats: list[dict[str, float]] | None = None  # per channel: lo, hi, mean, std ({} if not ct)
     fingerprint: dict[str, Any] = field(default_factory=dict)
     version: int = PLAN_VERSION
+
+    def __post_init__(self) -> None:
+        channel_schemes(self.normalization, self.n_channels)  # refuse a list of the wrong length
+
+    @property
+    def schemes(self) -> list[str]:
+        """The normalisation scheme of each channel, in channel order."""
+        return channel_schemes(self.normalization, self.n_channels)
 
     # -- construction ----------------------------------------------------------------
     @classmethod
@@ -83,7 +158,7 @@ class Plan:
         labels: dict[int, str],
         orientation: str = "RAS",
         target_spacing: list[float] | str | None = "median",
-        normalization: str = "zscore",
+        normalization: str | list[str] = "zscore",
         window: str | None = None,
         crop_foreground: bool = True,
         keep_axes: tuple[int, ...] = (),
@@ -92,63 +167,37 @@ class Plan:
 
         Args:
             cases: (image [i, j, k, c], label) pairs of the training cases.
+            normalization: One scheme for every channel, or a list of one scheme per channel
+                (channel order); CT statistics are computed for the ``ct`` channels only.
             keep_axes: axes never resampled (e.g. the slice axis of single-slice 2D images).
+
+        Raises:
+            ValueError: a normalisation list whose length is not the number of channels, an
+                unknown scheme, or ``ct`` without labelled foreground in the training cases.
         """
+        n_channels = cases[0][0].array.shape[3] if cases[0][0].array.ndim == 4 else 1
+        schemes = channel_schemes(normalization, n_channels)
         spacings, shapes, fg_values = [], [], []
         rng = np.random.default_rng(0)
         for image, label in cases:
             arr, aff = geometry.reorient_array(image.array, image.affine, orientation)
             spacings.append(geometry.spacing(aff))
             shapes.append(arr.shape[:3])
-            if normalization == "ct" and label is not None:
+            if "ct" in schemes and label is not None:
                 lab, _ = geometry.reorient_array(label.array, label.affine, orientation)
                 fg = arr[lab > 0]
                 if fg.size:
                     fg_values.append(fg[rng.choice(len(fg), min(len(fg), 10000), replace=False)])
         median_spacing = np.median(np.array(spacings), axis=0).tolist()
-        if target_spacing == "median":
-            target = [float(s) for s in median_spacing]
-        elif target_spacing is None:
-            target = None
-        else:
-            target = [float(s) for s in target_spacing]
-            if len(target) == 2:  # 2D model: in-plane spacing, keep the third axis
-                target = [*target, None]
-        if target is not None:
-            for ax in keep_axes:
-                target[ax] = None
-        ct_stats = None
-        n_channels = cases[0][0].array.shape[3] if cases[0][0].array.ndim == 4 else 1
-        if normalization == "ct":
-            if not fg_values:
-                raise ValueError("CT normalisation needs labelled training cases")
-            vals = (
-                np.concatenate(fg_values).reshape(-1, n_channels)
-                if n_channels > 1
-                else np.concatenate(fg_values).reshape(-1, 1)
-            )
-            ct_stats = []
-            for c in range(n_channels):
-                v = vals[:, c].astype(np.float64)
-                lo, hi = np.percentile(v, [0.5, 99.5])
-                clipped = np.clip(v, lo, hi)
-                ct_stats.append(
-                    {
-                        "lo": float(lo),
-                        "hi": float(hi),
-                        "mean": float(clipped.mean()),
-                        "std": float(clipped.std()),
-                    }
-                )
         return cls(
             orientation=orientation,
-            target_spacing=target,
-            normalization=normalization,
+            target_spacing=_target(target_spacing, median_spacing, keep_axes),
+            normalization=normalization if isinstance(normalization, str) else list(normalization),
             window=window,
             crop_foreground=crop_foreground,
             n_channels=n_channels,
             labels=dict(labels),
-            ct_stats=ct_stats,
+            ct_stats=_ct_stats(fg_values, schemes),
             fingerprint={
                 "n_cases": len(cases),
                 "median_spacing": median_spacing,
@@ -237,36 +286,34 @@ class Plan:
         return PreprocessedCase(image_out, label_out, record)
 
     def _normalize(self, img: np.ndarray) -> tuple[np.ndarray, list[dict[str, float]]]:
-        """Normalise each channel of float32 ``img`` in place (no full-size copies)."""
+        """Normalise channel c of float32 ``img`` [*spatial, C] in place with scheme c (no copies)."""
         from medseg.transforms.intensity import apply_window
 
         stats = []
-        for c in range(img.shape[3]):
+        for c, scheme in enumerate(channel_schemes(self.normalization, img.shape[3])):
             x = img[..., c]
-            if self.normalization == "zscore":
+            if scheme == "zscore":
                 mean, std = float(x.mean(dtype=np.float64)), float(x.std(dtype=np.float64))
                 x -= np.float32(mean)
                 x /= np.float32(max(std, 1e-8))
                 stats.append({"mean": mean, "std": std})
-            elif self.normalization == "ct":
+            elif scheme == "ct":
                 s = self.ct_stats[c]  # type: ignore[index]
                 np.clip(x, s["lo"], s["hi"], out=x)
                 x -= np.float32(s["mean"])
                 x /= np.float32(max(s["std"], 1e-8))
                 stats.append(dict(s))
-            elif self.normalization == "window":
+            elif scheme == "window":
                 x[...] = apply_window(x, self.window or "soft_tissue")
                 stats.append({})
-            elif self.normalization == "percentile":
+            elif scheme == "percentile":
                 lo, hi = (float(v) for v in np.percentile(x, [0.5, 99.5]))
                 np.clip(x, lo, hi, out=x)
                 x -= np.float32(lo)
                 x /= np.float32(max(hi - lo, 1e-8))
                 stats.append({"lo": lo, "hi": hi})
-            elif self.normalization == "none":
+            else:  # "none" (channel_schemes refuses unknown names)
                 stats.append({})
-            else:
-                raise ValueError(f"unknown normalization {self.normalization!r}")
         return img, stats
 
     def source_crop_box(self, record: CaseRecord) -> tuple[slice, ...]:

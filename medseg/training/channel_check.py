@@ -1,0 +1,79 @@
+"""Refuse training on a manifest whose input channels are not the ones expected, in order.
+
+A network learns which channel is which sequence (T1, T1ce, T2, FLAIR; CT, PET): a manifest that
+lists the same files in another order trains a model that silently reads FLAIR as T1. The pipeline
+may name its channels (``data.channels``), and a resumed run knows the channels it was trained on
+(the checkpoint's ``channels``); both are compared with the manifest before any case is read.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from medseg.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_GENERIC = re.compile(r"channel_\d+")
+
+
+def _fold(names: list[str]) -> list[str]:
+    return [str(n).strip().casefold() for n in names]
+
+
+def is_generic(names: list[str]) -> bool:
+    """True for the ``channel_0``, ``channel_1``... names a run records when the manifest's were
+    unusable (see :func:`medseg.training.checkpoint.channel_names`): they say nothing about order."""
+    return all(_GENERIC.fullmatch(str(n).strip()) for n in names)
+
+
+def check_channels(expected: list[str] | None, manifest_channels: list[str], source: str, what: str) -> None:
+    """Refuse a manifest whose channel names differ from ``expected`` (same names, same order).
+
+    Names are compared stripped and ignoring case. Nothing is checked when ``expected`` is None.
+
+    Args:
+        expected: The channel names in order (None: no check).
+        manifest_channels: The manifest's ``channels`` (MSD ``modality``, nnU-Net ``channel_names``).
+        source: The manifest's path, named in the message.
+        what: Where ``expected`` comes from, e.g. ``"data.channels"`` or ``"the resumed run"``.
+
+    Raises:
+        ConfigError: the names or their order differ; one line naming both lists and the fix.
+    """
+    if expected is None:
+        return
+    if _fold(list(expected)) == _fold(list(manifest_channels)):
+        return
+    same_set = sorted(_fold(list(expected))) == sorted(_fold(list(manifest_channels)))
+    problem = "lists the same channels in another order" if same_set else "declares other channels"
+    raise ConfigError(
+        f"{source} {problem}: expected {list(expected)} ({what}), found {list(manifest_channels)}",
+        hint=f"reorder or rename the manifest's channels to {list(expected)}, or change {what}",
+    )
+
+
+def check_resume_channels(recorded: list[str] | None, manifest_channels: list[str], source: str) -> None:
+    """Refuse resuming a run on a manifest whose channels differ from those the run recorded.
+
+    A different number of channels is always refused. Names are compared (as in
+    :func:`check_channels`) only when the run recorded real names, not the generic
+    ``channel_0``... fallback. Nothing is checked when ``recorded`` is None (older checkpoints).
+
+    Raises:
+        ConfigError: a different channel count, or different names or order (one line).
+    """
+    if recorded is None:
+        return
+    recorded = [str(n) for n in recorded]
+    if len(recorded) != len(manifest_channels):
+        raise ConfigError(
+            f"{source} declares {len(manifest_channels)} channel(s) {list(manifest_channels)} but the "
+            f"resumed run was trained on {len(recorded)}: {recorded}",
+            hint="resume with the manifest the run was trained on",
+        )
+    if is_generic(recorded):
+        log.debug("the resumed run recorded generic channel names %s: order not checked", recorded)
+        return
+    check_channels(recorded, manifest_channels, source, "the resumed run's checkpoint")
