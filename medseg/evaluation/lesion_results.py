@@ -22,7 +22,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +43,7 @@ __all__ = [
     "lesion_columns",
     "lesion_markdown",
     "lesion_settings_dict",
+    "lesion_table_markdown",
     "probability_files",
     "read_lesion_values",
     "read_probabilities",
@@ -194,29 +195,45 @@ def lesion_markdown(lesions: Mapping[str, Any], labels: Mapping[int, str], volum
     """Markdown table of ``summary["lesions"]``: lesion-wise Dice and HD95 (mean ± sd over cases),
     lesions, false positives per case, pooled sensitivity and F1 per threshold, FROC score
     (``volume_unit``: of the lesion volumes, mm³ in 3D)."""
-    from medseg.evaluation.markdown import markdown_table, mean_sd
-
     if not lesions:
         return ""
-    first = next(iter(lesions.values()))
+    entries = [(f"{name} ({label})", lesions[str(label)]) for label, name in labels.items()]
+    return lesion_table_markdown(entries, volume_unit)
+
+
+def lesion_table_markdown(
+    entries: Sequence[tuple[str, Mapping[str, Any]]], volume_unit: str = "mm³", key: str = "class"
+) -> str:
+    """Markdown table of pooled lesion results, one row per ``(title, LesionSummary.to_dict())`` entry
+    (classes, or regions with ``key="region"``), and a note on the settings ("" without entries).
+
+    Columns: lesion-wise Dice and HD95 (mm; mean ± sd over cases), lesions, false positives per
+    case, pooled sensitivity / F1 per IoU threshold and, when an entry has one, the FROC score.
+    """
+    from medseg.evaluation.markdown import markdown_table, mean_sd
+
+    if not entries:
+        return ""
+    first = entries[0][1]
     thresholds = [d["threshold"] for d in first["detection"]]
-    has_froc = any(v.get("froc") for v in lesions.values())
-    header = ["class", "lesion Dice", "lesion HD95 (mm)", "lesions", "FP per case"]
+    has_froc = any(s.get("froc") for _, s in entries)
+    header = [key, "lesion Dice", "lesion HD95 (mm)", "lesions", "FP per case"]
     header += [f"sens / F1 @IoU>{t:g}" for t in thresholds] + (["FROC"] if has_froc else [])
     body = []
-    for label, name in labels.items():
-        s = lesions[str(label)]
-        cells: list[Any] = [f"{name} ({label})", mean_sd(s["lesion_dice"]), mean_sd(s["lesion_hd95"], 2)]
+    for title, s in entries:
+        cells: list[Any] = [title, mean_sd(s["lesion_dice"]), mean_sd(s["lesion_hd95"], 2)]
         cells += [s["n_ref_lesions"], _num(s["fp_per_case"], 2)]
         cells += [f"{_num(d['sensitivity'])} / {_num(d['f1'])}" for d in s["detection"]]
         if has_froc:
             cells.append(_num((s.get("froc") or {}).get("score")))
         body.append(cells)
     settings = first["settings"]
+    froc = ""
+    if key == "class" or has_froc:
+        froc = "; FROC: mean sensitivity at 1/8 to 8 false positives per case"
     note = (
         f"- Lesion-wise (BraTS 2023): reference dilation {settings['dilation']} voxels, lesions of at most "
-        f"{settings['min_volume']:g} {volume_unit} left out; detection counts pooled over cases; FROC: mean "
-        "sensitivity at 1/8 to 8 false positives per case.\n"
+        f"{settings['min_volume']:g} {volume_unit} left out; detection counts pooled over cases{froc}.\n"
     )
     return markdown_table(header, body) + "\n" + note
 

@@ -19,6 +19,10 @@ The evaluation folder gains:
 * ``summary.json``: ``regions``, keyed by region name: ``labels``, ``value``, ``n_cases``, the empty
   counts and ``metrics`` (statistics over cases, as per class);
 * ``evaluation.json``: ``regions``, the regions as ``{name, labels, value}``.
+
+With ``--lesions`` too, each region is also scored lesion by lesion (BraTS 2023):
+``region:<name>:<lesion column>`` columns, ``summary["regions"][<name>]["lesions"]`` and the
+``regions`` of lesions.json (:mod:`~medseg.evaluation.region_lesions`).
 """
 
 from __future__ import annotations
@@ -38,7 +42,16 @@ from pydantic import ValidationError
 from medseg.config.schema import RegionConfig, check_region_list
 from medseg.errors import ConfigError, InputNotFoundError
 from medseg.evaluation.lesion_results import LesionEvaluationResult
+from medseg.evaluation.lesions import LesionCaseResult
 from medseg.evaluation.metrics import ClassMetrics, compute_metrics
+from medseg.evaluation.region_lesions import (
+    region_lesion_columns,
+    region_lesion_markdown,
+    region_lesion_values,
+    region_lesions_json,
+    region_title,
+    summarise_region_lesions,
+)
 from medseg.evaluation.results import METRIC_COLUMNS, EvaluationResult, MetricRow, format_value, summarise
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -253,14 +266,56 @@ class RegionEvaluationResult(EvaluationResult):
 
 @dataclass
 class RegionLesionEvaluationResult(RegionEvaluationResult, LesionEvaluationResult):
-    """Per-region and lesion-wise results (``--regions`` with ``--lesions``; lesions per class only)."""
+    """Per-region and lesion-wise results (``--regions`` with ``--lesions``): lesions per class and
+    per region (:mod:`~medseg.evaluation.region_lesions`).
+
+    Attributes:
+        region_lesion_cases: ``{case: {region name: LesionCaseResult}}``.
+    """
+
+    region_lesion_cases: dict[str, dict[str, LesionCaseResult]] = field(default_factory=dict)
+
+    def metrics_csv(self) -> str:
+        """The text of metrics.csv: the columns of :class:`RegionEvaluationResult` (class lesion
+        columns included), then ``region:<name>:<lesion column>`` per region and lesion column."""
+        if not self.region_lesion_cases:
+            return super().metrics_csv()
+        extra = region_lesion_columns(self.regions, self.lesion_settings)
+        values = {
+            case: {name: region_lesion_values(res) for name, res in per.items()}
+            for case, per in self.region_lesion_cases.items()
+        }
+        lines = list(csv.reader(io.StringIO(super().metrics_csv())))
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(lines[0] + [region_column(name, c) for name, c in extra])
+        case_at = lines[0].index("case")
+        for line in lines[1:]:
+            case = values[line[case_at]]
+            writer.writerow(line + [format_value(case[name][c]) for name, c in extra])
+        return buf.getvalue()
+
+    def lesions_json(self) -> dict[str, Any]:
+        """The content of lesions.json: that of the classes, then ``regions`` (see
+        :func:`~medseg.evaluation.region_lesions.region_lesions_json`)."""
+        out = super().lesions_json()
+        if self.region_lesion_cases:
+            out["regions"] = region_lesions_json(self.region_lesion_cases, self.regions)
+        return out
+
+    def to_markdown(self) -> str:
+        """The Markdown of the classes and regions, then the lesion-wise table of the regions."""
+        unit = {"ml": "mm³", "mm2": "mm²", "px2": "px²"}.get(self.volume_unit, "mm³")
+        table = region_lesion_markdown(self.summary.get("regions") or {}, self.regions, unit)
+        return super().to_markdown() + ("\n" + table if table else "")
 
 
 def with_regions(
     result: EvaluationResult, measured: Sequence[_MeasuredCase], regions: Sequence[RegionConfig]
 ) -> RegionEvaluationResult:
     """``result`` with the region metrics of the ``measured`` cases: ``summary["regions"]``,
-    ``settings["regions"]`` and the region columns of metrics.csv (lesion-wise results kept)."""
+    ``settings["regions"]`` and the region columns of metrics.csv; with lesion-wise results, also
+    those of each region (``summary["regions"][name]["lesions"]`` and the region lesion columns)."""
     rows = [
         row
         for m in measured
@@ -270,7 +325,15 @@ def with_regions(
     result.settings["regions"] = [r.model_dump() for r in regions]
     base = {f.name: getattr(result, f.name) for f in fields(result)}
     if isinstance(result, LesionEvaluationResult):
-        return RegionLesionEvaluationResult(**base, regions=list(regions), region_rows=rows)
+        lesions = {m.case: m.region_lesions for m in measured}
+        if lesions and all(lesions.values()):
+            for name, pooled in summarise_region_lesions(lesions, regions).items():
+                result.summary["regions"][name]["lesions"] = pooled
+        else:  # regions measured without lesion settings: lesions per class only
+            lesions = {}
+        return RegionLesionEvaluationResult(
+            **base, regions=list(regions), region_rows=rows, region_lesion_cases=lesions
+        )
     return RegionEvaluationResult(**base, regions=list(regions), region_rows=rows)
 
 
@@ -287,7 +350,7 @@ def region_markdown(result: RegionEvaluationResult) -> str:
     body = []
     for region in result.regions:
         m = stats[region.name]["metrics"]
-        title = f"{region.name} {{{', '.join(str(v) for v in region.labels)}}}"
+        title = region_title(region.name, region.labels)
         cells = [mean_sd(m["dice"]), mean_sd(m["iou"]), mean_sd(m["hd95"], 2), mean_sd(m["assd"], 2)]
         cells += [mean_sd(m["nsd"]), mean_sd(m["abs_volume_diff_ml"], 2), mean_sd(m["rel_volume_diff"], 3)]
         body.append([title, m["dice"]["n"], *cells])

@@ -18,6 +18,7 @@ from medseg.evaluation.labelmaps import read_labels
 from medseg.evaluation.labels import default_name, labels_present, parse_labels
 from medseg.evaluation.matching import CaseMatch, match_cases
 from medseg.evaluation.metrics import ClassMetrics, compute_metrics
+from medseg.evaluation.region_lesions import measure_region_lesions
 from medseg.evaluation.regions_eval import RegionSource, load_regions, measure_regions, with_regions
 from medseg.evaluation.resample import resample_to_grid
 from medseg.evaluation.results import EvaluationResult, MetricRow, summarise
@@ -133,7 +134,8 @@ class Evaluator:
             ``medseg predict --probabilities``: ``[X, Y, Z, K]``, channel k for label k) for the
             FROC of each class; needs ``lesions``.
         froc_threshold: Probability at which FROC candidates are extracted, in (0, 1].
-        regions: Also score these regions (:func:`~medseg.evaluation.regions_eval.load_regions`).
+        regions: Also score these regions (:func:`~medseg.evaluation.regions_eval.load_regions`),
+            with ``lesions`` lesion-wise too (:mod:`~medseg.evaluation.region_lesions`).
 
     Raises:
         ConfigError: ``probabilities`` without ``lesions``, or a ``froc_threshold`` outside (0, 1].
@@ -342,6 +344,8 @@ class Evaluator:
         if self.regions:
             tolerances = (self.nsd_tolerance, self.hd_percentile)
             measured.region_metrics = measure_regions(p, r, spacing, self.regions, *tolerances)
+            if self.lesions is not None:
+                measured.region_lesions = measure_region_lesions(p, r, spacing, self.regions, self.lesions)
         if prob_path is not None:
             measured.candidates = self._candidates(prob_path, ref, ref_path, axes, r, wanted)
         return measured
@@ -392,6 +396,7 @@ class _MeasuredCase:
     lesions: dict[int, LesionCaseResult] = field(default_factory=dict)
     candidates: dict[int, FrocCase] = field(default_factory=dict)
     region_metrics: dict[str, ClassMetrics] = field(default_factory=dict)
+    region_lesions: dict[str, LesionCaseResult] = field(default_factory=dict)
 
     def lesion_result(self, label: int, settings: LesionSettings) -> LesionCaseResult:
         """The lesions of ``label`` (a label absent from both masks: no lesion, no component)."""
@@ -472,7 +477,8 @@ def evaluate(
             in [0, 1], channel k for label k) for the FROC of each class; needs ``lesions``.
         froc_threshold: Probability at which FROC candidates are extracted, in (0, 1].
         regions: Regions to score too (run folder, pipeline YAML, dataset.json, list of regions): adds
-            ``region:<name>:<metric>`` columns and ``summary["regions"]`` (:mod:`~.regions_eval`).
+            ``region:<name>:<metric>`` columns and ``summary["regions"]`` (:mod:`~.regions_eval`); with
+            ``lesions``, per region lesion-wise results too (:mod:`~.region_lesions`).
 
     Returns:
         The :class:`~medseg.evaluation.results.EvaluationResult`

@@ -4,6 +4,9 @@ Reads ``summary["lesions"]`` (see :mod:`medseg.evaluation.lesion_results`) and s
 class: the BraTS 2023 lesion-wise Dice and HD95, lesion detection per IoU threshold
 (sensitivity, precision, F1, false positives per case), the sensitivity per lesion-size band,
 the FROC curve when probability maps were given, and the per-case lesion results of metrics.csv.
+Evaluations made with ``--lesions --regions`` show the regions (``summary["regions"][name]["lesions"]``,
+:mod:`medseg.evaluation.region_lesions`) as further rows of the same tables, named after the regions
+(``whole_tumor {1, 2, 4}``); the FROC stays per class.
 """
 
 from __future__ import annotations
@@ -34,9 +37,8 @@ def _units(result: EvaluationResult) -> tuple[str, str]:
     return unit, "px²" if unit == "px" else "mm²"
 
 
-def _scores_table(classes: Sequence[tuple[str, Mapping[str, Any]]], unit: str) -> str:
-
-    header = ["class", "cases", "lesions", "predicted components", "false positives per case"]
+def _scores_table(classes: Sequence[tuple[str, Mapping[str, Any]]], unit: str, key: str = "class") -> str:
+    header = [key, "cases", "lesions", "predicted components", "false positives per case"]
     header += ["lesion-wise Dice", f"lesion-wise HD95 ({unit})"]
     rows = []
     for title, s in classes:
@@ -54,8 +56,8 @@ def _scores_table(classes: Sequence[tuple[str, Mapping[str, Any]]], unit: str) -
     return table(header, rows)
 
 
-def _detection_table(classes: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
-    header = ["class", "IoU >", "lesions", "detected", "sensitivity", "predicted", "true positive"]
+def _detection_table(classes: Sequence[tuple[str, Mapping[str, Any]]], key: str = "class") -> str:
+    header = [key, "IoU >", "lesions", "detected", "sensitivity", "predicted", "true positive"]
     header += ["precision", "F1", "false positives per case"]
     rows = []
     for title, s in classes:
@@ -77,9 +79,11 @@ def _detection_table(classes: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
     return table(header, rows)
 
 
-def _strata_table(classes: Sequence[tuple[str, Mapping[str, Any]]], volume_unit: str) -> str:
+def _strata_table(
+    classes: Sequence[tuple[str, Mapping[str, Any]]], volume_unit: str, key: str = "class"
+) -> str:
     thresholds = sorted({float(st["threshold"]) for _, s in classes for st in s["strata"]})
-    header = ["class", f"lesion volume ({volume_unit})", "lesions"]
+    header = [key, f"lesion volume ({volume_unit})", "lesions"]
     header += [f"sensitivity @IoU>{t:g}" for t in thresholds]
     rows = []
     for title, s in classes:
@@ -166,35 +170,48 @@ def _froc_part(classes: Sequence[tuple[str, Mapping[str, Any]]], threshold: Any)
     )
 
 
-def _cases_table(result: EvaluationResult, unit: str) -> str:
-    """Per-case lesion results from the evaluation folder's metrics.csv (nothing without it)."""
+_COUNTS = ("n_ref_lesions", "n_pred_lesions", "n_fp")
+
+
+def _case_row(case: str, title: str, v: Mapping[str, float], f1: Sequence[str]) -> list[Cell | str]:
+    """One row of the per-case lesion table (missing values as NaN)."""
+    cells: list[Cell | str] = [case, title]
+    cells += [number_cell(v.get("lesion_dice", math.nan)), number_cell(v.get("lesion_hd95", math.nan), 2)]
+    cells += [number_cell(v.get(c, math.nan), 0) for c in _COUNTS]
+    cells += [number_cell(v.get(c, math.nan), 3) for c in f1]
+    return cells
+
+
+def _cases_table(result: EvaluationResult, unit: str, regions: Sequence[tuple[str, str]] = ()) -> str:
+    """Per-case lesion results from the evaluation folder's metrics.csv (nothing without it): the
+    rows of each case's classes, then those of its ``regions`` (``(name, title)`` pairs)."""
     from medseg.evaluation.lesion_results import read_lesion_values
+    from medseg.evaluation.region_lesions import read_region_lesion_values
 
     if result.output is None:
         return ""
     try:
         values = read_lesion_values(result.output)
+        region_values = read_region_lesion_values(result.output) if regions else {}
     except MedsegError as exc:
         log.warning("no per-case lesion table: %s", exc)
         return ""
     f1 = [c for c in values if c.startswith("lesion_f1@")]
-    columns = ["lesion_dice", "lesion_hd95", "n_ref_lesions", "n_pred_lesions", "n_fp", *f1]
-    if not all(c in values for c in columns[:5]):
+    if not all(c in values for c in ("lesion_dice", "lesion_hd95", *_COUNTS)):
         return ""
-    header = ["case", "class", "lesion-wise Dice", f"lesion-wise HD95 ({unit})", "lesions", "predicted"]
-    header += ["false positives"] + [f"F1 @IoU>{c.split('@', 1)[1]}" for c in f1]
-    rows = []
+    header = ["case", "class" if not regions else "class / region", "lesion-wise Dice"]
+    header += [f"lesion-wise HD95 ({unit})", "lesions", "predicted", "false positives"]
+    header += [f"F1 @IoU>{c.split('@', 1)[1]}" for c in f1]
+    per_case: dict[str, list[list[Cell | str]]] = {}
     for r in result.rows:
-        v = {c: values[c].get((r.case, r.class_id), math.nan) for c in columns}
-        cells: list[Cell | str] = [
-            r.case,
-            r.class_name,
-            number_cell(v["lesion_dice"]),
-            number_cell(v["lesion_hd95"], 2),
+        v = {c: values[c].get((r.case, r.class_id), math.nan) for c in values}
+        per_case.setdefault(r.case, []).append(_case_row(r.case, r.class_name, v, f1))
+    rows = []
+    for case, class_rows in per_case.items():
+        rows += class_rows
+        rows += [
+            _case_row(case, t, region_values[case, n], f1) for n, t in regions if (case, n) in region_values
         ]
-        cells += [number_cell(v[c], 0) for c in ("n_ref_lesions", "n_pred_lesions", "n_fp")]
-        cells += [number_cell(v[c], 3) for c in f1]
-        rows.append(cells)
     return (
         "<h3>Per-case lesion results</h3>"
         + '<div class="scroll">'
@@ -216,6 +233,19 @@ def _settings_note(s: Mapping[str, Any], connectivity: str, unit: str, volume_un
     return f'<p class="meta">{esc(text)}</p>'
 
 
+def _region_entries(result: EvaluationResult) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """``(name, title, pooled lesion results)`` of each region with lesion results, in the order of
+    ``summary["regions"]`` (the declared order)."""
+    from medseg.evaluation.region_lesions import region_title
+
+    regions = result.summary.get("regions") or {}
+    return [
+        (name, region_title(name, r.get("labels") or []), r["lesions"])
+        for name, r in regions.items()
+        if isinstance(r, Mapping) and r.get("lesions")
+    ]
+
+
 def lesion_section(result: EvaluationResult) -> str:
     """HTML of the lesion-wise results of an evaluation ("" when it has none)."""
     lesions = result.summary.get("lesions")
@@ -226,6 +256,9 @@ def lesion_section(result: EvaluationResult) -> str:
     ]
     if not classes:
         return ""
+    regions = _region_entries(result)
+    key = "class / region" if regions else "class"
+    entries = classes + [(title, s) for _, title, s in regions]
     unit, volume_unit = _units(result)
     s = classes[0][1]["settings"]
     lesion_settings = result.settings.get("lesions") or {}
@@ -234,12 +267,12 @@ def lesion_section(result: EvaluationResult) -> str:
         "<h2>Lesions</h2>",
         _settings_note(s, connectivity, unit, volume_unit),
         "<h3>Lesion-wise Dice and HD95 (BraTS 2023, mean ± sample sd over cases)</h3>",
-        _scores_table(classes, unit),
+        _scores_table(entries, unit, key),
         "<h3>Detection</h3>",
-        _detection_table(classes),
+        _detection_table(entries, key),
         "<h3>Sensitivity by lesion size</h3>",
-        _strata_table(classes, volume_unit),
+        _strata_table(entries, volume_unit, key),
         _froc_part(classes, lesion_settings.get("froc_threshold")),
-        _cases_table(result, unit),
+        _cases_table(result, unit, [(name, title) for name, title, _ in regions]),
     ]
     return "".join(parts)

@@ -189,7 +189,9 @@ def test_regions_with_lesions_keep_the_lesion_columns(tmp_path):
     result = evaluate(pred, ref, output=tmp_path / "eval", regions=REGIONS, lesions=True)
     assert isinstance(result, RegionLesionEvaluationResult)
     header = list(_rows(tmp_path / "eval")[0])
-    assert "lesion_dice" in header and header[-1] == "region:enhancing:rel_volume_diff"
+    assert "lesion_dice" in header and "region:enhancing:rel_volume_diff" in header
+    assert header[-1] == "region:enhancing:lesion_f1@0.5"  # lesions per region too (test_region_lesions)
+    assert header.index("region:enhancing:rel_volume_diff") < header.index("region:whole:lesion_dice")
     assert (tmp_path / "eval" / "lesions.json").is_file()
     assert result.summary["regions"]["core"]["metrics"]["dice"]["mean"] == pytest.approx(0.75)
 

@@ -80,9 +80,10 @@ def _add_lesion_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--lesions",
         action="store_true",
-        help="also score each class lesion by lesion: BraTS 2023 lesion-wise Dice and HD95, detection "
-        "sensitivity/precision/F1 per IoU threshold, false positives per case, sensitivity per size band; "
-        "adds columns to metrics.csv, 'lesions' to summary.json and writes lesions.json",
+        help="also score each class (and, with --regions, each region) lesion by lesion: BraTS 2023 "
+        "lesion-wise Dice and HD95, detection sensitivity/precision/F1 per IoU threshold, false "
+        "positives per case, sensitivity per size band; adds columns to metrics.csv, 'lesions' to "
+        "summary.json and writes lesions.json",
     )
     g.add_argument(
         "--lesion-preset",
