@@ -4,6 +4,11 @@ A model trained on regions (``regions`` of the pipeline, recorded in its checkpo
 sigmoid output per region: each region is thresholded at 0.5 and the masks are painted into a
 label map in the declared order (:func:`medseg.data.regions.paint`, as nnU-Net's
 ``regions_class_order``); its probabilities are the sigmoid of each region.
+
+Without probabilities, 3D prediction keeps memory bounded for both kinds of model: the blended
+outputs are held one window deep along the last axis and turned into labels slab by slab
+(:func:`~medseg.inference.sliding_window.sliding_window_labels`); asking for probabilities holds
+the whole ``[K, *S]`` output.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from medseg.errors import InputNotFoundError, MedsegError
 from medseg.inference.postprocess import PostprocessOptions, postprocess
 from medseg.inference.sliding_window import (
     accumulation_device,
+    argmax_decision,
+    region_decision,
     sliding_window_inference,
     sliding_window_labels,
 )
@@ -298,12 +305,15 @@ class Predictor:
         x = image[None]
         if self.device.type == "cuda":  # the scan goes to the GPU once when it fits: windows are cut there
             x = x.to(accumulation_device(4 * x.numel(), self.device))
-        if probabilities or self.regions:  # regions: the whole [R, *S] logits (bounded memory: to do)
+        if probabilities:  # the probabilities need the whole [K, *S] (or [R, *S]) output
             logits = sliding_window_inference(x, run, self.patch_size, self.overlap, self.batch_size)[0]
             lab, prob = self._decide(logits, probabilities, label_dtype)
             return lab.cpu(), (prob.cpu() if prob is not None else None)
+        # labels only: a ring buffer one window deep, decided slab by slab (the same decision as
+        # _decide on the full logits: the arg-max, or each region's logit > 0 painted in order)
+        decide = region_decision(self.regions, label_dtype) if self.regions else argmax_decision
         return sliding_window_labels(
-            x, run, self.patch_size, self.overlap, self.batch_size, label_dtype=label_dtype
+            x, run, self.patch_size, self.overlap, self.batch_size, label_dtype=label_dtype, decide=decide
         ), None
 
     def _decide(

@@ -7,9 +7,11 @@ the same network and settings. Two outputs:
 
 * :func:`sliding_window_inference`: the blended network output for every voxel
   (``[B, C, *spatial]``);
-* :func:`sliding_window_labels`: the arg-max label map only, computed slab by
-  slab along the last axis so that no full-size float volume per class is ever
-  held: memory grows with one slab of windows, not with the scan.
+* :func:`sliding_window_labels`: the label map only, computed slab by slab along
+  the last axis so that no full-size float volume per class is ever held: memory
+  grows with one slab of windows, not with the scan. The per-slab decision is
+  pluggable: the arg-max (:func:`argmax_decision`, softmax models) by default, or
+  each region thresholded and painted in order (:func:`region_decision`).
 """
 
 from __future__ import annotations
@@ -18,13 +20,23 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from medseg.progress import track
 
+if TYPE_CHECKING:
+    from medseg.config.schema import RegionConfig
+
 Network = Callable[[torch.Tensor], torch.Tensor | Sequence[torch.Tensor]]
+
+#: Labels ``[*other, n]`` (integers) of one slab of accumulated scores ``[K, *other, n]``. The
+#: scores are Gaussian-weighted SUMS of the network's outputs, not averages (the weight sum is
+#: not kept), so a decision must not change when a voxel's K scores are all scaled by the same
+#: positive number: an arg-max over K, or a sign test, qualifies.
+SlabDecision = Callable[[torch.Tensor], torch.Tensor]
 
 
 class BlendMode(str, Enum):
@@ -209,6 +221,39 @@ def sliding_window_inference(
     return torch.stack(outputs)
 
 
+def argmax_decision(scores: torch.Tensor) -> torch.Tensor:
+    """The class of the largest score per voxel, ``[K, *other, n]`` -> int64 ``[*other, n]``
+    (the first one on ties, like ``argmax``): the softmax models' decision."""
+    # max(0).indices: the first maximum, like argmax, but ~8x faster on a CPU here
+    return scores.max(0).indices
+
+
+def region_decision(regions: Sequence[RegionConfig], label_dtype: torch.dtype = torch.uint8) -> SlabDecision:
+    """The region models' decision: region ``r`` is set where its sigmoid exceeds 0.5, and the
+    masks are painted in the order of ``regions`` (:func:`medseg.data.regions.paint`), exactly as
+    on the full averaged logits. Scores ``[R, *other, n]`` -> ``label_dtype`` ``[*other, n]``.
+
+    Raises:
+        ValueError (when called): a number of score channels other than ``len(regions)``.
+    """
+    from medseg.data.regions import paint  # pydantic and numpy only where regions are used
+
+    regions = list(regions)
+
+    def decide(scores: torch.Tensor) -> torch.Tensor:
+        # sigmoid(avg) > 0.5 <=> avg > 0, with avg = sum / W, sum = sum_i w_i * z_i over the
+        # windows covering the voxel, W = sum_i w_i. Every weight is > 0 (the Gaussian map is
+        # clamped to >= its minimum, >= 1e-3; constant mode is 1) and every voxel lies in at
+        # least one window, so W > 0 and sign(avg) == sign(sum): "sum > 0" is the same test and
+        # W need not be accumulated. (IEEE division by a positive W keeps the sign; only a
+        # subnormal sum could round to 0 when divided, which no real logit sum reaches.) The ring
+        # adds a voxel's windows in another order than sliding_window_inference, so a logit within
+        # float rounding of 0 may fall either way, as a near-tie may for the arg-max.
+        return paint(scores > 0, regions, dtype=label_dtype)
+
+    return decide
+
+
 def _ring(start: int, length: int, span: int) -> list[tuple[slice, slice]]:
     """``[start, start + length)`` on a ring of ``span`` as ``(ring slice, source slice)`` pieces."""
     a = start % span
@@ -232,17 +277,21 @@ def sliding_window_labels(
     progress: bool = False,
     label_dtype: torch.dtype = torch.uint8,
     stitch_device: torch.device | str | None = None,
+    decide: SlabDecision = argmax_decision,
 ) -> torch.Tensor:
-    """Arg-max labels ``[*spatial]`` (on the CPU) of one image ``[1, C, *spatial]`` with bounded memory.
+    """Labels ``[*spatial]`` (``label_dtype``, on the CPU) of one image ``[1, C, *spatial]``
+    with bounded memory.
 
     Windows are processed row by row along the last axis and blended into a ring buffer one
-    window deep along that axis (``C_out x (other axes) x roi[-1]`` floats, accumulated in
-    place). As soon as no remaining window can touch a slab, its arg-max is taken and its part
-    of the ring is zeroed for reuse: memory grows with one slab, never with the scan or with
-    one float volume per class. The weights' sum is not needed (dividing by a positive number
-    does not change the arg-max). The ring lives on the GPU when the network does and it fits
-    in half of the free memory, so the arg-max runs there too. Results equal ``argmax`` of
-    :func:`sliding_window_inference` with the same settings.
+    window deep along that axis (``C_out x (other axes) x roi[-1]`` float32, accumulated in
+    place). As soon as no remaining window can touch a slab, ``decide`` turns it into labels
+    and its part of the ring is zeroed for reuse: memory grows with one slab, never with the
+    scan or with one float volume per class. The weights' sum is not accumulated: ``decide``
+    gets weighted sums, and must give the same labels for any positive per-voxel scaling of
+    them (see :data:`SlabDecision`). The ring lives on the GPU when the network does and it
+    fits in half of the free memory, so ``decide`` runs there too. Results equal ``decide``
+    applied to :func:`sliding_window_inference` with the same settings (by default the arg-max;
+    :func:`region_decision` for region models).
 
     Raises:
         ValueError: more than one image, or bad window settings.
@@ -277,8 +326,7 @@ def sliding_window_labels(
         done_until = last_starts[r + 1] if r + 1 < len(last_starts) else shape[-1]
         for dst, src in _ring(k0, done_until - k0, span):
             part = ring[..., dst]
-            # max(0).indices: the first maximum, like argmax, but ~8x faster on a CPU here
-            labels[..., k0 + src.start : k0 + src.stop] = part.max(0).indices.to(label_dtype).cpu()
+            labels[..., k0 + src.start : k0 + src.stop] = decide(part).to(label_dtype).cpu()
             part.zero_()
     return labels[tuple(crop)]
 
@@ -317,6 +365,8 @@ class SlidingWindowInferer:
     def __call__(self, inputs: torch.Tensor, network: Network) -> torch.Tensor:
         return sliding_window_inference(inputs, network, **self._settings())
 
-    def labels(self, inputs: torch.Tensor, network: Network) -> torch.Tensor:
-        """Arg-max labels with bounded memory (see :func:`sliding_window_labels`)."""
-        return sliding_window_labels(inputs, network, **self._settings())
+    def labels(
+        self, inputs: torch.Tensor, network: Network, decide: SlabDecision = argmax_decision
+    ) -> torch.Tensor:
+        """Labels (arg-max by default) with bounded memory (see :func:`sliding_window_labels`)."""
+        return sliding_window_labels(inputs, network, **self._settings(), decide=decide)
