@@ -65,12 +65,12 @@ class TrainingCase:
 
 def _lesion_voxels(label: np.ndarray) -> list[np.ndarray]:
     """Flat indices of each connected component of ``label > 0`` (sampled past LESION_VOXELS)."""
-    from medseg.evaluation.lesions import label_components
+    from medseg.transforms.components import connected_components
 
     mask = label > 0
     if not mask.any():
         return []
-    comp, n = label_components(mask if mask.ndim > 1 else mask[None])
+    comp, n = connected_components(mask if mask.ndim > 1 else mask[None])
     flat = comp.reshape(-1)
     idx = np.flatnonzero(flat)
     order = np.argsort(flat[idx], kind="stable")

@@ -63,7 +63,9 @@ def lesion_columns(settings: LesionSettings) -> tuple[str, ...]:
     return LESION_BASE_COLUMNS + tuple(c for pair in per_t for c in pair)
 
 
-def _case_values(result: LesionCaseResult) -> dict[str, float]:
+def lesion_case_values(result: LesionCaseResult) -> dict[str, float]:
+    """The metrics.csv lesion values of one case and class (or region): lesion-wise Dice and HD95,
+    lesion counts, and sensitivity and F1 per IoU threshold."""
     out: dict[str, float] = {
         "lesion_dice": result.lesion_dice,
         "lesion_hd95": result.lesion_hd95,
@@ -142,7 +144,7 @@ class LesionEvaluationResult(EvaluationResult):
 
     def lesion_values(self, row: MetricRow) -> dict[str, float]:
         """The lesion columns of one row of metrics.csv."""
-        return _case_values(self.lesion_cases[row.case][row.class_id])
+        return lesion_case_values(self.lesion_cases[row.case][row.class_id])
 
     def metrics_csv(self) -> str:
         """The text of metrics.csv: the usual columns followed by :func:`lesion_columns`."""

@@ -118,12 +118,11 @@ def label_components(mask: np.ndarray, connectivity: int | None = None) -> tuple
     Returns:
         The label array (same shape, unsigned integers) and the number of components.
     """
-    import cc3d
+    from medseg.transforms.components import connected_components
 
     m = _check_mask(mask, "mask")
     conn = LesionSettings(connectivity=connectivity).connectivity_for(m.ndim)
-    labels, n = cc3d.connected_components(m, connectivity=conn, return_N=True)
-    return labels, int(n)
+    return connected_components(m, conn)
 
 
 def label_lesions(

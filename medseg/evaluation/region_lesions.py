@@ -30,7 +30,7 @@ from medseg.config.schema import RegionConfig
 from medseg.errors import CorruptFileError
 from medseg.evaluation.lesion_results import (
     LESION_BASE_COLUMNS,
-    _case_values,
+    lesion_case_values,
     lesion_columns,
     lesion_table_markdown,
 )
@@ -105,7 +105,7 @@ def region_lesion_columns(regions: Sequence[RegionConfig], settings: LesionSetti
 
 def region_lesion_values(result: LesionCaseResult) -> dict[str, float]:
     """The lesion columns of one region of one case (the values a class row would hold)."""
-    return _case_values(result)
+    return lesion_case_values(result)
 
 
 def region_lesions_json(

@@ -25,11 +25,11 @@ SMOOTH = 1e-5
 
 def _components(fg: np.ndarray) -> tuple[np.ndarray, int]:
     """Connected components of one sample's foreground mask (1D masks are treated as 1 x N)."""
-    from medseg.evaluation.lesions import label_components
+    from medseg.transforms.components import connected_components
 
     if not fg.any():
         return np.zeros(fg.shape, dtype=np.int64), 0
-    comp, n = label_components(fg if fg.ndim > 1 else fg[None])
+    comp, n = connected_components(fg if fg.ndim > 1 else fg[None])
     return comp.reshape(fg.shape).astype(np.int64), n
 
 
