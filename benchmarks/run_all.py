@@ -47,8 +47,21 @@ DEVICE_SCRIPTS = {
     "sliding_window_speed.py",
     "predict_memory.py",
     "predict_folder_speed.py",
+    "train_tumour.py",
 }
-DATA_SCRIPTS = {"train_hippocampus.py", "train_isbi.py", "backend_agreement.py", "predict_folder_speed.py"}
+DATA_SCRIPTS = {
+    "train_tumour.py",
+    "train_hippocampus.py",
+    "train_isbi.py",
+    "backend_agreement.py",
+    "predict_folder_speed.py",
+}
+
+
+def _tumour(key: str, pipeline: str, minutes: int, *extra: str) -> Entry:
+    """A tumour run; one torch thread: the LGG and BraTS pairs were measured two at a time."""
+    args = ["--pipeline", f"pipelines/{pipeline}", "--minutes", str(minutes), "--threads", "1"]
+    return Entry(key, "train_tumour.py", (*args, "--output", f"/tmp/medseg_bench/{key}", *extra))
 
 
 def _hippo(key: str, minutes: int, *sets: str) -> Entry:
@@ -64,6 +77,7 @@ LEVER_MINUTES = 5
 ALL_FLIPS = "augmentation.flip_axes=null"
 
 HIPPO_RUN = "/tmp/medseg_bench/hippocampus"
+BRATS_REGIONS = "brats_regions_unet3d.yaml"
 HIPPO_FOLDER = ("--model", HIPPO_RUN, "--manifest", "data_manifests/msd_hippocampus.json", "--split", "val")
 
 #: Every benchmark, in the order they run.
@@ -125,6 +139,20 @@ ENTRIES: list[Entry] = [
         (*HIPPO_FOLDER, "--compare-overlap", "--repeats", "3", "--output", "/tmp/medseg_bench/fold_overlap"),
     ),
     Entry("predict_memory", "predict_memory.py"),
+    _tumour("lgg_dropout_off", "lgg_unet2d.yaml", 30, "--missing", "post-contrast"),
+    _tumour(
+        "lgg_dropout_on",
+        "lgg_unet2d.yaml",
+        30,
+        "--missing",
+        "post-contrast",
+        "--set",
+        "augmentation.channel_dropout_p=0.3",
+    ),
+    _tumour("lgg_lesion_sampling", "lgg_unet2d.yaml", 30, "--set", "training.foreground_sampling=lesion"),
+    _tumour("lgg_blob", "lgg_unet2d.yaml", 30, "--set", "loss.lesion_weight=1.0"),
+    _tumour("brats_regions", BRATS_REGIONS, 12),
+    _tumour("brats_labels", "brats_labels_unet3d.yaml", 12, "--regions", f"pipelines/{BRATS_REGIONS}"),
     Entry("fuzz", "fuzz_readers.py", ("--findings", "/tmp/medseg_bench/fuzz-findings")),
     Entry("soak", "soak.py"),
 ]

@@ -30,7 +30,6 @@ from medseg.config.schema import RegionConfig
 from medseg.errors import CorruptFileError
 from medseg.evaluation.lesion_results import (
     LESION_BASE_COLUMNS,
-    lesion_case_values,
     lesion_columns,
     lesion_table_markdown,
 )
@@ -41,7 +40,6 @@ __all__ = [
     "read_region_lesion_values",
     "region_lesion_columns",
     "region_lesion_markdown",
-    "region_lesion_values",
     "region_lesions_json",
     "region_title",
     "summarise_region_lesions",
@@ -101,11 +99,6 @@ def region_lesion_columns(regions: Sequence[RegionConfig], settings: LesionSetti
     region (declared order), every column of :func:`lesion_columns`. The header is
     ``region:<name>:<lesion column>``."""
     return [(r.name, c) for r in regions for c in lesion_columns(settings)]
-
-
-def region_lesion_values(result: LesionCaseResult) -> dict[str, float]:
-    """The lesion columns of one region of one case (the values a class row would hold)."""
-    return lesion_case_values(result)
 
 
 def region_lesions_json(

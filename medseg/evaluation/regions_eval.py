@@ -41,13 +41,12 @@ from pydantic import ValidationError
 
 from medseg.config.schema import RegionConfig, check_region_list
 from medseg.errors import ConfigError, InputNotFoundError
-from medseg.evaluation.lesion_results import LesionEvaluationResult
+from medseg.evaluation.lesion_results import LesionEvaluationResult, lesion_case_values
 from medseg.evaluation.lesions import LesionCaseResult
 from medseg.evaluation.metrics import ClassMetrics, compute_metrics
 from medseg.evaluation.region_lesions import (
     region_lesion_columns,
     region_lesion_markdown,
-    region_lesion_values,
     region_lesions_json,
     region_title,
     summarise_region_lesions,
@@ -282,7 +281,7 @@ class RegionLesionEvaluationResult(RegionEvaluationResult, LesionEvaluationResul
             return super().metrics_csv()
         extra = region_lesion_columns(self.regions, self.lesion_settings)
         values = {
-            case: {name: region_lesion_values(res) for name, res in per.items()}
+            case: {name: lesion_case_values(res) for name, res in per.items()}
             for case, per in self.region_lesion_cases.items()
         }
         lines = list(csv.reader(io.StringIO(super().metrics_csv())))

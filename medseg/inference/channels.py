@@ -162,7 +162,8 @@ def read_case(
 
 
 def blank_channels(image: np.ndarray, zeros: Sequence[int]) -> None:
-    """Set the channels ``zeros`` of a preprocessed ``[C, *S]`` image to 0 (the normalised mean), in place."""
+    """Set the channels ``zeros`` of a preprocessed ``[C, *S]`` image to 0 in place (the mean of a
+    z-scored channel; the bottom of the range after percentile or window normalisation)."""
     for i in zeros:
         image[i] = 0.0
 

@@ -6,7 +6,10 @@ one barely changes it. The blob term scores every lesion on its own: the lesions
 components of the reference foreground (``cc3d``, 26-connectivity in 3D, 8 in 2D); lesion ``i`` is
 scored by the soft Dice of the foreground probability against it, computed over the voxels of
 background ∪ lesion ``i`` only, so a prediction covering another lesion ``j`` is no false positive
-for ``i``. The term is ``1 - mean`` of these Dice values over all lesions of the batch.
+for ``i``. The term is ``1 - mean`` of these Dice values over all lesions of the batch. (Kofler et
+al. average over the lesions of each image, then over the images; pooling the lesions of the batch,
+as here, weighs an image by its number of lesions.) The validation loss of a run includes the term
+too, so it is not comparable with that of a run without it.
 
 The lesions are found on the CPU from the integer labels (no gradient is needed there); with CUDA
 this copies the labels to the host at every call.

@@ -77,3 +77,45 @@ def check_resume_channels(recorded: list[str] | None, manifest_channels: list[st
         log.debug("the resumed run recorded generic channel names %s: order not checked", recorded)
         return
     check_channels(recorded, manifest_channels, source, "the resumed run's checkpoint")
+
+
+#: Schemes after which 0 is a channel's mean (what channel dropout and ``--missing-channel zeros`` feed).
+MEAN_AT_ZERO = ("zscore", "ct")
+
+
+def check_channel_inputs(
+    schemes: list[str], channel_dropout_p: float, augmentation_on: bool, names: list[str]
+) -> None:
+    """Check the per-channel settings against the manifest's channels before any case is read.
+
+    Args:
+        schemes: ``preprocessing.normalization`` as scheme names (one for all channels, or one each).
+        channel_dropout_p: ``augmentation.channel_dropout_p``.
+        augmentation_on: ``augmentation.enabled``.
+        names: The manifest's channel names, in order.
+
+    Raises:
+        ConfigError: a list of schemes whose length is not the number of channels.
+
+    Logs a warning when channel dropout is asked for but augmentation is off (it then never
+    happens), and when it drops channels whose 0 is not their mean (``percentile``, ``window``:
+    0 is the bottom of the range; ``none``: whatever 0 means in the data).
+    """
+    if len(schemes) != 1 and len(schemes) != len(names):
+        raise ConfigError(
+            f"preprocessing.normalization lists {len(schemes)} schemes for {len(names)} channel(s) "
+            f"({', '.join(names)})",
+            hint="give one scheme for every channel, or one per channel in channel order",
+        )
+    if channel_dropout_p <= 0:
+        return
+    if not augmentation_on:
+        log.warning("augmentation.channel_dropout_p is set but augmentation.enabled is false: no dropout")
+    per_channel = schemes * len(names) if len(schemes) == 1 else schemes
+    odd = [f"{n} ({s})" for n, s in zip(names, per_channel) if s not in MEAN_AT_ZERO]
+    if odd:
+        log.warning(
+            "channel dropout sets dropped channels to 0, which is not the mean of %s: the network "
+            "learns 'missing' as 'dark' there",
+            ", ".join(odd),
+        )

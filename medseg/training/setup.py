@@ -22,7 +22,7 @@ from medseg.data.sampling import TrainingCase
 from medseg.errors import ConfigError
 from medseg.io.atomic import write_text_atomic
 from medseg.progress import track
-from medseg.training.channel_check import check_channels, check_resume_channels
+from medseg.training.channel_check import check_channel_inputs, check_channels, check_resume_channels
 from medseg.training.config_check import check_loss_for_regions
 from medseg.training.splits import holdout, kfold
 from medseg.transforms.preprocess import Plan, PreprocessedCase
@@ -142,6 +142,12 @@ def prepare_data(
     manifest = load_manifest(config.data.manifest, data_root or config.data.data_root)
     check_channels(config.data.channels, manifest.channels, config.data.manifest, "data.channels")
     check_resume_channels(resume_channels, manifest.channels, config.data.manifest)
+    check_channel_inputs(
+        [s.value for s in config.preprocessing.normalization_schemes],
+        config.augmentation.channel_dropout_p,
+        config.augmentation.enabled,
+        manifest.channels,
+    )
     regions = config.regions or manifest.regions  # checked before any case is read
     if regions:
         check_regions(regions, config.labels or manifest.labels, config.data.manifest)

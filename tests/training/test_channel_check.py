@@ -13,7 +13,7 @@ import pytest
 from medseg.config.load import config_from_dict
 from medseg.errors import ConfigError
 from medseg.training import Trainer
-from medseg.training.channel_check import check_channels, check_resume_channels
+from medseg.training.channel_check import check_channel_inputs, check_channels, check_resume_channels
 from medseg.training.setup import prepare_data
 from tests.fixtures.synthetic_dataset import ellipsoid_case, pipeline_dict
 
@@ -111,9 +111,26 @@ def test_resume_on_swapped_channels_is_refused_before_any_step(two_channel, tmp_
 def test_a_normalization_list_of_the_wrong_length_is_a_config_error(two_channel, tmp_path):
     cfg = _config(two_channel, tmp_path / "cache")
     cfg.preprocessing.normalization = ["zscore", "percentile", "none"]
-    with pytest.raises(ConfigError, match=r"3 scheme\(s\).*2 channel\(s\)"):
-        prepare_data(cfg, None, None)
+    with pytest.raises(ConfigError, match=r"3 schemes for 2 channel\(s\)"):
+        prepare_data(cfg, None, None)  # refused before any case is read
     cfg.preprocessing.normalization = ["zscore", "percentile"]
     data = prepare_data(cfg, None, None)
     assert data.plan.normalization == ["zscore", "percentile"]
     assert data.train[0].image[1].min() >= 0.0 and data.train[0].image[1].max() <= 1.0
+
+
+def test_channel_inputs_refuse_a_wrong_scheme_count_and_warn_about_dark_dropout(caplog):
+    names = ["t1", "flair", "pet"]
+    with pytest.raises(ConfigError, match=r"lists 2 schemes for 3 channel\(s\) \(t1, flair, pet\)"):
+        check_channel_inputs(["zscore", "zscore"], 0.0, True, names)
+    check_channel_inputs(["zscore"], 0.0, True, names)  # one scheme for all: fine
+    with caplog.at_level("WARNING"):
+        check_channel_inputs(["zscore", "zscore", "zscore"], 0.3, True, names)
+    assert not caplog.records  # 0 is every channel's mean: nothing to say
+    with caplog.at_level("WARNING"):
+        check_channel_inputs(["zscore", "ct", "percentile"], 0.3, True, names)
+    assert "pet (percentile)" in caplog.text and "flair" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        check_channel_inputs(["zscore"], 0.3, False, names)
+    assert "augmentation.enabled is false" in caplog.text

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from medseg.config.schema import Normalization, PreprocessingConfig
+from medseg.errors import CorruptFileError
 from medseg.transforms.preprocess import Plan
 from medseg.volume import Volume
 
@@ -80,7 +81,7 @@ def test_wrong_length_list_is_refused_naming_both_counts(rng):
     assert "\n" not in str(err.value)
     d = json.loads(Plan(n_channels=2).to_json())
     d["normalization"] = ["zscore"]
-    with pytest.raises(ValueError, match=r"1 scheme\(s\).*2 channel\(s\)"):
+    with pytest.raises(CorruptFileError, match=r"1 scheme\(s\).*2 channel\(s\)"):
         Plan.from_json(json.dumps(d))
     with pytest.raises(ValueError, match="unknown normalization 'hu'"):
         Plan(normalization=["hu"], n_channels=1)

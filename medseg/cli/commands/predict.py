@@ -80,8 +80,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="POLICY",
         help="for a multi-channel model, a case that lacks a channel (its files are <case>_0000, "
         "<case>_0001... or <case>_<channel name>): refuse (default: the case fails, naming the expected "
-        "channels), zeros (a channel at the normalised mean, 0) or copy:<channel> (another channel's "
-        "image); zeros and copy are warned about and recorded in the case's JSON (docs/inference.md)",
+        "channels), zeros (0 after normalisation: a z-scored channel's mean) or copy:<channel> "
+        "(another channel's image); zeros and copy are warned about and recorded in the case's JSON "
+        "(docs/inference.md)",
     )
     p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which checkpoint of a run")
     p.add_argument("--overwrite", action="store_true", help="predict cases whose output already exists")

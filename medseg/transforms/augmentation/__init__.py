@@ -8,6 +8,7 @@ intensity dataclasses), so what was applied is recorded and can be replayed.
 from medseg.transforms.augmentation.augmenter import Augmenter
 from medseg.transforms.augmentation.intensity import (
     Brightness,
+    ChannelDropout,
     Contrast,
     Gamma,
     GaussianBlur,
@@ -19,6 +20,7 @@ from medseg.transforms.augmentation.spatial import SpatialParams, random_spatial
 __all__ = [
     "Augmenter",
     "Brightness",
+    "ChannelDropout",
     "Contrast",
     "Gamma",
     "GaussianBlur",

@@ -105,7 +105,8 @@ class GaussianBlur(IntensityTransform):
 class ChannelDropout(IntensityTransform):
     """Set the input channels ``channels`` (indices into ``[C, *spatial]``) to 0; others untouched.
 
-    After the plan's normalisation 0 is a channel's mean, which is also what
+    After ``zscore`` or ``ct`` normalisation 0 is a channel's mean (after ``percentile`` or
+    ``window`` it is the bottom of the range, and training warns about it), which is also what
     ``medseg predict --missing-channel zeros`` feeds for an absent sequence
     (:mod:`medseg.inference.channels`), so a model trained with this sees at training time what
     it gets at prediction when a sequence is missing. This is modality dropout as in HeMIS

@@ -215,11 +215,24 @@ class Plan:
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
-        d = json.loads(text)
-        if d.get("version") != PLAN_VERSION:
-            raise ValueError(f"unsupported plan version {d.get('version')}")
-        d["labels"] = {int(k): v for k, v in d["labels"].items()}
-        return cls(**d)
+        """Read a plan written by :meth:`to_json`.
+
+        Raises:
+            CorruptFileError: text that is not a plan of this version (one line, with a hint).
+        """
+        from medseg.errors import CorruptFileError
+
+        try:
+            d = json.loads(text)
+            if d.get("version") != PLAN_VERSION:
+                raise ValueError(f"unsupported plan version {d.get('version')}")
+            d["labels"] = {int(k): v for k, v in d["labels"].items()}
+            return cls(**d)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CorruptFileError(
+                f"the preprocessing plan is damaged or from another medseg version: {exc}".splitlines()[0],
+                hint="train again, or delete the preprocessing cache (data.cache_dir) if it holds this plan",
+            ) from None
 
     def settings_key(self) -> str:
         """A hash of everything that changes the preprocessed arrays (cache key)."""
