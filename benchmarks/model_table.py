@@ -51,6 +51,9 @@ def size_table(in_channels: int = 1, out_channels: int = 2) -> str:
     ]
     for spec in list_models():
         p2, f2 = measure(spec.name, 2, in_channels, out_channels)
+        if not spec.supports_3d:  # 2D-only networks
+            lines.append(f"| {spec.name} | {p2 / 1e6:.2f} M | {f2 / 1e9:.2f} | - | - |")
+            continue
         p3, f3 = measure(spec.name, 3, in_channels, out_channels)
         lines.append(
             f"| {spec.name} | {p2 / 1e6:.2f} M | {f2 / 1e9:.2f} | {p3 / 1e6:.2f} M | {f3 / 1e9:.1f} |"
@@ -77,7 +80,7 @@ def print_timings(threads: int, steps: int = 3) -> None:
     """Seconds per training step (forward, backward, Adam) on 2 x 1 x 64^3, after one warm-up step."""
     torch.set_num_threads(threads)
     print(f"| model | s / step (3D, batch 2 x 64^3, {threads} threads) |\n|---|---:|")
-    for spec in list_models():
+    for spec in (s for s in list_models() if s.supports_3d):
         torch.manual_seed(0)
         model = build_model(spec.name, 3, 1, 2).train()
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)

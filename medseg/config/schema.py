@@ -115,7 +115,10 @@ class PreprocessingConfig(_Strict):
 class ModelConfig(_Strict):
     """The network, by registry name (see ``medseg models``)."""
 
-    name: str = Field(description="registry name: unet, dynunet, uctransnet, deeplabv3, deeplabv3plus")
+    name: str = Field(
+        description="registry name: unet, dynunet, uctransnet, deeplabv3, deeplabv3plus, fcn, parsenet, "
+        "deeplabv1, deeplabv2, pspnet, enet, psanet, segformer, setr"
+    )
     spatial_dims: int = Field(
         3, ge=2, le=3, description="2 or 3 (2D models on 3D volumes work slice by slice)"
     )
@@ -180,8 +183,9 @@ class AugmentationConfig(_Strict):
         0.0,
         ge=0,
         le=1,
-        description="probability of dropping input channels (set to 0, the normalised mean, as "
-        "medseg predict --missing-channel zeros feeds; never all channels; no-op for 1 channel)",
+        description="probability of dropping input channels: set to 0 after normalisation (a "
+        "zscore or ct channel's mean), as medseg predict --missing-channel zeros feeds; never all "
+        "channels; no-op for 1 channel",
     )
     channel_dropout_max: int | None = Field(
         None, ge=1, description="most channels dropped at once (default: all but one)"
@@ -215,7 +219,7 @@ class TrainingConfig(_Strict):
         description="how a foreground patch's centre is drawn: voxel = a uniformly drawn labelled voxel "
         "of a random class (nnU-Net); lesion = a uniformly drawn voxel of a uniformly drawn connected "
         "component (lesion) of the case's foreground, so a 10-voxel lesion is drawn as often as a "
-        "10,000-voxel one",
+        "10,000-voxel one within a case (components of all foreground classes together)",
     )
     optimizer: Optimizer = Field(Optimizer.SGD, description="sgd (nesterov momentum) or adamw")
     lr: float = Field(0.01, gt=0, description="base learning rate")

@@ -328,3 +328,12 @@ def conv_stack(
             for i in range(n_convs)
         ]
     )
+
+
+def resize_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``x`` ``[B, C, *spatial]`` resized (bi/trilinear, half-pixel centres) to ``size``; returned
+    unchanged when already that size."""
+    size = tuple(int(s) for s in size)
+    if tuple(x.shape[2:]) == size:
+        return x
+    return torch.nn.functional.interpolate(x, size=size, mode=interp_mode(x.ndim - 2), align_corners=False)

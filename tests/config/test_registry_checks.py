@@ -112,7 +112,7 @@ def test_valid_config_and_shipped_pipelines_pass():
     ("change", "needle"),
     [
         ({"model": {"name": "UNet"}}, None),  # the model registry ignores case, as build_model
-        ({"model": {"name": "transformer"}}, "unknown model.name 'transformer'; valid: unet, dynunet"),
+        ({"model": {"name": "vgg16"}}, "unknown model.name 'vgg16'; valid: unet, dynunet"),
         ({"model": {"params": {"features": [4]}}}, "features needs at least 2"),
         ({"model": {"spatial_dims": 2}, "training": {"patch_size": [16, 16]}}, None),
         ({"loss": {"params": {"gamma": -1}}}, "loss.params for loss 'dice_focal': gamma"),

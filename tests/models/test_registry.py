@@ -74,7 +74,7 @@ def test_unknown_model_lists_known_names():
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_unknown_param_names_it_and_lists_valid_ones(name):
     with pytest.raises(ConfigError) as exc:
-        build_model(name, 3, 1, 2, featurez=[1, 2])
+        build_model(name, MODELS[name].spatial_dims[-1], 1, 2, featurez=[1, 2])  # 2D-only too
     text = str(exc.value)
     assert "unknown parameter 'featurez'" in text
     for valid in MODELS[name].params_model.model_fields:

@@ -13,11 +13,10 @@ are scaled down for CPU training (paper values in the parameter docs).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from torch import nn
 
-from medseg.models._blocks import ConvNormAct, conv_type, interp_mode
+from medseg.models._blocks import ConvNormAct, conv_type, resize_to
 from medseg.models._params import (
     Act,
     ModelParams,
@@ -159,12 +158,6 @@ def _aspp(spatial_dims: int, p: DeepLabV3Params) -> ASPP:
     )
 
 
-def _upsample(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
-    if tuple(x.shape[2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode=interp_mode(x.ndim - 2), align_corners=False)
-
-
 class DeepLabV3(nn.Module):
     """DeepLabV3; see :class:`DeepLabV3Params`."""
 
@@ -181,7 +174,7 @@ class DeepLabV3(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.encoder(x)
-        return _upsample(self.head(self.aspp(feats[-1])), tuple(x.shape[2:]))
+        return resize_to(self.head(self.aspp(feats[-1])), tuple(x.shape[2:]))
 
 
 class DeepLabV3Plus(nn.Module):
@@ -215,8 +208,8 @@ class DeepLabV3Plus(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.encoder(x)
         low = self.low_level(feats[self.low_level_stage])
-        high = _upsample(self.aspp(feats[-1]), tuple(low.shape[2:]))
-        return _upsample(self.decoder(torch.cat([high, low], dim=1)), tuple(x.shape[2:]))
+        high = resize_to(self.aspp(feats[-1]), tuple(low.shape[2:]))
+        return resize_to(self.decoder(torch.cat([high, low], dim=1)), tuple(x.shape[2:]))
 
 
 def build_deeplabv3(

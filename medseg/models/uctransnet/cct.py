@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medseg.models._blocks import conv_type, interp_mode, make_norm
+from medseg.models._blocks import conv_type, make_norm
 from medseg.models._params import Norm
+from medseg.models._transformer import Mlp, resize_embedding
 
 
 class PatchEmbedding(nn.Module):
@@ -48,10 +49,7 @@ class PatchEmbedding(nn.Module):
         """Tokens ``[B, N, E]`` and the token grid shape."""
         x = self.proj(x)
         grid = tuple(int(s) for s in x.shape[2:])
-        pos = self.position
-        if tuple(pos.shape[2:]) != grid:
-            pos = F.interpolate(pos, size=grid, mode=interp_mode(self.spatial_dims), align_corners=False)
-        x = x + pos
+        x = x + resize_embedding(self.position, grid)
         return self.dropout(x.flatten(2).transpose(1, 2)), grid
 
 
@@ -89,24 +87,6 @@ class ChannelCrossAttention(nn.Module):
             context = torch.matmul(probs, value).mean(dim=1)  # [B, E, N], mean over heads
             outs.append(self.proj_dropout(o_proj(context.transpose(1, 2))))
         return outs
-
-
-class Mlp(nn.Module):
-    """Per-level feed-forward network (Linear, GELU, Linear)."""
-
-    def __init__(self, dim: int, ratio: float, dropout: float) -> None:
-        super().__init__()
-        hidden = max(1, round(dim * ratio))
-        self.net = nn.Sequential(
-            nn.Linear(dim, hidden),
-            nn.GELU(),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, dim),
-            nn.Dropout(dropout),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
 
 
 class CCTLayer(nn.Module):
