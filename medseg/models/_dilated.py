@@ -1,7 +1,6 @@
 """Parameters and helpers of the dilated residual encoder shared by the context-module families.
 
-PSPNet and PSANet (and DeepLab, which predates this module and keeps its own
-copy of these fields) put a context module on top of the same encoder:
+DeepLabV3/V3+, PSPNet and PSANet put a context module on top of the same encoder:
 :class:`~medseg.models.deeplab.encoder.AtrousResidualEncoder`, a ResNet-style
 stem and residual stages whose last stages trade stride for dilation once the
 per-axis ``output_stride`` is reached. :class:`DilatedEncoderParams` holds its

@@ -17,40 +17,14 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from torch import nn
 
 from medseg.models._blocks import ConvNormAct, conv_type, resize_to
-from medseg.models._params import (
-    Act,
-    ModelParams,
-    Norm,
-    PerAxis,
-    as_tuple,
-    check_axis_value,
-    spatial_dims_of,
-)
+from medseg.models._dilated import DilatedEncoderParams
+from medseg.models._params import PerAxis, as_tuple, check_axis_value, spatial_dims_of
 from medseg.models.deeplab.aspp import ASPP
-from medseg.models.deeplab.encoder import AtrousResidualEncoder, StagePlan, plan_stages
 
 
-class DeepLabV3Params(ModelParams):
-    """Parameters of ``deeplabv3`` (paper values in brackets)."""
+class DeepLabV3Params(DilatedEncoderParams):
+    """Parameters of ``deeplabv3``: the dilated encoder's and the ASPP's (paper values in brackets)."""
 
-    features: tuple[int, ...] = Field(
-        (16, 32, 64, 128, 256),
-        description="channels of the stem and of each residual stage [ResNet-101: 64, 256, 512, 1024, 2048]",
-    )
-    blocks: tuple[int, ...] | None = Field(
-        None, description="residual blocks per stage (len(features)-1 entries); default 1 each [3, 4, 23, 3]"
-    )
-    strides: tuple[PerAxis, ...] | None = Field(
-        None,
-        description="nominal stride of the stem and of each stage (len(features) entries, int or one per "
-        "axis, e.g. [[2,2,1], 2, 2, 2, 2] for thick slices); default 2 each",
-    )
-    output_stride: PerAxis = Field(
-        8,
-        description="encoder output stride (int or one per axis); later stages use dilation instead "
-        "of stride [8 or 16]",
-    )
-    atrous: bool = Field(True, description="dilated convolutions; False sets every dilation to 1 (ablation)")
     aspp_rates: tuple[PerAxis, ...] = Field(
         (2, 4, 6),
         description="dilation of each ASPP 3x3 branch (int or one per axis) [6, 12, 18 at output stride 16 "
@@ -59,70 +33,22 @@ class DeepLabV3Params(ModelParams):
     aspp_channels: int = Field(64, ge=1, description="channels of each ASPP branch and of the head [256]")
     image_pooling: bool = Field(True, description="ASPP image-level (global average) branch")
     aspp_dropout: float = Field(0.1, ge=0, lt=1, description="dropout after the ASPP projection")
-    norm: Norm = Field(Norm.INSTANCE, description="normalisation: instance or batch [batch]")
-    act: Act = Field(Act.RELU, description="activation [relu]")
 
-    @field_validator("features")
+    @field_validator("aspp_rates")
     @classmethod
-    def _features(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        if len(v) < 2 or any(c < 1 for c in v):
-            raise ValueError("features needs at least 2 positive channel counts (stem and one stage)")
+    def _aspp_rates(cls, v: tuple[PerAxis, ...], info: ValidationInfo) -> tuple[PerAxis, ...]:
+        for s in v:
+            check_axis_value(s, spatial_dims_of(info), "aspp_rates entry")
         return v
 
-    @field_validator("strides", "aspp_rates")
-    @classmethod
-    def _per_axis_list(
-        cls, v: tuple[PerAxis, ...] | None, info: ValidationInfo
-    ) -> tuple[PerAxis, ...] | None:
-        for s in v or ():
-            check_axis_value(s, spatial_dims_of(info), f"{info.field_name} entry")
-        return v
-
-    @field_validator("output_stride")
-    @classmethod
-    def _os(cls, v: PerAxis, info: ValidationInfo) -> PerAxis:
-        return check_axis_value(v, spatial_dims_of(info), "output_stride")
-
-    @model_validator(mode="after")
-    def _resolve(self, info: ValidationInfo) -> DeepLabV3Params:
-        n = len(self.features)
-        if self.blocks is None:
-            object.__setattr__(self, "blocks", (1,) * (n - 1))
-        if self.strides is None:
-            object.__setattr__(self, "strides", (2,) * n)
-        if len(self.blocks or ()) != n - 1 or any(b < 1 for b in self.blocks or ()):
-            raise ValueError(f"blocks needs {n - 1} entries >= 1 (one per stage), got {self.blocks}")
-        if len(self.strides or ()) != n:
-            raise ValueError(
-                f"strides needs {n} entries (stem and each stage), got {len(self.strides or ())}"
-            )
-        dims = spatial_dims_of(info) or self._dims_hint()
-        try:
-            self.plans(dims)
-        except ValueError as exc:
-            raise ValueError(f"output_stride: {exc}") from None
-        return self
-
-    def _dims_hint(self) -> int:
-        """A spatial_dims consistent with the per-axis values (for validation without context)."""
-        for v in (self.output_stride, *(self.strides or ()), *self.aspp_rates):
-            if not isinstance(v, int):
-                return len(v)
-        return 3
-
-    def plans(self, spatial_dims: int) -> list[StagePlan]:
-        """Effective per-axis strides and dilations of the stem and each stage."""
-        strides = [as_tuple(s, spatial_dims) for s in self.strides or ()]
-        return plan_stages(strides, as_tuple(self.output_stride, spatial_dims), self.atrous)
+    def per_axis_values(self) -> list[PerAxis]:
+        return [*super().per_axis_values(), *self.aspp_rates]
 
     def rates(self, spatial_dims: int) -> list[tuple[int, ...]]:
         """ASPP dilations per branch and axis (all 1 when ``atrous`` is False)."""
         if not self.atrous:
             return [(1,) * spatial_dims for _ in self.aspp_rates]
         return [as_tuple(r, spatial_dims) for r in self.aspp_rates]
-
-    def divisor(self, spatial_dims: int) -> tuple[int, ...]:
-        return as_tuple(self.output_stride, spatial_dims)
 
 
 class DeepLabV3PlusParams(DeepLabV3Params):
@@ -163,9 +89,7 @@ class DeepLabV3(nn.Module):
 
     def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, p: DeepLabV3Params) -> None:
         super().__init__()
-        self.encoder = AtrousResidualEncoder(
-            spatial_dims, in_channels, p.features, p.blocks or (), p.plans(spatial_dims), p.norm, p.act
-        )
+        self.encoder = p.encoder(spatial_dims, in_channels)
         self.aspp = _aspp(spatial_dims, p)
         self.head = nn.Sequential(
             ConvNormAct(spatial_dims, p.aspp_channels, p.aspp_channels, 3, norm=p.norm, act=p.act),
@@ -185,9 +109,7 @@ class DeepLabV3Plus(nn.Module):
     ) -> None:
         super().__init__()
         self.low_level_stage = p.low_level_stage
-        self.encoder = AtrousResidualEncoder(
-            spatial_dims, in_channels, p.features, p.blocks or (), p.plans(spatial_dims), p.norm, p.act
-        )
+        self.encoder = p.encoder(spatial_dims, in_channels)
         self.aspp = _aspp(spatial_dims, p)
         self.low_level = ConvNormAct(
             spatial_dims, p.features[p.low_level_stage], p.low_level_channels, 1, norm=p.norm, act=p.act
