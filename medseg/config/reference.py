@@ -11,6 +11,7 @@ from pydantic_core import PydanticUndefined
 
 from medseg.config.schema import (
     AugmentationConfig,
+    CRFConfig,
     DataConfig,
     InferenceConfig,
     LossConfig,
@@ -31,6 +32,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("augmentation", AugmentationConfig),
     ("training", TrainingConfig),
     ("inference", InferenceConfig),
+    ("postprocessing.crf", CRFConfig),
 ]
 
 

@@ -133,12 +133,20 @@ class LossConfig(_Strict):
     )
     params: dict[str, Any] = Field(
         default_factory=dict,
-        description="loss parameters: class_weights, "
+        description="loss parameters: class_weights (or loss.class_weighting), "
         "include_background, batch_dice; gamma (focal); alpha, beta (tversky); "
         "lambda_dice, lambda_focal, lambda_ce, lambda_bce",
     )
     deep_supervision_weights: list[float] | None = Field(
         None, description="weights of the deep-supervision outputs (default: halving per level)"
+    )
+    class_weighting: Literal["none", "median_frequency", "enet"] = Field(
+        "none",
+        description="class weights computed from the training split's label voxel frequencies when "
+        "training starts: median_frequency (Eigen & Fergus, ICCV 2015: median f / f_c) or enet "
+        "(Paszke et al. 2016: 1 / ln(1.02 + p_c)); logged and written to the run's config.yaml as "
+        "loss.params.class_weights (replacing any given); a class absent from every training label "
+        "gets weight 0 and a warning; none = loss.params.class_weights as given",
     )
     lesion_weight: float = Field(
         0.0,
@@ -190,6 +198,41 @@ class AugmentationConfig(_Strict):
     channel_dropout_max: int | None = Field(
         None, ge=1, description="most channels dropped at once (default: all but one)"
     )
+    color_jitter_p: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="probability of per-channel colour jitter (RGB histology, endoscopy): each "
+        "channel's contrast and brightness scaled independently; no-op for 1 channel; 0 = off",
+    )
+    color_jitter_range: tuple[float, float] = Field(
+        (0.8, 1.2), description="range of the per-channel contrast and brightness factors"
+    )
+    color_jitter_mix: float = Field(
+        0.0,
+        ge=0,
+        le=0.5,
+        description="hue-like channel mixing: largest share of a channel taken from the others "
+        "(rows of the mixing matrix sum to 1, so grey stays grey); 0 = off",
+    )
+    cutmix_p: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="probability that a batch gets CutMix (Yun et al. ICCV 2019; French et al. BMVC "
+        "2020): one box of each patch, image and label, replaced by the same box of another patch "
+        "of the batch; 2D and 3D; 0 = off",
+    )
+    cutmix_alpha: float = Field(
+        1.0, gt=0, description="the box's share of the patch is drawn from Beta(alpha, alpha)"
+    )
+
+    @field_validator("color_jitter_range")
+    @classmethod
+    def _jitter_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1]:
+            raise ValueError("color_jitter_range needs 0 < low <= high")
+        return v
 
 
 class Optimizer(str, Enum):
@@ -244,6 +287,12 @@ class TrainingConfig(_Strict):
     num_workers: int = Field(1, ge=0, description="data-loading worker processes")
     deep_supervision: bool = Field(False, description="train on the model's deep-supervision outputs")
     max_minutes: float | None = Field(None, gt=0, description="stop after this wall-clock budget")
+    freeze_encoder_epochs: int = Field(
+        0,
+        ge=0,
+        description="keep the model's encoder (its registry row's encoder_prefixes) frozen for the first "
+        "N epochs, e.g. after --init-from, then train it too (0: never frozen)",
+    )
 
     @field_validator("patch_size")
     @classmethod
@@ -267,6 +316,30 @@ class InferenceConfig(_Strict):
     precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
         "auto", description="arithmetic precision: auto is bf16 where the CPU has native bf16 or on CUDA"
     )
+
+
+class CRFConfig(_Strict):
+    """Dense CRF refinement of the softmax before the arg-max (docs/inference.md).
+
+    Kraehenbuehl & Koltun, NIPS 2011; defaults: DeepLab's, one pixel read as 1 mm
+    (:class:`medseg.inference.crf.CRFOptions`, whose defaults these repeat).
+    """
+
+    enabled: bool = Field(False, description="refine softmax models' predictions (medseg predict --crf)")
+    iterations: int = Field(5, ge=1, le=100, description="mean-field iterations")
+    appearance_weight: float = Field(4.0, ge=0, description="w1 of the appearance kernel (0: off)")
+    theta_alpha_mm: float = Field(121.0, gt=0, description="spatial width of the appearance kernel (mm)")
+    theta_beta: float = Field(
+        0.1, gt=0, description="intensity width of the appearance kernel (SDs of each z-scored channel)"
+    )
+    smoothness_weight: float = Field(3.0, ge=0, description="w2 of the smoothness kernel (0: off)")
+    theta_gamma_mm: float = Field(3.0, gt=0, description="width of the smoothness kernel (mm)")
+
+
+class PostprocessingConfig(_Strict):
+    """Refinement of predictions (applied by medseg predict with this model)."""
+
+    crf: CRFConfig = Field(default_factory=CRFConfig, description="dense CRF on the softmax (off by default)")
 
 
 class RegionConfig(_Strict):
@@ -338,6 +411,9 @@ class PipelineConfig(_Strict):
     training: TrainingConfig = Field(description="optimisation, sampling, validation, checkpoints")
     inference: InferenceConfig = Field(
         default_factory=InferenceConfig, description="defaults for medseg predict with this model"
+    )
+    postprocessing: PostprocessingConfig = Field(
+        default_factory=PostprocessingConfig, description="refinement of predictions (dense CRF)"
     )
 
     @model_validator(mode="after")

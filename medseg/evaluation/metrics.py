@@ -15,13 +15,15 @@ directed 95th percentiles, as in :func:`monai.metrics.compute_hausdorff_distance
 
 Empty masks (a convention, see ``docs/evaluation.md``):
 
-========================  ======  =====  ==========  ======  ==================
-case                      Dice    IoU    HD95, ASSD  NSD     relative volume
-========================  ======  =====  ==========  ======  ==================
-both empty                1       1      0           1       0
-only the reference empty  0       0      inf         0       inf
-only the prediction empty 0       0      inf         0       -1
-========================  ======  =====  ==========  ======  ==================
+========================  ======  =====  ============  ==========  ======  ==================
+case                      Dice    IoU    boundary IoU  HD95, ASSD  NSD     relative volume
+========================  ======  =====  ============  ==========  ======  ==================
+both empty                1       1      1             0           1       0
+only the reference empty  0       0      0             inf         0       inf
+only the prediction empty 0       0      0             inf         0       -1
+========================  ======  =====  ============  ==========  ======  ==================
+
+Boundary IoU (Cheng et al., CVPR 2021) lives in :mod:`~medseg.evaluation.boundary`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "DEFAULT_BAND_MM",
     "ClassMetrics",
     "SegmentationMetrics",
     "SurfaceDistances",
@@ -48,6 +51,10 @@ __all__ = [
     "volume_difference",
     "volume_mm",
 ]
+
+
+#: Default band width (mm) of the boundary IoU (see :mod:`medseg.evaluation.boundary`).
+DEFAULT_BAND_MM = 2.0
 
 
 def _as_mask(array: np.ndarray, name: str) -> np.ndarray:
@@ -262,11 +269,13 @@ def volume_difference(
 class ClassMetrics:
     """Every metric of one prediction/reference mask pair.
 
-    Sizes are in mm³ for 3D masks and mm² for 2D masks.
+    Sizes are in mm³ for 3D masks and mm² for 2D masks; ``boundary_iou`` is the boundary IoU
+    of :func:`~medseg.evaluation.boundary.boundary_iou` at the band of :func:`compute_metrics`.
     """
 
     dice: float
     iou: float
+    boundary_iou: float
     hd95: float
     assd: float
     nsd: float
@@ -288,8 +297,23 @@ def compute_metrics(
     spacing: Sequence[float] | float | None = None,
     nsd_tolerance: float = 1.0,
     hd_percentile: float = 95.0,
+    boundary_band_mm: float = DEFAULT_BAND_MM,
 ) -> ClassMetrics:
-    """All metrics of one mask pair, computing the surface distances once."""
+    """All metrics of one mask pair ``[*S]`` (2D/3D), computing the surface distances once.
+
+    Args:
+        pred: Predicted boolean mask.
+        ref: Reference boolean mask of the same shape.
+        spacing: Voxel size in mm per axis (None: 1).
+        nsd_tolerance: Tolerance (mm) of the normalised surface Dice.
+        hd_percentile: Percentile of the Hausdorff distance (95: HD95).
+        boundary_band_mm: Band width (mm) of the boundary IoU.
+
+    Raises:
+        ValueError: masks of different shapes or not 2D/3D, bad spacing, tolerance or band.
+    """
+    from medseg.evaluation.boundary import boundary_iou
+
     p, r = _check_pair(pred, ref)
     sp = _check_spacing(spacing, p.ndim)
     sd = SurfaceDistances.compute(p, r, sp)
@@ -297,6 +321,7 @@ def compute_metrics(
     return ClassMetrics(
         dice=dice(p, r),
         iou=iou(p, r),
+        boundary_iou=boundary_iou(p, r, sp, boundary_band_mm),
         hd95=sd.hausdorff(hd_percentile),
         assd=sd.average_symmetric(),
         nsd=sd.surface_dice(nsd_tolerance),
@@ -315,20 +340,34 @@ class SegmentationMetrics:
     Args:
         nsd_tolerance: Tolerance (mm) of the normalised surface Dice.
         hd_percentile: Percentile of the Hausdorff distance (95 for HD95).
+        boundary_band_mm: Band width (mm) of the boundary IoU.
     """
 
-    def __init__(self, nsd_tolerance: float = 1.0, hd_percentile: float = 95.0) -> None:
+    def __init__(
+        self,
+        nsd_tolerance: float = 1.0,
+        hd_percentile: float = 95.0,
+        boundary_band_mm: float = DEFAULT_BAND_MM,
+    ) -> None:
         if not math.isfinite(nsd_tolerance) or nsd_tolerance < 0:
             raise ValueError(f"nsd_tolerance must be a non-negative number of mm, got {nsd_tolerance}")
         if not 0.0 <= hd_percentile <= 100.0:
             raise ValueError(f"hd_percentile must lie in [0, 100], got {hd_percentile}")
+        if not math.isfinite(boundary_band_mm) or boundary_band_mm <= 0:
+            raise ValueError(f"boundary_band_mm must be a positive number of mm, got {boundary_band_mm}")
         self.nsd_tolerance = float(nsd_tolerance)
         self.hd_percentile = float(hd_percentile)
+        self.boundary_band_mm = float(boundary_band_mm)
 
     def __call__(
         self, pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | float | None = None
     ) -> ClassMetrics:
-        return compute_metrics(pred, ref, spacing, self.nsd_tolerance, self.hd_percentile)
+        return compute_metrics(
+            pred, ref, spacing, self.nsd_tolerance, self.hd_percentile, self.boundary_band_mm
+        )
 
     def __repr__(self) -> str:
-        return f"SegmentationMetrics(nsd_tolerance={self.nsd_tolerance}, hd_percentile={self.hd_percentile})"
+        return (
+            f"SegmentationMetrics(nsd_tolerance={self.nsd_tolerance}, hd_percentile={self.hd_percentile}, "
+            f"boundary_band_mm={self.boundary_band_mm})"
+        )

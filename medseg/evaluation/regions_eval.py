@@ -43,7 +43,7 @@ from medseg.config.schema import RegionConfig, check_region_list
 from medseg.errors import ConfigError, InputNotFoundError
 from medseg.evaluation.lesion_results import LesionEvaluationResult, lesion_case_values
 from medseg.evaluation.lesions import LesionCaseResult
-from medseg.evaluation.metrics import ClassMetrics, compute_metrics
+from medseg.evaluation.metrics import DEFAULT_BAND_MM, ClassMetrics, compute_metrics
 from medseg.evaluation.region_lesions import (
     region_lesion_columns,
     region_lesion_markdown,
@@ -169,6 +169,7 @@ def measure_regions(
     regions: Sequence[RegionConfig],
     nsd_tolerance: float = 1.0,
     hd_percentile: float = 95.0,
+    boundary_band_mm: float = DEFAULT_BAND_MM,
 ) -> dict[str, ClassMetrics]:
     """Metrics of each region of one case, keyed by region name.
 
@@ -179,6 +180,7 @@ def measure_regions(
         regions: The regions; a region none of whose labels occurs is empty in both (Dice 1).
         nsd_tolerance: Tolerance of the normalised surface Dice, in mm.
         hd_percentile: Percentile of the Hausdorff distance.
+        boundary_band_mm: Band width (mm) of the boundary IoU.
 
     Each region is measured inside the bounding box of its union in both maps (every metric
     unchanged), as the classes are.
@@ -194,7 +196,9 @@ def measure_regions(
             box: tuple[slice, ...] = (slice(None),) * pred.ndim
         else:
             box = boxes[0]
-        out[region.name] = compute_metrics(p[box], r[box], spacing, nsd_tolerance, hd_percentile)
+        out[region.name] = compute_metrics(
+            p[box], r[box], spacing, nsd_tolerance, hd_percentile, boundary_band_mm
+        )
     return out
 
 

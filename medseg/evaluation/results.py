@@ -2,7 +2,9 @@
 
 An evaluation folder holds ``metrics.csv`` (one row per case and class),
 ``summary.json`` (statistics per class and overall), ``evaluation.json`` (the
-settings) and, for 2D label images, ``confusion_matrix.csv``. Every file is written
+settings), ``boundary_error.json`` (the error rate against the distance to the reference
+boundary, see :mod:`~medseg.evaluation.boundary`) and, for 2D label images,
+``confusion_matrix.csv``. Every file is written
 atomically. :func:`load_evaluation` reads such a folder back (``medseg report`` and
 ``medseg compare`` use it).
 """
@@ -19,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from medseg.errors import CorruptFileError, InputNotFoundError
-from medseg.evaluation.summary import ConfusionMatrix, describe
+from medseg.evaluation.summary import ConfusionMatrix, describe, iou_summary
 
 __all__ = [
     "CSV_COLUMNS",
     "METRIC_COLUMNS",
+    "OPTIONAL_COLUMNS",
     "SUMMARY_METRICS",
     "EvaluationResult",
     "MetricRow",
@@ -43,11 +46,23 @@ METRIC_COLUMNS = (
     "volume_ref_ml",
     "abs_volume_diff_ml",
     "rel_volume_diff",
+    "boundary_iou",
 )
 #: Every column of metrics.csv, in order.
 CSV_COLUMNS = ("case", "class_id", "class_name", *METRIC_COLUMNS, "pred_path", "ref_path")
+#: Columns that evaluation folders written before them lack (read back as NaN).
+OPTIONAL_COLUMNS = ("boundary_iou",)
 #: Metrics summarised in summary.json.
-SUMMARY_METRICS = ("dice", "iou", "hd95", "assd", "nsd", "abs_volume_diff_ml", "rel_volume_diff")
+SUMMARY_METRICS = (
+    "dice",
+    "iou",
+    "boundary_iou",
+    "hd95",
+    "assd",
+    "nsd",
+    "abs_volume_diff_ml",
+    "rel_volume_diff",
+)
 
 
 @dataclass
@@ -63,6 +78,7 @@ class MetricRow:
     class_name: str
     dice: float
     iou: float
+    boundary_iou: float
     hd95: float
     assd: float
     nsd: float
@@ -78,13 +94,15 @@ class MetricRow:
         cls, case: str, class_id: int, class_name: str, m: Any, scale: float, pred_path: str, ref_path: str
     ) -> MetricRow:
         """The row of one class's metrics ``m`` (:class:`~medseg.evaluation.metrics.ClassMetrics`-like:
-        dice, iou, hd95, assd, nsd and sizes in voxels), volumes scaled by ``scale`` (ml per voxel)."""
+        dice, iou, boundary_iou, hd95, assd, nsd and sizes in mm³/mm²), volumes scaled by ``scale``
+        (ml per mm³)."""
         return cls(
             case=case,
             class_id=class_id,
             class_name=class_name,
             dice=m.dice,
             iou=m.iou,
+            boundary_iou=m.boundary_iou,
             hd95=m.hd95,
             assd=m.assd,
             nsd=m.nsd,
@@ -132,9 +150,10 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def summarise(rows: list[MetricRow], labels: Mapping[int, str]) -> dict[str, Any]:
+def summarise(rows: list[MetricRow], labels: Mapping[int, str], volume_unit: str = "ml") -> dict[str, Any]:
     """Statistics per class and overall (all case/class rows pooled) of :data:`SUMMARY_METRICS`,
-    with the counts of empty references/predictions per class."""
+    with the counts of empty references/predictions per class, and ``miou``: the mean IoU over
+    classes per case and pooled (:func:`~medseg.evaluation.summary.iou_summary`)."""
     classes: dict[str, Any] = {}
     for label, name in labels.items():
         subset = [r for r in rows if r.class_id == label]
@@ -151,7 +170,7 @@ def summarise(rows: list[MetricRow], labels: Mapping[int, str]) -> dict[str, Any
         "n_cases": len({r.case for r in rows}),
         "metrics": {m: describe(getattr(r, m) for r in rows) for m in SUMMARY_METRICS},
     }
-    return {"classes": classes, "overall": overall}
+    return {"classes": classes, "overall": overall, "miou": iou_summary(rows, labels, volume_unit)}
 
 
 @dataclass
@@ -167,6 +186,8 @@ class EvaluationResult:
         unmatched_ref: Case ids with a reference but no prediction.
         confusion: Pooled pixel confusion matrix (2D label images only).
         output: The folder the result was written to, if any.
+        boundary_error: The content of boundary_error.json (error rate against the distance to the
+            reference boundary, :func:`~medseg.evaluation.boundary.pooled_errors_json`), if made.
     """
 
     rows: list[MetricRow]
@@ -177,6 +198,7 @@ class EvaluationResult:
     unmatched_ref: list[str] = field(default_factory=list)
     confusion: ConfusionMatrix | None = None
     output: Path | None = None
+    boundary_error: dict[str, Any] | None = None
 
     @property
     def cases(self) -> list[str]:
@@ -213,7 +235,8 @@ class EvaluationResult:
         return evaluation_markdown(self)
 
     def write(self, folder: str | Path) -> Path:
-        """Write metrics.csv, summary.json, evaluation.json (and confusion_matrix.csv) atomically."""
+        """Write metrics.csv, summary.json, evaluation.json (and confusion_matrix.csv,
+        boundary_error.json) atomically."""
         from medseg.io.atomic import write_text_atomic
 
         out = Path(folder)
@@ -221,6 +244,9 @@ class EvaluationResult:
         write_text_atomic(out / "metrics.csv", self.metrics_csv())
         write_text_atomic(out / "summary.json", json.dumps(_json_safe(self.summary), indent=2) + "\n")
         write_text_atomic(out / "evaluation.json", json.dumps(_json_safe(self.settings), indent=2) + "\n")
+        if self.boundary_error is not None:
+            text = json.dumps(_json_safe(self.boundary_error), indent=2) + "\n"
+            write_text_atomic(out / "boundary_error.json", text)
         if self.confusion is not None:
             buf = io.StringIO()
             csv.writer(buf, lineterminator="\n").writerows(self.confusion.to_csv_rows())
@@ -239,6 +265,37 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _float(text: str | None) -> float:
+    """A CSV cell as a float (NaN when empty or missing)."""
+    return math.nan if text is None or text == "" else float(text)
+
+
+def _read_rows(csv_path: Path) -> list[MetricRow]:
+    """The rows of a metrics.csv (columns of :data:`OPTIONAL_COLUMNS` may be missing: NaN)."""
+    rows: list[MetricRow] = []
+    try:
+        with csv_path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            present = reader.fieldnames or []
+            missing = [c for c in CSV_COLUMNS if c not in present and c not in OPTIONAL_COLUMNS]
+            if missing:
+                raise CorruptFileError(f"{csv_path} lacks the columns {', '.join(missing)}")
+            for rec in reader:
+                rows.append(
+                    MetricRow(
+                        case=rec["case"],
+                        class_id=int(rec["class_id"]),
+                        class_name=rec["class_name"],
+                        **{c: _float(rec.get(c)) for c in METRIC_COLUMNS},
+                        pred_path=rec["pred_path"],
+                        ref_path=rec["ref_path"],
+                    )
+                )
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as exc:
+        raise CorruptFileError(f"cannot read {csv_path}: {exc}", hint="re-run medseg evaluate") from exc
+    return rows
+
+
 def load_evaluation(folder: str | Path) -> EvaluationResult:
     """Read an evaluation folder written by :func:`medseg.evaluation.evaluate`.
 
@@ -253,33 +310,19 @@ def load_evaluation(folder: str | Path) -> EvaluationResult:
             f"{root} is not an evaluation folder (no metrics.csv)",
             hint="write one with: medseg evaluate --pred P --ref R --output FOLDER",
         )
-    rows: list[MetricRow] = []
-    try:
-        with csv_path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise CorruptFileError(f"{csv_path} lacks the columns {', '.join(missing)}")
-            for rec in reader:
-                rows.append(
-                    MetricRow(
-                        case=rec["case"],
-                        class_id=int(rec["class_id"]),
-                        class_name=rec["class_name"],
-                        **{c: float(rec[c]) if rec[c] != "" else math.nan for c in METRIC_COLUMNS},
-                        pred_path=rec["pred_path"],
-                        ref_path=rec["ref_path"],
-                    )
-                )
-    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as exc:
-        raise CorruptFileError(f"cannot read {csv_path}: {exc}", hint="re-run medseg evaluate") from exc
+    rows = _read_rows(csv_path)
     settings = _read_json(root / "evaluation.json") if (root / "evaluation.json").is_file() else {}
     labels = {int(k): str(v) for k, v in (settings.get("labels") or {}).items()}
     if not labels:
         labels = {r.class_id: r.class_name for r in sorted(rows, key=lambda r: r.class_id)}
+    unit = str(settings.get("volume_unit", "ml"))
     summary = (
-        _read_json(root / "summary.json") if (root / "summary.json").is_file() else summarise(rows, labels)
+        _read_json(root / "summary.json")
+        if (root / "summary.json").is_file()
+        else summarise(rows, labels, unit)
     )
+    if "miou" not in summary:  # written before it existed
+        summary["miou"] = iou_summary(rows, labels, unit)
     confusion = None
     if summary.get("confusion_matrix"):
         confusion = ConfusionMatrix.from_dict(summary["confusion_matrix"])
@@ -293,4 +336,7 @@ def load_evaluation(folder: str | Path) -> EvaluationResult:
         unmatched_ref=list(unmatched.get("ref", [])),
         confusion=confusion,
         output=root,
+        boundary_error=(
+            _read_json(root / "boundary_error.json") if (root / "boundary_error.json").is_file() else None
+        ),
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ConfusionMatrix", "describe", "pair_counts"]
+__all__ = ["ConfusionMatrix", "describe", "iou_summary", "pair_counts"]
 
 
 def describe(values: Iterable[float]) -> dict[str, Any]:
@@ -36,6 +36,56 @@ def describe(values: Iterable[float]) -> dict[str, Any]:
         max=float(finite.max()),
     )
     return out
+
+
+def iou_summary(rows: Iterable[Any], labels: Mapping[int, str], unit: str = "ml") -> dict[str, Any]:
+    """The mean IoU over classes two ways, for ``summary.json``'s ``miou``.
+
+    * ``mean_iou_per_case``: mean over the classes of each class's mean IoU over cases (both-empty
+      cases count as 1, the convention of :func:`~medseg.evaluation.metrics.iou`);
+    * ``mean_iou_pooled``: the semantic-segmentation convention (PASCAL VOC, Cityscapes): per class the
+      dataset-level IoU ``sum(|P∩R|) / sum(|P∪R|)`` over cases, then the mean over the classes present
+      in some case (a class absent from every prediction and reference is left out).
+
+    Intersections and unions are physical sizes recovered from each row's Dice and sizes
+    (``|P∩R| = Dice (|P| + |R|) / 2``), so they pool voxels by volume; on one grid (and for pictures,
+    in px²) this is pooling voxel counts.
+
+    Args:
+        rows: :class:`~medseg.evaluation.results.MetricRow`-like rows (``class_id``, ``iou``, ``dice``,
+            ``volume_pred_ml``, ``volume_ref_ml``).
+        labels: The classes ``{id: name}``.
+        unit: Unit of the pooled sizes (ml, mm2 or px2), recorded.
+    """
+    rows = list(rows)
+    classes: dict[str, Any] = {}
+    for label, name in labels.items():
+        subset = [r for r in rows if r.class_id == label]
+        ious = [r.iou for r in subset if math.isfinite(r.iou)]
+        inter = union = 0.0
+        for r in subset:
+            size = r.volume_pred_ml + r.volume_ref_ml
+            if math.isfinite(r.dice) and math.isfinite(size):
+                inter += r.dice * size / 2.0
+                union += size - r.dice * size / 2.0
+        classes[str(label)] = {
+            "name": name,
+            "mean_iou_per_case": float(np.mean(ious)) if ious else None,
+            "iou_pooled": inter / union if union > 0 else None,
+            "intersection": inter,
+            "union": union,
+        }
+
+    def mean_of(key: str) -> float | None:
+        values = [c[key] for c in classes.values() if c[key] is not None]
+        return float(np.mean(values)) if values else None
+
+    return {
+        "mean_iou_per_case": mean_of("mean_iou_per_case"),
+        "mean_iou_pooled": mean_of("iou_pooled"),
+        "unit": unit,
+        "classes": classes,
+    }
 
 
 def pair_counts(pred: np.ndarray, ref: np.ndarray) -> dict[tuple[int, int], int]:

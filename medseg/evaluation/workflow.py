@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,10 +14,18 @@ import numpy as np
 
 from medseg import geometry
 from medseg.errors import ConfigError, GeometryMismatchError, MedsegError
+from medseg.evaluation.boundary import (
+    DEFAULT_DISTANCE_BINS_MM,
+    DistanceErrors,
+    check_bins,
+    measure_labels,
+    pooled_errors_json,
+)
+from medseg.evaluation.grid import GRID_TOLERANCE_MM, check_grid, label_boxes, spatial_plane, squeeze_plane
 from medseg.evaluation.labelmaps import read_labels
 from medseg.evaluation.labels import default_name, labels_present, parse_labels
 from medseg.evaluation.matching import CaseMatch, match_cases
-from medseg.evaluation.metrics import ClassMetrics, compute_metrics
+from medseg.evaluation.metrics import DEFAULT_BAND_MM, ClassMetrics, compute_metrics
 from medseg.evaluation.region_lesions import measure_region_lesions
 from medseg.evaluation.regions_eval import RegionSource, load_regions, measure_regions, with_regions
 from medseg.evaluation.resample import resample_to_grid
@@ -34,46 +42,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["GRID_TOLERANCE_MM", "Evaluator", "evaluate", "evaluate_case", "spatial_plane"]
 
-#: Largest voxel offset (mm) at which a prediction counts as being on the reference grid.
-GRID_TOLERANCE_MM = 1e-3
-
-
-def spatial_plane(volume: Volume) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    """The axes a label map is measured on, and their spacing.
-
-    A grid with exactly one axis of length 1 (a 2D image or a single slice) is measured
-    in 2D on its other two axes: in 3D every voxel of a single slice would be "surface".
-    """
-    shape = volume.spatial_shape
-    keep = tuple(ax for ax in range(3) if shape[ax] > 1)
-    axes = keep if len(keep) == 2 else (0, 1, 2)
-    spacing = volume.spacing
-    return axes, tuple(spacing[ax] for ax in axes)
-
-
-def _squeeze(array: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    if len(axes) == 3:
-        return array
-    drop = next(ax for ax in range(3) if ax not in axes)
-    return np.take(array, 0, axis=drop)
-
-
-def check_grid(pred: Volume, ref: Volume, pred_path: Path | str, ref_path: Path | str) -> None:
-    """Raise :class:`GeometryMismatchError` unless ``pred`` lies on ``ref``'s grid (within 1 µm)."""
-    distance = geometry.grid_distance(pred.affine, pred.spatial_shape, ref.affine, ref.spatial_shape)
-    if distance <= GRID_TOLERANCE_MM:
-        return
-    if pred.spatial_shape != ref.spatial_shape:
-        detail = f"shape {pred.spatial_shape} vs {ref.spatial_shape}"
-    else:
-        sp_p = ", ".join(f"{s:.4g}" for s in pred.spacing)
-        sp_r = ", ".join(f"{s:.4g}" for s in ref.spacing)
-        detail = f"voxels up to {distance:.3g} mm apart (spacing {sp_p} vs {sp_r} mm)"
-    raise GeometryMismatchError(
-        f"prediction {pred_path} is not on the grid of reference {ref_path}: {detail}",
-        hint="pass --resample-pred to resample the prediction onto the reference grid (nearest neighbour)",
-    )
-
 
 def _both_empty_metrics(ndim: int) -> ClassMetrics:
     empty = np.zeros((1,) * ndim, dtype=bool)
@@ -87,32 +55,22 @@ def evaluate_case(
     labels: Iterable[int],
     nsd_tolerance: float = 1.0,
     hd_percentile: float = 95.0,
+    boundary_band_mm: float = DEFAULT_BAND_MM,
 ) -> dict[int, ClassMetrics]:
-    """Metrics of each label of one case (integer label arrays on the same 2D/3D grid).
+    """Metrics of each label of one case (integer label arrays ``[*S]`` on the same 2D/3D grid,
+    ``spacing`` in mm; ``boundary_band_mm``: band of the boundary IoU).
 
-    Each label is measured inside the bounding box of its union in both arrays, which
-    leaves every metric unchanged and keeps small structures in large scans cheap.
+    Each label is measured inside the bounding box of its union in both arrays
+    (:func:`~medseg.evaluation.grid.label_boxes`), which leaves every metric unchanged.
     """
-    from scipy import ndimage
-
-    if pred.shape != ref.shape:
-        raise ValueError(f"pred and ref must have the same shape, got {pred.shape} and {ref.shape}")
     wanted = sorted({int(v) for v in labels})
-    top = max(wanted, default=0)
-    boxes_p = ndimage.find_objects(pred, max_label=top) if top else []
-    boxes_r = ndimage.find_objects(ref, max_label=top) if top else []
     out: dict[int, ClassMetrics] = {}
-    for label in wanted:
-        bp, br = boxes_p[label - 1], boxes_r[label - 1]
-        if bp is None and br is None:
+    for label, box in label_boxes(pred, ref, wanted).items():
+        if box is None:
             out[label] = _both_empty_metrics(pred.ndim)
             continue
-        if bp is None or br is None:
-            box = bp or br
-        else:
-            box = tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(bp, br))
         out[label] = compute_metrics(
-            pred[box] == label, ref[box] == label, spacing, nsd_tolerance, hd_percentile
+            pred[box] == label, ref[box] == label, spacing, nsd_tolerance, hd_percentile, boundary_band_mm
         )
     return out
 
@@ -136,9 +94,13 @@ class Evaluator:
         froc_threshold: Probability at which FROC candidates are extracted, in (0, 1].
         regions: Also score these regions (:func:`~medseg.evaluation.regions_eval.load_regions`),
             with ``lesions`` lesion-wise too (:mod:`~medseg.evaluation.region_lesions`).
+        boundary_band_mm: Band width (mm) of the boundary IoU (:mod:`~medseg.evaluation.boundary`).
+        distance_bins_mm: Bin edges (mm) of the error rate against the distance to the reference
+            boundary (boundary_error.json); None leaves it out.
 
     Raises:
-        ConfigError: ``probabilities`` without ``lesions``, or a ``froc_threshold`` outside (0, 1].
+        ConfigError: ``probabilities`` without ``lesions``, a ``froc_threshold`` outside (0, 1], a band
+            that is not > 0 mm, or bin edges that are not increasing values >= 0.
     """
 
     def __init__(
@@ -151,7 +113,13 @@ class Evaluator:
         probabilities: str | Path | None = None,
         froc_threshold: float = 0.1,
         regions: RegionSource | None = None,
+        boundary_band_mm: float = DEFAULT_BAND_MM,
+        distance_bins_mm: Sequence[float] | None = DEFAULT_DISTANCE_BINS_MM,
     ) -> None:
+        if not math.isfinite(boundary_band_mm) or boundary_band_mm <= 0:
+            raise ConfigError(f"the boundary IoU band must be > 0 mm, got {boundary_band_mm}", hint="e.g. 2")
+        self.boundary_band_mm = float(boundary_band_mm)
+        self.distance_bins = None if distance_bins_mm is None else check_bins(distance_bins_mm)
         if not math.isfinite(nsd_tolerance) or nsd_tolerance < 0:
             raise ValueError(f"nsd_tolerance must be a non-negative number of mm, got {nsd_tolerance}")
         if not 0.0 <= hd_percentile <= 100.0:
@@ -203,15 +171,11 @@ class Evaluator:
         distance_unit = "px" if all(m.unit == "px" for m in measured) else "mm"
         volume_unit = "ml" if ndim == 3 else ("px2" if distance_unit == "px" else "mm2")
         rows = [row for m in measured for row in m.rows(labels)]
-        summary = summarise(rows, labels)
+        summary = summarise(rows, labels, volume_unit)
         summary["nsd_tolerance_mm"] = self.nsd_tolerance
+        summary["boundary_band_mm"] = self.boundary_band_mm
         summary["unmatched"] = {"pred": match.unmatched_pred, "ref": match.unmatched_ref}
-        confusion: ConfusionMatrix | None = None
-        if ndim == 2:
-            confusion = _pooled_confusion(measured, labels)
-            summary["mean_iou"] = confusion.mean_iou()
-            summary["mean_iou_with_background"] = confusion.mean_iou(include_background=True)
-            summary["confusion_matrix"] = confusion.to_dict()
+        confusion = _pooled_confusion(measured, labels, summary) if ndim == 2 else None
         settings = {
             "pred_dir": str(Path(pred_dir).resolve()),
             "ref_dir": str(Path(ref_dir).resolve()),
@@ -227,6 +191,7 @@ class Evaluator:
             unmatched_pred=match.unmatched_pred,
             unmatched_ref=match.unmatched_ref,
             confusion=confusion,
+            boundary_error=self._boundary_error(measured, labels, distance_unit),
         )
         if self.lesions is not None:
             result = self._with_lesions(result, measured, self.lesions)
@@ -236,6 +201,16 @@ class Evaluator:
             result.write(output)
         return result
 
+    def _boundary_error(
+        self, measured: list[_MeasuredCase], labels: Mapping[int, str], distance_unit: str
+    ) -> dict[str, Any] | None:
+        """The content of boundary_error.json (counts pooled over cases), or None without bins."""
+        if self.distance_bins is None:
+            return None
+        return pooled_errors_json(
+            (m.distance_errors for m in measured), labels, self.distance_bins, distance_unit
+        )
+
     def _record(self, ndim: int, distance_unit: str, volume_unit: str, n_cases: int) -> dict[str, Any]:
         """The settings of evaluation.json after the folders and labels, in their order."""
         from medseg import __version__
@@ -243,6 +218,8 @@ class Evaluator:
         return {
             "nsd_tolerance_mm": self.nsd_tolerance,
             "hd_percentile": self.hd_percentile,
+            "boundary_band_mm": self.boundary_band_mm,
+            "distance_bins_mm": None if self.distance_bins is None else self.distance_bins.tolist(),
             "resample_pred": self.resample_pred,
             "spatial_dims": ndim,
             "distance_unit": distance_unit,
@@ -319,7 +296,7 @@ class Evaluator:
         if geometry.is_sheared(ref.affine):
             log.warning("%s has a sheared grid: distances use the axis spacings only", ref_path)
         axes, spacing = spatial_plane(ref)
-        p, r = _squeeze(pred.array, axes), _squeeze(ref.array, axes)
+        p, r = squeeze_plane(pred.array, axes), squeeze_plane(ref.array, axes)
         ref_labels = labels_present([r])
         wanted = (
             list(self.labels)
@@ -330,19 +307,24 @@ class Evaluator:
             case=cid,
             pred_path=pred_path,
             ref_path=ref_path,
-            metrics=evaluate_case(p, r, spacing, wanted, self.nsd_tolerance, self.hd_percentile),
+            metrics=evaluate_case(
+                p, r, spacing, wanted, self.nsd_tolerance, self.hd_percentile, self.boundary_band_mm
+            ),
             ref_labels=ref_labels,
             ndim=len(axes),
             unit="px" if is_2d_source(ref) else "mm",
             pixel_pairs=pair_counts(p, r) if len(axes) == 2 else {},
             spacing=spacing,
         )
+        if self.distance_bins is not None:
+            boxes = label_boxes(p, r, wanted)
+            measured.distance_errors = measure_labels(p, r, spacing, boxes, self.distance_bins)
         if self.lesions is not None:
             from medseg.evaluation.lesions import evaluate_lesions
 
             measured.lesions = {k: evaluate_lesions(p == k, r == k, spacing, self.lesions) for k in wanted}
         if self.regions:
-            tolerances = (self.nsd_tolerance, self.hd_percentile)
+            tolerances = (self.nsd_tolerance, self.hd_percentile, self.boundary_band_mm)
             measured.region_metrics = measure_regions(p, r, spacing, self.regions, *tolerances)
             if self.lesions is not None:
                 measured.region_lesions = measure_region_lesions(p, r, spacing, self.regions, self.lesions)
@@ -375,7 +357,7 @@ class Evaluator:
             channel = Volume(np.ascontiguousarray(prob.array[..., label]), prob.affine)
             if resample:
                 channel = resample_to_grid(channel, ref.affine, ref.spatial_shape, order=1)
-            p = np.clip(_squeeze(channel.array, axes), 0.0, 1.0)
+            p = np.clip(squeeze_plane(channel.array, axes), 0.0, 1.0)
             out[label] = lesion_candidates(p, r == label, spacing, self.froc_threshold, self.lesions)
         return out
 
@@ -397,6 +379,7 @@ class _MeasuredCase:
     candidates: dict[int, FrocCase] = field(default_factory=dict)
     region_metrics: dict[str, ClassMetrics] = field(default_factory=dict)
     region_lesions: dict[str, LesionCaseResult] = field(default_factory=dict)
+    distance_errors: dict[int, DistanceErrors] = field(default_factory=dict)
 
     def lesion_result(self, label: int, settings: LesionSettings) -> LesionCaseResult:
         """The lesions of ``label`` (a label absent from both masks: no lesion, no component)."""
@@ -432,13 +415,20 @@ class _MeasuredCase:
         return out
 
 
-def _pooled_confusion(measured: list[_MeasuredCase], labels: Mapping[int, str]) -> ConfusionMatrix:
-    """The pixel confusion matrix of 2D cases, pooled over cases."""
+def _pooled_confusion(
+    measured: list[_MeasuredCase], labels: Mapping[int, str], summary: dict[str, Any]
+) -> ConfusionMatrix:
+    """The pixel confusion matrix of 2D cases, pooled over cases; adds it and its mean IoUs to
+    ``summary``."""
     counts: dict[tuple[int, int], int] = {}
     for m in measured:
         for key, n in m.pixel_pairs.items():
             counts[key] = counts.get(key, 0) + n
-    return ConfusionMatrix.from_counts(counts, labels)
+    confusion = ConfusionMatrix.from_counts(counts, labels)
+    summary["mean_iou"] = confusion.mean_iou()
+    summary["mean_iou_with_background"] = confusion.mean_iou(include_background=True)
+    summary["confusion_matrix"] = confusion.to_dict()
+    return confusion
 
 
 def evaluate(
@@ -454,6 +444,8 @@ def evaluate(
     probabilities: str | Path | None = None,
     froc_threshold: float = 0.1,
     regions: RegionSource | None = None,
+    boundary_band_mm: float = DEFAULT_BAND_MM,
+    distance_bins_mm: Sequence[float] | None = DEFAULT_DISTANCE_BINS_MM,
 ) -> EvaluationResult:
     """Evaluate every prediction in ``pred_dir`` against the reference with the same case id.
 
@@ -479,6 +471,10 @@ def evaluate(
         regions: Regions to score too (run folder, pipeline YAML, dataset.json, list of regions): adds
             ``region:<name>:<metric>`` columns and ``summary["regions"]`` (:mod:`~.regions_eval`); with
             ``lesions``, per region lesion-wise results too (:mod:`~.region_lesions`).
+        boundary_band_mm: Band width (mm) of the boundary IoU (column ``boundary_iou``; Cheng et al.,
+            CVPR 2021, see :mod:`~medseg.evaluation.boundary`).
+        distance_bins_mm: Bin edges (mm) of the misclassification rate against the distance to the
+            reference boundary, pooled over cases per class into boundary_error.json (None: not made).
 
     Returns:
         The :class:`~medseg.evaluation.results.EvaluationResult`
@@ -493,6 +489,7 @@ def evaluate(
             map that is not 4D or lacks the channel of a label, or a region source without regions.
     """
     evaluator = Evaluator(
-        labels, nsd_tolerance, resample_pred, hd_percentile, lesions, probabilities, froc_threshold, regions
-    )
+        labels, nsd_tolerance, resample_pred, hd_percentile, lesions, probabilities, froc_threshold, regions,
+        boundary_band_mm, distance_bins_mm,
+    )  # fmt: skip
     return evaluator(pred_dir, ref_dir, output=output, image_dir=image_dir)

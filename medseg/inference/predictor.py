@@ -8,7 +8,8 @@ label map in the declared order (:func:`medseg.data.regions.paint`, as nnU-Net's
 Without probabilities, 3D prediction keeps memory bounded for both kinds of model: the blended
 outputs are held one window deep along the last axis and turned into labels slab by slab
 (:func:`~medseg.inference.sliding_window.sliding_window_labels`); asking for probabilities holds
-the whole ``[K, *S]`` output.
+the whole ``[K, *S]`` output, as does the dense CRF (:mod:`medseg.inference.crf`), which refines
+the softmax on the network's grid before the arg-max (softmax models only).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import torch
 from medseg.config.schema import RegionConfig
 from medseg.data.regions import paint
 from medseg.device import resolve_device
-from medseg.errors import InputNotFoundError, MedsegError
+from medseg.errors import ConfigError, InputNotFoundError, MedsegError
+from medseg.inference.crf import CRFOptions, dense_crf, run_crf_options
 from medseg.inference.postprocess import PostprocessOptions, postprocess
 from medseg.inference.sliding_window import (
     accumulation_device,
@@ -62,11 +64,13 @@ class PreparedCase:
         case: The scan on the network's grid: ``case.image`` ``[C, *S]`` float32, and
             ``case.record``, which inverts the preprocessing.
         seconds: Time spent on this case so far (each stage adds its own), in seconds.
+        crf: What the dense CRF did (options, voxels, seconds), when it ran.
     """
 
     image: Volume
     case: PreprocessedCase
     seconds: float = 0.0
+    crf: dict[str, Any] | None = None
 
 
 @dataclass
@@ -111,9 +115,12 @@ class Predictor:
         export_dir: Where ONNX exports are cached (a run folder's ``export/``).
         calibration: For int8: yields float32 training patches ``[n, C, *patch]``.
         regions: For a model trained on regions: its regions, in output-channel and paint order.
+        crf: Refine the softmax with a dense CRF before the arg-max (:func:`~medseg.inference.crf.
+            dense_crf`, on the network's grid); ``None``: off.
 
     Raises:
-        ConfigError: an unknown backend or precision, or a pair that cannot run on ``device``.
+        ConfigError: an unknown backend or precision, or a pair that cannot run on ``device``;
+            a CRF asked of a region (sigmoid) model.
         MissingDependencyError: the backend's package is not installed.
     """
 
@@ -135,8 +142,16 @@ class Predictor:
         export_dir: str | Path | None = None,
         calibration: Callable[[], Any] | None = None,
         regions: Sequence[RegionConfig] | None = None,
+        crf: CRFOptions | None = None,
     ) -> None:
         from medseg.inference.backends import resolve_backend
+
+        if crf is not None and regions:
+            raise ConfigError(
+                "the dense CRF refines softmax classes, but this model was trained on regions (sigmoids)",
+                hint="predict without --crf (or set postprocessing.crf.enabled: false)",
+            )
+        self.crf = crf
 
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -193,6 +208,7 @@ class Predictor:
                 hint="the checkpoint is damaged or was edited; train the model again",
             )
         inference = cfg["inference"]
+        crf = run_crf_options(cfg, overrides.pop("crf", None))
         settings = {
             "overlap": inference["overlap"],
             "batch_size": inference["batch_size"],
@@ -218,6 +234,7 @@ class Predictor:
             export_dir=run_dir / "export",
             calibration=_calibration_source(run_dir, cfg, plan),
             regions=regions,
+            crf=crf,
             **settings,
         )
         names = state.get("channels")  # input channel names, in order (runs since they were recorded)
@@ -370,15 +387,35 @@ class Predictor:
             Labels ``[*S]`` (uint8, or int16 past 255 labels) on the preprocessed grid ``S``, and
             softmax probabilities ``[K, *S]`` (float32; for regions the sigmoid of each region
             ``[R, *S]``) when ``probabilities``, else ``None``.
-            Adds its time to ``prepared.seconds``.
+            Adds its time to ``prepared.seconds``. With a dense CRF (``crf``) the whole softmax
+            ``[K, *S]`` is held, as for probabilities, and refined on this grid (its spacing, the
+            normalised image) before the arg-max; the probabilities returned are the refined ones.
 
         Raises:
             MedsegError: the backend cannot be built (e.g. the network does not export to ONNX).
         """
         t0 = time.monotonic()
-        lab, prob = self._infer(torch.from_numpy(prepared.case.image), probabilities)
+        lab, prob = self._infer(torch.from_numpy(prepared.case.image), probabilities or self.crf is not None)
+        if self.crf is not None and prob is not None:
+            prob = self._refine(prepared, prob)
+            lab = prob.argmax(0).to(lab.dtype)
         prepared.seconds += time.monotonic() - t0
-        return lab, prob
+        return lab, (prob if probabilities else None)
+
+    def _refine(self, prepared: PreparedCase, probabilities: torch.Tensor) -> torch.Tensor:
+        """The dense CRF's marginals ``[K, *S]`` of the softmax ``[K, *S]`` on the network's grid
+        (the preprocessed image and its spacing), recorded in ``prepared.crf`` and the log."""
+        from medseg import geometry
+
+        assert self.crf is not None
+        t0 = time.monotonic()
+        spacing = geometry.spacing(np.asarray(prepared.case.record.affine))
+        refined = dense_crf(probabilities.numpy(), prepared.case.image, spacing, self.crf)
+        seconds = time.monotonic() - t0
+        voxels = int(np.prod(refined.shape[1:]))
+        log.info("dense CRF: %d iterations over %d voxels in %.2f s", self.crf.iterations, voxels, seconds)
+        prepared.crf = {**self.crf.to_dict(), "voxels": voxels, "seconds": round(seconds, 3)}
+        return torch.from_numpy(refined)
 
     def finish(
         self,
@@ -435,6 +472,8 @@ class Predictor:
             "postprocess": options.to_dict(),
             "seconds": round(prepared.seconds, 3),
         }
+        if prepared.crf is not None:
+            info["crf"] = prepared.crf
         if self.regions:  # the probability maps, one per region, follow this order
             info["regions"] = [r.model_dump() for r in self.regions]
         out.meta.extra["medseg_prediction"] = info

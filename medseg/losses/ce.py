@@ -8,11 +8,16 @@ from medseg.losses.base import LossParams
 
 
 class CEParams(LossParams):
-    """Parameters of ``ce``: only ``class_weights`` has an effect."""
+    """Parameters of ``ce``: only ``class_weights`` has an effect (given, or computed from the training
+    labels with ``loss.class_weighting``, :mod:`medseg.losses.class_weights`)."""
 
 
 class CrossEntropy(torch.nn.Module):
-    """``torch.nn.functional.cross_entropy`` taking labels ``[B, *spatial]`` or ``[B, 1, *spatial]``."""
+    """``torch.nn.functional.cross_entropy`` taking labels ``[B, *spatial]`` or ``[B, 1, *spatial]``.
+
+    With ``weight`` (``[C]``), the mean is over voxels weighted by their target class's weight
+    (divided by the sum of those weights), exactly as torch computes it.
+    """
 
     def __init__(self, weight: torch.Tensor | None) -> None:
         super().__init__()

@@ -75,6 +75,7 @@ MODELS: dict[str, ModelSpec] = {
         paper=_UNET_PAPER,
         params_model=UNetParams,
         builder=build_unet,
+        encoder_prefixes=("encoder",),
         example_params={"features": [8, 16, 32]},
         example_variants={
             "residual-noskip-batchnorm": _per_dims(
@@ -98,6 +99,7 @@ MODELS: dict[str, ModelSpec] = {
         "segmentation, Nature Methods 2021",
         params_model=DynUNetParams,
         builder=build_dynunet,
+        encoder_prefixes=("input_block", "downsamples", "bottleneck"),
         example_params={"features": [8, 16, 32], "deep_supervision": True, "deep_supr_num": 1},
         example_variants={
             "residual": {"features": [4, 8, 8, 16], "residual": True},
@@ -122,6 +124,7 @@ MODELS: dict[str, ModelSpec] = {
         "Channel-wise Perspective with Transformer, AAAI 2022",
         params_model=UCTransNetParams,
         builder=build_uctransnet,
+        encoder_prefixes=("encoder",),
         example_params={
             "features": [8, 16, 32, 32],
             "token_stride": 8,
@@ -148,6 +151,7 @@ MODELS: dict[str, ModelSpec] = {
         paper=_DEEPLAB_V3,
         params_model=DeepLabV3Params,
         builder=build_deeplabv3,
+        encoder_prefixes=("encoder",),
         example_params={"features": [8, 16, 32, 32], "aspp_channels": 16, "output_stride": 2},
         example_variants={
             "blocks-os8": {"features": [4, 8, 16, 16], "aspp_channels": 8, "blocks": [1, 2, 1]},
@@ -171,6 +175,7 @@ MODELS: dict[str, ModelSpec] = {
         paper=_DEEPLAB_V3P,
         params_model=DeepLabV3PlusParams,
         builder=build_deeplabv3plus,
+        encoder_prefixes=("encoder",),
         # the decoder fuses the stem's features (stride 2): with stride-4 fusion the 4x-upsampled output
         # of the learning test's 32^3 volumes is too coarse for its radius-5 ellipsoids
         example_params={
@@ -200,6 +205,7 @@ MODELS: dict[str, ModelSpec] = {
         paper="Zhao, Shi, Qi, Wang, Jia: Pyramid Scene Parsing Network, CVPR 2017",
         params_model=PSPNetParams,
         builder=build_pspnet,
+        encoder_prefixes=("encoder",),
         # output stride 2 like deeplabv3's example: a decoder-less head upsampled 4x or more is too coarse
         # for the learning test's radius-5 ellipsoids
         example_params={
@@ -233,6 +239,7 @@ MODELS: dict[str, ModelSpec] = {
         "Semantic Segmentation, arXiv:1606.02147, 2016",
         params_model=ENetParams,
         builder=build_enet,
+        encoder_prefixes=("initial", "down1", "stage1", "down2", "context"),
         example_params={
             "features": [8, 16, 32],
             "stage1_blocks": 2,
@@ -263,6 +270,7 @@ MODELS: dict[str, ModelSpec] = {
         "Parsing, ECCV 2018",
         params_model=PSANetParams,
         builder=build_psanet,
+        encoder_prefixes=("encoder",),
         # output stride 2 (see pspnet); 3D: 16^3 feature maps of the 32^3 learning volumes, N^2 = 2^24
         example_params=_per_dims(
             lambda d: {
@@ -298,6 +306,7 @@ MODELS: dict[str, ModelSpec] = {
         "Shelhamer, Long, Darrell, IEEE TPAMI 39(4), 2017",
         params_model=FCNParams,
         builder=build_fcn,
+        encoder_prefixes=("encoder", "fc"),
         # three stride-2 stages: the 8s output is fused at stride 2, fine enough for 32^3 volumes
         example_params={"features": [8, 16, 16], "fc_channels": 16, "dropout": 0.1},
         example_variants={
@@ -329,6 +338,7 @@ MODELS: dict[str, ModelSpec] = {
         "arXiv:1506.04579",
         params_model=ParseNetParams,
         builder=build_parsenet,
+        encoder_prefixes=("encoder", "fc"),
         example_params={
             "features": [8, 16, 16],
             "strides": [2, 1, 1],
@@ -358,6 +368,7 @@ MODELS: dict[str, ModelSpec] = {
         "Convolutional Nets and Fully Connected CRFs, ICLR 2015",
         params_model=DeepLabV1Params,
         builder=build_deeplabv1,
+        encoder_prefixes=("encoder",),
         # output stride 1: upsampled logits of 32^3 volumes miss the 0.9 bar (0.88 at stride 2)
         example_params={
             "features": [16, 16, 16],
@@ -389,6 +400,7 @@ MODELS: dict[str, ModelSpec] = {
         "Convolutional Nets, Atrous Convolution, and Fully Connected CRFs, IEEE TPAMI 40(4), 2018",
         params_model=DeepLabV2Params,
         builder=build_deeplabv2,
+        encoder_prefixes=("encoder",),
         example_params={
             "features": [8, 16, 16],
             "output_stride": 1,
@@ -424,6 +436,7 @@ MODELS: dict[str, ModelSpec] = {
         "Segmentation with Transformers, NeurIPS 2021",
         params_model=SegFormerParams,
         builder=build_segformer,
+        encoder_prefixes=("encoder",),
         # first merging stride 2 (not 4): the decoder's 1/2-resolution logits resolve the learning
         # test's radius-5 ellipsoids on 32^3 volumes
         example_params={
@@ -469,6 +482,7 @@ MODELS: dict[str, ModelSpec] = {
         "Segmentation from a Sequence-to-Sequence Perspective with Transformers, CVPR 2021",
         params_model=SETRParams,
         builder=build_setr,
+        encoder_prefixes=("encoder",),
         # patch size 2: tokens of 2^3 voxels keep the ellipsoids' boundaries within reach of the PUP decoder
         example_params={
             "embed_dim": 32,

@@ -69,6 +69,10 @@ class ModelSpec:
         spatial_dims: the dimensionalities it can be built for.
         deep_supervision: whether it can return auxiliary outputs (an example must show it).
         onnx: whether it exports to ONNX (checked by the contract test).
+        encoder_prefixes: module paths inside the network (``SegmentationModel.net``) that make up
+            its encoder, e.g. ``("encoder",)``: ``training.freeze_encoder_epochs`` freezes the
+            parameters under them (:mod:`medseg.training.transfer`); a test checks that they name
+            some but not all parameters of every example.
     """
 
     name: str
@@ -82,6 +86,7 @@ class ModelSpec:
     spatial_dims: tuple[int, ...] = (2, 3)
     deep_supervision: bool = False
     onnx: bool = True
+    encoder_prefixes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for dims in self.spatial_dims:

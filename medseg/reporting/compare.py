@@ -1,14 +1,18 @@
 """``medseg compare``: several evaluations side by side, with paired per-case differences.
 
 Each run is an evaluation folder, or a run folder holding ``evaluation/``. For every
-class (and for all classes, through the per-case mean over classes) and for Dice,
-HD95, ASSD and NSD the comparison lists each run's mean ± sd, and for every run after
-the first the mean paired difference to the first run over the cases both evaluated,
-with the two-sided Wilcoxon signed-rank p-value. Boundary metrics (HD95, ASSD, NSD)
-are highlighted: they show how architectural choices change boundary quality where
-Dice barely moves. Evaluations made with ``medseg evaluate --lesions`` (same lesion settings in
-every run) add the lesion-wise Dice, the lesion-wise HD95 and the detection F1 at the first IoU
-threshold, paired per case in the same way.
+class (and for all classes, through the per-case mean over classes) and for Dice, IoU,
+boundary IoU, HD95, ASSD and NSD the comparison lists each run's mean ± sd, and for every
+run after the first the mean paired difference to the first run over the cases both
+evaluated, with the two-sided Wilcoxon signed-rank p-value. Boundary metrics (boundary IoU,
+HD95, ASSD, NSD) are highlighted: they show how architectural choices change boundary
+quality where Dice barely moves. A table gives each run's dataset-level IoU per class and
+mIoU (intersections and unions pooled over cases), and when every run has a
+``boundary_error.json`` over the same bins, ``compare_error_curve.png`` overlays their error
+rates against the distance to the reference boundary. Evaluations made with
+``medseg evaluate --lesions`` (same lesion settings in every run) add the lesion-wise Dice,
+the lesion-wise HD95 and the detection F1 at the first IoU threshold, paired per case in
+the same way.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ import numpy as np
 from medseg.errors import InputNotFoundError, MedsegError
 from medseg.evaluation.results import EvaluationResult, load_evaluation
 from medseg.evaluation.summary import describe
+from medseg.reporting.boundary_error import comparable_curves, error_curve_png
 from medseg.reporting.compare_render import (
     COMPARED_METRICS,
+    ERROR_CURVE_PNG,
     comparison_html,
     comparison_markdown,
     comparison_png,
@@ -54,7 +60,7 @@ class ComparisonRow:
 
     @property
     def boundary(self) -> bool:
-        """HD95, ASSD and NSD are boundary metrics."""
+        """Boundary IoU, HD95, ASSD and NSD are boundary metrics."""
         return metric_info(self.metric)[2]
 
 
@@ -67,6 +73,7 @@ class Comparison:
     rows: list[ComparisonRow] = field(default_factory=list)
     results: list[EvaluationResult] = field(default_factory=list)
     distance_unit: str = "mm"
+    error_curves: dict[str, dict[str, Any]] | None = None
 
     def to_markdown(self) -> str:
         """The side-by-side table as Markdown (boundary metrics in bold)."""
@@ -116,16 +123,20 @@ class Comparison:
         return buf.getvalue()
 
     def write(self, out_dir: str | Path) -> Path:
-        """Write compare.md, compare.csv, compare.html (and compare.png) atomically into ``out_dir``."""
+        """Write compare.md, compare.csv, compare.html, compare.png (and, when every run has a
+        boundary_error.json, compare_error_curve.png) atomically into ``out_dir``."""
         from medseg.io.atomic import write_bytes_atomic, write_text_atomic
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         png = comparison_png(self)
+        curve = error_curve_png(self.error_curves) if self.error_curves else None
         write_text_atomic(out / "compare.md", self.to_markdown())
         write_text_atomic(out / "compare.csv", self.to_csv())
         write_bytes_atomic(out / "compare.png", png)
-        write_text_atomic(out / "compare.html", comparison_html(self, png))
+        if curve is not None:
+            write_bytes_atomic(out / ERROR_CURVE_PNG, curve)
+        write_text_atomic(out / "compare.html", comparison_html(self, png, curve))
         return out
 
 
@@ -234,19 +245,39 @@ def _lesion_values(
     }
 
 
+def _check_settings(results: Sequence[EvaluationResult]) -> None:
+    """Raise :class:`MedsegError` unless every evaluation used the same NSD tolerance and boundary IoU
+    band (evaluations written before the band was recorded are not checked for it)."""
+    for key, what, option in (
+        ("nsd_tolerance_mm", "NSD tolerances", "--nsd-tolerance"),
+        ("boundary_band_mm", "boundary IoU bands", "--boundary-band"),
+    ):
+        values = {r.settings.get(key) for r in results}
+        if key == "boundary_band_mm":
+            values.discard(None)
+        if len(values) > 1:
+            raise MedsegError(
+                f"the evaluations use different {what} ({', '.join(sorted(map(str, values)))} mm)",
+                hint=f"evaluate every run with the same {option}",
+            )
+
+
 def compare_runs(paths: Sequence[str | Path], output: str | Path | None = None) -> Comparison:
     """Compare the evaluations of several runs; the first is the baseline of the differences.
 
-    When every run was evaluated with ``--lesions`` and the same lesion settings, the rows also hold
-    the lesion-wise Dice (higher is better), the lesion-wise HD95 (mm, lower is better) and the
+    Evaluations written before boundary IoU existed compare with NaN boundary IoU (``n/a``) and no
+    error curve. When every run was evaluated with ``--lesions`` and the same lesion settings, the rows
+    also hold the lesion-wise Dice (higher is better), the lesion-wise HD95 (mm, lower is better) and the
     detection F1 at the first IoU threshold, paired per case like the other metrics.
 
     Args:
         paths: Evaluation folders, or run folders holding ``evaluation/`` (at least two).
-        output: Folder to write compare.md, compare.csv, compare.html and compare.png into.
+        output: Folder to write compare.md, compare.csv, compare.html and compare.png into (and
+            compare_error_curve.png when every run has boundary_error.json over the same bins).
 
     Raises:
-        MedsegError: fewer than two runs, a folder without evaluation, or no class in common.
+        MedsegError: fewer than two runs, a folder without evaluation, no class in common, or
+            different NSD tolerances or boundary IoU bands.
     """
     if len(paths) < 2:
         raise MedsegError(
@@ -266,17 +297,13 @@ def compare_runs(paths: Sequence[str | Path], output: str | Path | None = None) 
             f"the evaluations share no class ({', '.join(str(sorted(r.labels)) for r in results)})",
             hint="evaluate the runs with the same --labels",
         )
-    tolerances = {r.settings.get("nsd_tolerance_mm") for r in results}
-    if len(tolerances) > 1:
-        raise MedsegError(
-            f"the evaluations use different NSD tolerances ({', '.join(sorted(map(str, tolerances)))} mm)",
-            hint="evaluate every run with the same --nsd-tolerance",
-        )
+    _check_settings(results)
     comparison = Comparison(
         names,
         [f for _, f in resolved],
         results=results,
         distance_unit=results[0].settings.get("distance_unit", "mm"),
+        error_curves=comparable_curves(names, [r.boundary_error for r in results]),
     )
     groups: list[tuple[int | None, str]] = [(c, results[0].labels[c]) for c in common]
     if len(common) > 1:

@@ -20,11 +20,14 @@ __all__ = [
     "comparison_markdown",
     "comparison_png",
     "metric_info",
+    "pooled_iou_table",
 ]
 
 #: metric -> (label, higher is better, boundary metric)
 COMPARED_METRICS: dict[str, tuple[str, bool, bool]] = {
     "dice": ("Dice", True, False),
+    "iou": ("IoU", True, False),
+    "boundary_iou": ("Boundary IoU", True, True),
     "hd95": ("HD95", False, True),
     "assd": ("ASSD", False, True),
     "nsd": ("NSD", True, True),
@@ -34,7 +37,9 @@ LESION_METRICS: dict[str, tuple[str, bool, bool]] = {
     "lesion_dice": ("lesion Dice", True, False),
     "lesion_hd95": ("lesion HD95", False, False),
 }
-_DIGITS = {"dice": 3, "nsd": 3, "hd95": 2, "assd": 2, "lesion_dice": 3, "lesion_hd95": 2}
+_DIGITS = {"hd95": 2, "assd": 2, "lesion_hd95": 2}  # every other metric: 3
+#: File name of the overlay of the error-against-distance curves.
+ERROR_CURVE_PNG = "compare_error_curve.png"
 
 
 def metric_info(metric: str) -> tuple[str, bool, bool]:
@@ -106,15 +111,51 @@ def comparison_markdown(comparison: Comparison) -> str:
         f"Runs: {', '.join(f'{n} = {f}' for n, f in zip(comparison.names, comparison.folders))}.",
         "Values: mean ± sample sd over cases; Δ: mean paired difference to the first run over the cases both "
         "evaluated, with the two-sided Wilcoxon signed-rank p-value (* p < 0.05).",
-        "Boundary metrics (HD95, ASSD, NSD) in bold; ↑ higher is better, ↓ lower is better. "
-        "'all classes' pairs the per-case mean over classes.",
+        "Boundary metrics (Boundary IoU, HD95, ASSD, NSD) in bold; ↑ higher is better, ↓ lower is better. "
+        "'all classes' pairs the per-case mean over classes (for IoU: the mIoU over cases).",
     ]
     if any(r.metric.startswith("lesion_") for r in comparison.rows):
         notes.append(
             "Lesion rows: BraTS 2023 lesion-wise Dice and HD95 per case, and the per-case lesion detection "
             "F1 at the first IoU threshold (medseg evaluate --lesions)."
         )
-    return markdown_table(_header(comparison), body) + "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    text = markdown_table(_header(comparison), body) + "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    header, pooled = pooled_iou_table(comparison)
+    text += "\nDataset-level IoU (intersections and unions summed over cases, per class; last row: mIoU):\n\n"
+    text += markdown_table(header, pooled)
+    if comparison.error_curves:
+        text += (
+            "\nMisclassification rate against the distance to the reference boundary, pooled over cases "
+            f"(boundary_error.json of every run): ![error against distance]({ERROR_CURVE_PNG})\n"
+        )
+    return text
+
+
+def _class_ids(comparison: Comparison) -> list[tuple[int, str]]:
+    """The compared classes ``(id, name)``, in order."""
+    seen: dict[int, str] = {}
+    for row in comparison.rows:
+        if row.class_id is not None:
+            seen.setdefault(row.class_id, row.class_name)
+    return list(seen.items())
+
+
+def pooled_iou_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    """``(header, rows)``: per compared class the dataset-level IoU of each run (``summary["miou"]``),
+    then the mean over those classes (the dataset-level mIoU)."""
+    classes = _class_ids(comparison)
+    per_run = []
+    for result in comparison.results:
+        pooled = (result.summary.get("miou") or {}).get("classes") or {}
+        per_run.append([(pooled.get(str(cid)) or {}).get("iou_pooled") for cid, _ in classes])
+    rows = [[name, *(_fmt(v[i]) for v in per_run)] for i, (_, name) in enumerate(classes)]
+    means = [float(np.mean(f)) if (f := [x for x in v if x is not None]) else None for v in per_run]
+    rows.append(["mean over classes (mIoU)", *(_fmt(m) for m in means)])
+    return ["class", *comparison.names], rows
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def comparison_png(comparison: Comparison) -> bytes:
@@ -125,7 +166,7 @@ def comparison_png(comparison: Comparison) -> bytes:
     fig = new_figure(3.2 * len(metrics) + 0.8, 4.2, dpi=100)
     group = "all classes" if len(comparison.results[0].labels) > 1 else None
     for m, metric in enumerate(metrics):
-        ax = fig.add_axes((0.05 + m / len(metrics) * 0.95, 0.2, 0.95 / len(metrics) - 0.06, 0.68))
+        ax = fig.add_axes((0.05 + m / len(metrics) * 0.95, 0.2, 0.95 / len(metrics) - 0.06, 0.64))
         per_run = []
         for result in comparison.results:
             if group:
@@ -157,8 +198,9 @@ def comparison_png(comparison: Comparison) -> bytes:
     return figure_png(fig)
 
 
-def comparison_html(comparison: Comparison, png: bytes | None = None) -> str:
-    """Self-contained HTML page of the comparison (boundary metric rows highlighted)."""
+def comparison_html(comparison: Comparison, png: bytes | None = None, curve_png: bytes | None = None) -> str:
+    """Self-contained HTML page of the comparison (boundary metric rows highlighted), with the per-case
+    figure ``png`` and the overlay of the error-against-distance curves ``curve_png``."""
     rows, classes = [], []
     for row in comparison.rows:
         label = _metric_label(row.metric, comparison.distance_unit)
@@ -190,13 +232,23 @@ def comparison_html(comparison: Comparison, png: bytes | None = None) -> str:
         f'<ul class="meta">{runs}</ul>',
         "<p>Mean ± sample sd over cases. Δ is the mean paired difference to the first run over the cases "
         "both evaluated, with the two-sided Wilcoxon signed-rank p-value (* p &lt; 0.05); significant "
-        "differences are coloured green (better) or red (worse). Rows of boundary metrics (HD95, ASSD, NSD) "
-        "are highlighted.</p>",
+        "differences are coloured green (better) or red (worse). Rows of boundary metrics (Boundary IoU, "
+        "HD95, ASSD, NSD) are highlighted.</p>",
         table(_header(comparison), rows, sortable=True, row_classes=classes, table_id="comparison"),
+        "<h2>Dataset-level IoU</h2><p>Per class, intersections and unions summed over cases; last row: the "
+        "mean over classes (mIoU).</p>",
+        table(*pooled_iou_table(comparison)),
     ]
     if png:
         body.append(
             f"<figure>{img_tag(png, 'per-case metrics per run')}<figcaption>Per-case values; lines join "
             "the same case across runs.</figcaption></figure>"
+        )
+    if curve_png:
+        body.append(
+            f'<h2>Error against distance from the reference boundary</h2><figure id="error-curve">'
+            f"{img_tag(curve_png, 'error rate against distance to the reference boundary')}<figcaption>"
+            f"Misclassification rate per distance bin, counts pooled over cases (also {ERROR_CURVE_PNG})."
+            "</figcaption></figure>"
         )
     return page("medseg compare", "".join(body))

@@ -19,7 +19,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from medseg.errors import InputNotFoundError, MedsegError
+from medseg.evaluation.markdown import miou_notes, pooled_iou_text
 from medseg.evaluation.results import EvaluationResult, load_evaluation
+from medseg.reporting.boundary_error import error_curve_section
 from medseg.reporting.html import Cell, esc, img_tag, number_cell, page, stats_cell, table
 
 log = logging.getLogger(__name__)
@@ -73,13 +75,17 @@ def _summary_table(result: EvaluationResult) -> str:
     unit = result.settings.get("distance_unit", "mm")
     tol = result.settings.get("nsd_tolerance_mm", 1.0)
     vol = {"ml": "ml", "mm2": "mm²", "px2": "px²"}.get(result.volume_unit, result.volume_unit)
+    band = result.settings.get("boundary_band_mm")
     header = ["class", "cases", "Dice", "IoU", f"HD95 ({unit})", f"ASSD ({unit})", f"NSD @ {tol:g} {unit}"]
+    header += [f"boundary IoU @ {band:g} {unit}" if band else "boundary IoU", "IoU pooled"]
     header += [f"|ΔV| ({vol})", "relative ΔV"]
-    groups = [(f"{name} ({cid})", result.summary["classes"][str(cid)]) for cid, name in result.labels.items()]
+    groups: list[tuple[str, int | None, dict]] = [
+        (f"{name} ({cid})", cid, result.summary["classes"][str(cid)]) for cid, name in result.labels.items()
+    ]
     if len(result.labels) > 1:
-        groups.append(("all classes", result.summary["overall"]))
+        groups.append(("all classes", None, result.summary["overall"]))
     rows = []
-    for title, group in groups:
+    for title, cid, group in groups:
         m = group["metrics"]
         both = group.get("n_both_empty", 0)
         name = esc(title) + (f"<br><small>{both} empty in both (count as perfect)</small>" if both else "")
@@ -92,6 +98,8 @@ def _summary_table(result: EvaluationResult) -> str:
                 stats_cell(m["hd95"], 2),
                 stats_cell(m["assd"], 2),
                 stats_cell(m["nsd"], 3),
+                stats_cell(m.get("boundary_iou"), 3),
+                Cell(esc(pooled_iou_text(result.summary.get("miou"), cid))),
                 stats_cell(m["abs_volume_diff_ml"], 2),
                 stats_cell(m["rel_volume_diff"], 3),
             ]
@@ -102,7 +110,7 @@ def _summary_table(result: EvaluationResult) -> str:
 def _cases_table(result: EvaluationResult) -> str:
     unit = result.settings.get("distance_unit", "mm")
     vol = {"ml": "ml", "mm2": "mm²", "px2": "px²"}.get(result.volume_unit, result.volume_unit)
-    header = ["case", "class", "Dice", "IoU", f"HD95 ({unit})", f"ASSD ({unit})", "NSD"]
+    header = ["case", "class", "Dice", "IoU", f"HD95 ({unit})", f"ASSD ({unit})", "NSD", "boundary IoU"]
     header += [f"V pred ({vol})", f"V ref ({vol})", f"|ΔV| ({vol})", "rel ΔV"]
     rows = []
     for r in result.rows:
@@ -115,6 +123,7 @@ def _cases_table(result: EvaluationResult) -> str:
                 number_cell(r.hd95, 3),
                 number_cell(r.assd, 3),
                 number_cell(r.nsd),
+                number_cell(r.boundary_iou),
                 number_cell(r.volume_pred_ml, 3),
                 number_cell(r.volume_ref_ml, 3),
                 number_cell(r.abs_volume_diff_ml, 3),
@@ -207,8 +216,11 @@ def _summary_section(result: EvaluationResult) -> str:
         f"{'; predictions resampled onto the reference grid' if s.get('resample_pred') else ''}.</p>",
         "<h3>Summary per class (mean ± sample sd over cases)</h3>",
         _summary_table(result),
-        "<p><small>Empty masks: both empty count as Dice = NSD = 1 and distances 0; when only one is empty "
-        "Dice = NSD = 0 and HD95/ASSD are infinite, left out of the means and counted as 'inf'.</small></p>",
+        "<p><small>Empty masks: both empty count as Dice = NSD = boundary IoU = 1 and distances 0; when only "
+        "one is empty Dice = NSD = boundary IoU = 0 and HD95/ASSD are infinite, left out of the means and "
+        "counted as 'inf'. Boundary IoU: Cheng et al., CVPR 2021 (IoU of the inner bands of the masks). "
+        "IoU pooled: intersections and unions summed over cases (the dataset-level IoU).</small></p>",
+        *(f"<p>{esc(line)}</p>" for line in miou_notes(result.summary.get("miou"))),
     ]
     unmatched = []
     if result.unmatched_ref:
@@ -224,8 +236,8 @@ def evaluation_section(
     result: EvaluationResult, n_cases: int = 3, window: object | None = "auto", viewer: bool = True
 ) -> str:
     """HTML of an evaluation, results first: summary table, 3D viewer, worst/best overlays, the
-    lesion-wise results (evaluations made with ``--lesions``), then the per-case table and the
-    pooled confusion matrix."""
+    lesion-wise results (evaluations made with ``--lesions``), then the per-case table, the
+    pooled confusion matrix and the error rate against the distance to the reference boundary."""
     worst, best, order = _ranked(result, n_cases)
     parts = [_summary_section(result)]
     if viewer:
@@ -238,6 +250,7 @@ def evaluation_section(
     parts.append("<h2>Per-case metrics</h2><p>Click a column header to sort.</p>")
     parts.append(_cases_table(result))
     parts.append(_confusion_table(result))
+    parts.append(error_curve_section(result.boundary_error))
     return "".join(parts)
 
 

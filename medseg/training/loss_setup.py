@@ -1,10 +1,13 @@
-"""The training loss of a pipeline: the registry loss, region targets, the blob term, deep supervision."""
+"""The training loss of a pipeline: class weights from the data, the registry loss, region targets,
+the blob term, deep supervision."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import numpy as np
 import torch
 
 from medseg.config import PipelineConfig
@@ -53,3 +56,73 @@ def build_training_loss(
         base = BlobDice(base, weight, regions=bool(regions), region_labels=first)
         log.info("blob loss: lesion-wise Dice term with weight %g", weight)
     return DeepSupervision(base, config.loss.deep_supervision_weights)
+
+
+def resolve_class_weights(
+    config: PipelineConfig,
+    cases: Sequence[Any],
+    n_out: int,
+    regions: Sequence[RegionConfig] | None,
+    labels: Mapping[int, str] | None = None,
+) -> list[float] | None:
+    """Compute ``loss.class_weighting`` weights from the training cases into ``loss.params``.
+
+    With ``config.loss.class_weighting`` ``median_frequency`` or ``enet``
+    (:mod:`medseg.losses.class_weights`), counts the label voxels of ``cases`` (preprocessed
+    training cases, labels ``[*spatial]`` as the network sees them, before patch sampling),
+    computes one weight per output channel (per class, background included; per region with
+    ``regions``, a region counting as the union of its labels), logs them, and sets
+    ``config.loss.params["class_weights"]`` to them, so that the run's ``config.yaml`` records
+    them. A resumed run (same training split) computes the same weights; a list given in
+    ``loss.params`` is replaced, with a warning if it differs.
+
+    Args:
+        config: The pipeline (``config.loss.params`` is replaced when weights are computed).
+        cases: The training cases (anything with a ``.label`` array or CPU tensor).
+        n_out: Output channels of the model (classes incl. background, or regions).
+        regions: The pipeline's regions in output-channel order, or None.
+        labels: Optional class value -> name, for the log.
+
+    Returns:
+        The weights, or None when ``class_weighting`` is ``none``.
+
+    Raises:
+        ConfigError: a label value outside the classes, or no training case.
+    """
+    from medseg.errors import ConfigError
+    from medseg.losses.class_weights import class_weights, count_classes
+
+    scheme = config.loss.class_weighting
+    if scheme == "none":
+        return None
+    groups = [list(r.labels) for r in regions] if regions else None
+    try:
+        arrays = (np.asarray(c.label) for c in cases)
+        freq = count_classes(arrays, None if regions else n_out, groups)
+    except ValueError as exc:
+        raise ConfigError(
+            f"loss.class_weighting: {exc}", hint="check the labels of the training cases"
+        ) from None
+    weights = [float(f"{w:.6g}") for w in class_weights(freq, scheme)]  # as config.yaml records them
+    if regions:
+        names = [r.name for r in regions]
+    else:
+        names = [(labels or {}).get(k, str(k)) for k in range(len(weights))]
+    for k in freq.absent:
+        log.warning(
+            "loss.class_weighting: %s has no voxel in the %d training cases: its weight is 0 (check the "
+            "split and the labels)",
+            names[k],
+            len(cases),
+        )
+    given = config.loss.params.get("class_weights")
+    if given is not None and (len(given) != len(weights) or not np.allclose(given, weights, rtol=1e-5)):
+        log.warning("loss.class_weighting: %s replaces loss.params.class_weights %s", scheme, given)
+    log.info(
+        "class weights (%s, %d training cases): %s",
+        scheme,
+        len(cases),
+        ", ".join(f"{n} {w:.4g}" for n, w in zip(names, weights)),
+    )
+    config.loss.params = {**config.loss.params, "class_weights": weights}
+    return weights

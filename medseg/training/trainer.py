@@ -25,10 +25,11 @@ from medseg.device import resolve_device
 from medseg.errors import ConfigError, MedsegError
 from medseg.io.atomic import remove_stale_temporaries, write_text_atomic
 from medseg.training import checkpoint as ckpt
+from medseg.training import transfer
 from medseg.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from medseg.training.config_check import check_registries
 from medseg.training.distributed import DistInfo, barrier, broadcast_flag, cleanup, init_distributed
-from medseg.training.loss_setup import build_training_loss
+from medseg.training.loss_setup import build_training_loss, resolve_class_weights
 from medseg.training.schedule import lr_factor
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class Trainer:
         device: ``auto``, ``cpu`` or ``cuda``.
         resume: Continue from ``run_dir/checkpoints/last.pt``.
         extend_epochs: Train this many epochs past the planned end (implies resume).
+        init_from: Run folder or checkpoint to start from (not on resume; :mod:`~.transfer`).
 
     Raises:
         ConfigError: (at once, before any data work) an unknown or invalid model or loss.
@@ -84,6 +86,7 @@ class Trainer:
         device: str = "auto",
         resume: bool = False,
         extend_epochs: int = 0,
+        init_from: str | Path | None = None,
     ) -> None:
         check_registries(config)  # a bad model or loss fails now, before any case is read
         self.config = config
@@ -93,6 +96,7 @@ class Trainer:
         self.device = resolve_device(device)
         self.resume = resume or extend_epochs > 0
         self.extend_epochs = int(extend_epochs)
+        self.init_source = transfer.source_for(init_from, self.resume)  # read now: errors before data
         self.dist = DistInfo()
         self.history: list[dict[str, Any]] = []
         self.elapsed_before = 0.0  # training seconds of earlier sessions of a resumed run
@@ -129,6 +133,9 @@ class Trainer:
         torch.manual_seed(cfg.training.seed)
         self.model = build_model(cfg.model.name, cfg.model.spatial_dims, in_channels, n_classes, **params)
         self.model.to(self.device)
+        if self.init_source is not None:
+            transfer.apply_init(self.model, self.init_source, self.run_dir if self.dist.is_main else None)
+        resolve_class_weights(cfg, self.data.train, n_classes, self.data.regions, self.data.plan.labels)
         self.loss = build_training_loss(cfg, n_classes, self.data.regions)
         t = cfg.training
         if t.optimizer.value == "sgd":
@@ -142,6 +149,9 @@ class Trainer:
         else:
             self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.net = self.model
+        self.freezer = transfer.EncoderFreezer(
+            self.model, cfg.model.name, t.freeze_encoder_epochs, self.dist.enabled
+        )
         if self.dist.enabled:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
@@ -312,15 +322,18 @@ class Trainer:
 
     def _loop(self, loader, start_epoch: int, epochs: int, step: int, best: float) -> dict[str, Any]:
         from medseg.progress import track
+        from medseg.transforms.augmentation import BatchCutMix
 
         t = self.config.training
         writer = self._tensorboard()
+        mix = BatchCutMix(self.config.augmentation, t.seed, self.dist.rank)  # off: a no-op
         total_steps = epochs * len(loader)
         t0 = self._t0 = time.monotonic()
         budget = t.max_minutes * 60 if t.max_minutes else None
         last_row: dict[str, Any] = {}
         for epoch in range(start_epoch, epochs):
             self.sampler.epoch = epoch
+            self.freezer.set_epoch(epoch)  # frozen state follows from the epoch (resume, DDP)
             self.net.train()
             losses = []
             e0 = time.monotonic()
@@ -341,6 +354,7 @@ class Trainer:
                 )
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr
+                image, label = mix(image, label, epoch, i)
                 losses.append(self._step(image, label))
                 step += 1
             stop = stop or (
@@ -402,6 +416,7 @@ class Trainer:
                 hint="lower training.lr, enable grad_clip, or check the labels and intensities",
             )
         self.scaler.scale(loss).backward()
+        self.freezer.drop_grads()  # frozen encoder: no step, momentum or decay
         if t.grad_clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)

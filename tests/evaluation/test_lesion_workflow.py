@@ -156,7 +156,12 @@ def test_without_lesions_the_outputs_do_not_change(tmp_path, capsys):
     plain_stdout = capsys.readouterr().out
     lesions = _evaluate(tmp_path, "--lesions", out="lesions")
     lesion_stdout = capsys.readouterr().out
-    assert sorted(p.name for p in plain.iterdir()) == ["evaluation.json", "metrics.csv", "summary.json"]
+    assert sorted(p.name for p in plain.iterdir()) == [
+        "boundary_error.json",
+        "evaluation.json",
+        "metrics.csv",
+        "summary.json",
+    ]
     assert (lesions / "lesions.json").is_file()
     plain_lines = (plain / "metrics.csv").read_text().splitlines()
     assert plain_lines[0] == ",".join(CSV_COLUMNS)

@@ -56,6 +56,37 @@ def test_unet_skip_ablation_changes_only_decoder_widths():
     assert n_on == sum(p.numel() for p in off.net.encoder.parameters())
 
 
+@pytest.mark.parametrize("top_skip", [False, True])
+def test_unet_without_the_top_skip_sees_the_input_only_through_level_two(top_skip):
+    """Dropping only the full-resolution skip: the output depends on the input only through level 2."""
+    torch.manual_seed(0)
+    model = build_model("unet", 2, 1, 2, features=[4, 8, 8], skip_connections=[top_skip, True]).eval()
+    x_a, x_b = torch.randn(1, 1, 16, 16), torch.randn(1, 1, 16, 16)
+    captured = []
+    level2 = model.net.encoder[1]
+    with torch.no_grad():
+        out_b = model(x_b)
+        handle = level2.register_forward_hook(lambda m, i, o: captured.append(o))
+        model(x_b)
+        handle.remove()
+        handle = level2.register_forward_hook(lambda m, i, o: captured[0])
+        swapped = model(x_a)  # x_a everywhere except level 2's output, which is x_b's
+        handle.remove()
+    assert torch.equal(swapped, out_b) != top_skip
+
+
+@pytest.mark.parametrize("flags", [(False, True), (True, False), (False, False)])
+def test_unet_per_level_skips_set_the_decoder_widths(flags):
+    model = build_model("unet", 2, 1, 2, features=[4, 8, 8], skip_connections=list(flags))
+    dec_in = [next(m for m in b.modules() if isinstance(m, nn.Conv2d)).in_channels for b in model.net.decoder]
+    assert dec_in == [8 * (2 if flags[1] else 1), 4 * (2 if flags[0] else 1)]  # decoder runs bottom-up
+
+
+def test_unet_skip_flags_must_match_the_levels():
+    with pytest.raises(Exception, match="skip levels"):
+        build_model("unet", 2, 1, 2, features=[4, 8, 8], skip_connections=[True])
+
+
 # ----------------------------------------------------------------------------- DeepLab atrous planning
 def test_plan_stages_replaces_strides_by_dilations_like_deeplab():
     iso = [(2, 2)] * 5  # stem + 4 stages, nominal output stride 32

@@ -18,7 +18,7 @@ def test_report_command(evaluation_dir, tmp_path, capsys):
     )
     assert capsys.readouterr().out.strip() == str(out)
     text = out.read_text()
-    assert text.startswith("<!DOCTYPE html>") and text.count("<img ") == 2  # worst 1 + best 1
+    assert text.startswith("<!DOCTYPE html>") and text.count("<img ") == 3  # worst 1 + best 1 + error curve
 
 
 def test_report_user_errors(tmp_path, capsys):

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from medseg.errors import InputNotFoundError, MedsegError
-from medseg.reporting.compare import compare_runs, paired_difference
+from medseg.reporting.compare import COMPARED_METRICS, compare_runs, paired_difference
 
 
 def _column(evaluation_dir, metric, class_id=None):
@@ -30,9 +30,10 @@ def test_paired_differences_and_wilcoxon_against_the_csv_files(
     # an "evaluation" folder is named after the folder holding it
     assert comparison.names == [evaluation_dir.parent.name, second_evaluation_dir.parent.name]
     rows = {(r.class_name, r.metric): r for r in comparison.rows}
-    assert len(comparison.rows) == 3 * 4  # head, tail, all classes x Dice, HD95, ASSD, NSD
+    # head, tail, all classes x Dice, IoU, boundary IoU, HD95, ASSD, NSD
+    assert len(comparison.rows) == 3 * len(COMPARED_METRICS) == 3 * 6
     for class_name, class_id in (("head", 1), ("tail", 2), ("all classes", None)):
-        for metric in ("dice", "hd95", "assd", "nsd"):
+        for metric in COMPARED_METRICS:
             a = _column(evaluation_dir, metric, class_id)
             b = _column(second_evaluation_dir, metric, class_id)
             cases = sorted(a)
@@ -53,13 +54,14 @@ def test_paired_differences_and_wilcoxon_against_the_csv_files(
         "compare.html",
         "compare.md",
         "compare.png",
+        "compare_error_curve.png",
     ]
     md = (out / "compare.md").read_text()
     assert md.count("**HD95 (mm) ↓**") == 3 and md.count("**NSD ↑**") == 3 and "| Dice ↑ |" in md
-    assert md.count("**") == 2 * 9  # only boundary metrics are bold
+    assert md.count("**") == 2 * 12  # only boundary metrics are bold (4 per class group)
     with (out / "compare.csv").open() as fh:
         records = list(csv.DictReader(fh))
-    assert len(records) == 12 * 2
+    assert len(records) == 18 * 2
     hd = next(
         r
         for r in records
@@ -68,7 +70,7 @@ def test_paired_differences_and_wilcoxon_against_the_csv_files(
     assert float(hd["mean_diff_vs_first"]) == pytest.approx(rows[("head", "hd95")].diffs[1]["mean_diff"])
     assert hd["boundary_metric"] == "1"
     html = (out / "compare.html").read_text()
-    assert html.count('<tr class="boundary">') == 9 and "https://" not in html and "http://" not in html
+    assert html.count('<tr class="boundary">') == 12 and "https://" not in html and "http://" not in html
 
 
 def test_infinite_distances_are_left_out_of_the_pairs(evaluation_dir, tmp_path):
@@ -118,10 +120,11 @@ def test_run_folders_and_errors(evaluation_dir, second_evaluation_dir, tmp_path)
     empty_run.mkdir()
     with pytest.raises(InputNotFoundError, match="evaluate it first"):
         compare_runs([run, empty_run])
-    other_tol = tmp_path / "tol"
-    shutil.copytree(evaluation_dir, other_tol)
-    settings = json.loads((other_tol / "evaluation.json").read_text())
-    settings["nsd_tolerance_mm"] = 2.0
-    (other_tol / "evaluation.json").write_text(json.dumps(settings))
-    with pytest.raises(MedsegError, match="different NSD tolerances"):
-        compare_runs([run, other_tol])
+    for key, message in (("nsd_tolerance_mm", "different NSD tolerances"), ("boundary_band_mm", "bands")):
+        other = tmp_path / key
+        shutil.copytree(evaluation_dir, other)
+        settings = json.loads((other / "evaluation.json").read_text())
+        settings[key] = 5.0
+        (other / "evaluation.json").write_text(json.dumps(settings))
+        with pytest.raises(MedsegError, match=message):
+            compare_runs([run, other])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from medseg.evaluation import evaluate
-from medseg.reporting.compare import compare_runs
+from medseg.reporting.compare import COMPARED_METRICS, compare_runs
 from medseg.reporting.report import build_report
 from tests.evaluation.test_lesion_workflow import write_lesion_cases
 from tests.reporting.conftest import decode_png
@@ -63,7 +63,7 @@ def test_report_has_the_lesions_section_and_the_froc_figure(tmp_path):
     per_case = {row[0]: row for row in _cells(text, "Per-case lesion results")}
     assert per_case["case_a"][2:7] == ["0.3333", "249.33", "2", "2", "1"]
     assert any(c.startswith("FROC from the probability maps") for c in page.captions)
-    assert len(page.images) == 1
+    assert len(page.images) == 2  # FROC, then the error against distance (boundary_error.json)
     assert decode_png(base64.b64decode(page.images[0].split(",", 1)[1])).shape == (420, 760, 3)
 
 
@@ -71,7 +71,7 @@ def test_report_without_froc_or_lesions(tmp_path, evaluation_dir):
     text, page = _parse(
         build_report(_lesion_evaluation(tmp_path, froc=False), tmp_path / "r.html", 0, viewer=False)
     )
-    assert "Lesions" in page.headings and "FROC" not in page.headings and not page.images
+    assert "Lesions" in page.headings and "FROC" not in page.headings and len(page.images) == 1
     text, page = _parse(build_report(evaluation_dir, tmp_path / "plain.html", 0, viewer=False))
     assert "Lesions" not in page.headings and "lesion" not in text.lower()
 
@@ -81,7 +81,7 @@ def test_compare_pairs_the_lesion_metrics(tmp_path, evaluation_dir):
     b = _lesion_evaluation(tmp_path / "b", perfect=True)
     comparison = compare_runs([a, b], output=tmp_path / "cmp")
     rows = {r.metric: r for r in comparison.rows}
-    assert list(rows) == ["dice", "hd95", "assd", "nsd", "lesion_dice", "lesion_hd95", "lesion_f1@0"]
+    assert list(rows) == [*COMPARED_METRICS, "lesion_dice", "lesion_hd95", "lesion_f1@0"]
     # per case: lesion Dice 1/3 -> 1 and 1 -> 1, HD95 748/3 -> 0 and 0 -> 0, F1 0.5 -> 1 and 1 -> 1
     assert rows["lesion_dice"].stats[0]["mean"] == pytest.approx(2 / 3)
     assert rows["lesion_dice"].diffs[1]["mean_diff"] == pytest.approx(1 / 3)

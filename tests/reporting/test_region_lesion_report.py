@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from medseg.reporting.compare import compare_runs
+from medseg.reporting.compare import COMPARED_METRICS, compare_runs
 from medseg.reporting.report import build_report
 from tests.evaluation.test_region_lesions import region_lesion_evaluation
 from tests.reporting.test_lesion_report import _cells
@@ -45,5 +45,5 @@ def test_compare_of_region_lesion_evaluations_keeps_the_class_rows(tmp_path):
     a = region_lesion_evaluation(tmp_path / "a")
     comparison = compare_runs([a, a])
     metrics = list(dict.fromkeys(r.metric for r in comparison.rows))
-    assert metrics == ["dice", "hd95", "assd", "nsd", "lesion_dice", "lesion_hd95", "lesion_f1@0"]
+    assert metrics == [*COMPARED_METRICS, "lesion_dice", "lesion_hd95", "lesion_f1@0"]
     assert {r.class_name for r in comparison.rows} == {"label_1", "label_2", "label_4", "all classes"}

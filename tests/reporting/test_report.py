@@ -122,8 +122,9 @@ def test_evaluation_report_is_self_contained_with_table_and_worst_best(evaluatio
     ranked = sorted(_case_means(evaluation_dir).items(), key=lambda kv: kv[1])
     worst, best = [c for c, _ in ranked[:3]], [c for c, _ in ranked[::-1][:3]]
     assert "case_001" in worst  # the case shifted on purpose is among the worst
-    assert [c.split(":")[0] for c in page.captions] == worst + best
-    assert len(page.images) == 6
+    assert [c.split(":")[0] for c in page.captions[:-1]] == worst + best
+    assert page.captions[-1].startswith("Misclassification rate per distance bin")  # boundary_error.json
+    assert len(page.images) == 7
     assert "Worst 3" in page.headings and "Best 3" in page.headings
 
 
@@ -156,7 +157,7 @@ def test_run_report_puts_results_first_and_folds_the_configuration(evaluation_di
     assert configuration.startswith("<h2>Configuration</h2><details><summary>Configuration (config.yaml)")
     assert "&lt;b&gt;not markup&lt;/b&gt;" in configuration and "Reorient" in configuration
     assert text.count("<pre>") == 2 and text.count("<details>") == 2
-    assert len(page.images) == 7  # curves + 6 overlays
+    assert len(page.images) == 8  # curves + 6 overlays + error against distance
     assert decode_png((run / "curves.png").read_bytes()).shape == (420, 1300, 3)  # refreshed in the run
     # the evaluation folder of the run gets the run's title too
     assert "<h1>medseg report: hippocampus_unet3d</h1>" in build_report(run / "evaluation").read_text()
@@ -190,7 +191,7 @@ def test_run_without_evaluation_and_missing_files(evaluation_dir, tmp_path):
     )
     (moved / "evaluation" / "metrics.csv").write_text(csv_text)
     text, page = _parse(build_report(moved / "evaluation"))
-    assert not page.images and text.count("no overlay (") == 6
+    assert len(page.images) == 1 and text.count("no overlay (") == 6  # only the error curve
 
 
 def test_report_errors(tmp_path):

@@ -134,7 +134,7 @@ def test_report_loads_offline_without_errors_and_every_image_decodes(evaluation_
     report = build_report(evaluation_dir, tmp_path / "report.html")
     result = _load(report, tmp_path)
     assert result["errors"] == [] and result["console"] == []
-    assert len(result["images"]) == 6
+    assert len(result["images"]) == 7  # 6 overlays + the error against distance
     assert all(img["complete"] and img["width"] > 0 and img["height"] > 0 for img in result["images"])
     sorted_ = result["sorted"]
     assert sorted_["header"].startswith("Dice")

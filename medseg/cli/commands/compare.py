@@ -11,9 +11,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "compare",
         help="compare the evaluations of several runs (per class, paired differences, Wilcoxon p)",
         description="Put the evaluations of several runs side by side per class: mean ± sd of Dice, "
-        "HD95, ASSD and NSD, and for each run the mean paired per-case difference to the first run "
-        "with a Wilcoxon signed-rank p-value; boundary metrics are highlighted. Prints a Markdown "
-        "table and writes compare.md, compare.csv, compare.png and compare.html.",
+        "IoU, boundary IoU, HD95, ASSD and NSD, and for each run the mean paired per-case difference to "
+        "the first run with a Wilcoxon signed-rank p-value; boundary metrics are highlighted; the "
+        "dataset-level IoU per class and mIoU of each run. Prints a Markdown table and writes compare.md, "
+        "compare.csv, compare.png and compare.html, and compare_error_curve.png (error rate against the "
+        "distance to the reference boundary, one line per run) when every run has boundary_error.json.",
     )
     p.add_argument(
         "runs", nargs="+", metavar="RUN", help="evaluation folders, or run folders with evaluation/"

@@ -1,4 +1,5 @@
-"""``medseg evaluate --pred FOLDER --ref FOLDER``: Dice, IoU, HD95, ASSD, NSD, volume per case and class,
+"""``medseg evaluate --pred FOLDER --ref FOLDER``: Dice, IoU, boundary IoU, HD95, ASSD, NSD, volume per case
+and class, the error rate against the distance to the reference boundary (boundary_error.json),
 with ``--lesions`` the lesion-wise metrics (:mod:`medseg.evaluation.lesion_results`), with ``--regions``
 the same metrics per region (:mod:`medseg.evaluation.regions_eval`)."""
 
@@ -16,16 +17,17 @@ if TYPE_CHECKING:  # pragma: no cover
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="compare predicted label maps with references (Dice, IoU, HD95, ASSD, NSD, volume)",
-        description="Match predictions to references by case id (file name without extension and "
-        "without a trailing _0000), then compute per case and class: Dice, IoU, 95th-percentile "
-        "Hausdorff distance, average symmetric surface distance, normalised surface Dice and volume "
-        "differences, in mm from the image geometry (in pixels for 2D pictures: PNG, TIFF, JPEG, "
-        "BMP label images, read as stored). Prints a Markdown table; with --output writes "
-        "metrics.csv, summary.json and evaluation.json (the input of medseg report / compare). With "
-        "--lesions also the BraTS 2023 lesion-wise Dice and HD95, lesion detection (sensitivity, F1, "
-        "false positives per case) and, with --probabilities, the FROC of each class. With --regions also "
-        "every metric per region (a union of labels, e.g. the BraTS whole tumour {1, 2, 4}).",
+        help="compare predicted label maps with references (Dice, IoU, HD95, ASSD, NSD, boundary IoU, ...)",
+        description="Match predictions to references by case id (file name without extension and without a "
+        "trailing _0000), then compute per case and class: Dice, IoU, 95th-percentile Hausdorff distance, "
+        "average symmetric surface distance, normalised surface Dice, boundary IoU and volume differences, "
+        "in mm from the image geometry (in pixels for 2D pictures: PNG, TIFF, JPEG, BMP label images, read "
+        "as stored). Prints a Markdown table; with --output writes metrics.csv, summary.json, evaluation.json"
+        " and boundary_error.json (error rate against the distance to the reference boundary), the input of "
+        "medseg report / compare. With --lesions also the BraTS 2023 lesion-wise Dice and HD95, lesion "
+        "detection (sensitivity, F1, false positives per case) and, with --probabilities, the FROC of each "
+        "class. With --regions also every metric per region (a union of labels, e.g. the BraTS whole "
+        "tumour {1, 2, 4}).",
     )
     p.add_argument("--pred", required=True, metavar="FOLDER", help="folder of predicted label maps")
     p.add_argument("--ref", required=True, metavar="FOLDER", help="folder of reference label maps")
@@ -71,8 +73,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "folder was trained on, a pipeline YAML's regions:, or a dataset.json's (regions_class_order); "
         "adds region:<name>:<metric> columns to metrics.csv and 'regions' to summary.json",
     )
+    _add_boundary_options(p)
     _add_lesion_options(p)
     p.set_defaults(run=run)
+
+
+def _add_boundary_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("boundary quality")
+    g.add_argument(
+        "--boundary-band",
+        type=float,
+        default=2.0,
+        metavar="MM",
+        help="band width of the boundary IoU (Cheng et al. 2021) in mm, px for pictures (default 2.0); "
+        "the paper's setting is 2%% of the image diagonal",
+    )
+    g.add_argument(
+        "--distance-bins",
+        default="0,0.5,1,1.5,2,3,4,6,8,10",
+        metavar="MM,MM,...",
+        help="bin edges (mm) of the error rate against the distance to the reference boundary, written to "
+        "boundary_error.json (default 0,0.5,1,1.5,2,3,4,6,8,10; the last may be inf; 'none': not made)",
+    )
 
 
 def _add_lesion_options(p: argparse.ArgumentParser) -> None:
@@ -147,6 +169,9 @@ def run(args: argparse.Namespace) -> int:
     window = parse_window(args.window)
     if args.nsd_tolerance < 0:
         raise ConfigError(f"--nsd-tolerance must be >= 0 mm, got {args.nsd_tolerance}")
+    if not math.isfinite(args.boundary_band) or args.boundary_band <= 0:
+        raise ConfigError(f"--boundary-band must be > 0 mm, got {args.boundary_band}", hint="e.g. 2")
+    bins = _distance_bins(args.distance_bins)
     lesions = lesion_settings(args)
     result = evaluate(
         args.pred,
@@ -160,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
         probabilities=args.probabilities,
         froc_threshold=_number(args.froc_threshold, "--froc-threshold", "a probability in (0, 1]"),
         regions=args.regions,
+        boundary_band_mm=args.boundary_band,
+        distance_bins_mm=bins,
     )
     sys.stdout.write(result.to_markdown())
     if args.overlays:
@@ -184,20 +211,31 @@ _LESION_OPTIONS = {
 }
 
 
-def _number(text: str, option: str, expected: str) -> float:
+def _number(text: str, option: str, expected: str, allow_inf: bool = False) -> float:
     from medseg.errors import ConfigError
 
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value):
+    if math.isnan(value) or (math.isinf(value) and not allow_inf):
         raise ConfigError(f"{option} must be {expected}, got {text!r}", hint=f"e.g. {option} 0.5")
     return value
 
 
-def _numbers(text: str, option: str, expected: str) -> tuple[float, ...]:
-    return tuple(_number(part, option, expected) for part in text.split(",") if part.strip())
+def _distance_bins(text: str) -> tuple[float, ...] | None:
+    """``--distance-bins``: None for 'none', else the edges (checked by
+    :func:`~medseg.evaluation.boundary.check_bins`; raises ConfigError)."""
+    if text.strip().lower() == "none":
+        return None
+    from medseg.evaluation.boundary import check_bins
+
+    edges = _numbers(text, "--distance-bins", "comma-separated edges in mm", allow_inf=True)
+    return tuple(check_bins(edges).tolist())
+
+
+def _numbers(text: str, option: str, expected: str, allow_inf: bool = False) -> tuple[float, ...]:
+    return tuple(_number(part, option, expected, allow_inf) for part in text.split(",") if part.strip())
 
 
 def lesion_settings(args: argparse.Namespace) -> LesionSettings | None:

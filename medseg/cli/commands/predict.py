@@ -63,6 +63,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--fill-holes", action="store_true", help="fill holes in each class")
     p.add_argument(
+        "--crf",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="refine the softmax with a dense CRF before the arg-max, with the run's "
+        "postprocessing.crf parameters (default: its enabled setting, normally off; softmax models "
+        "only; docs/inference.md)",
+    )
+    p.add_argument(
         "--format",
         default=None,
         help=f"comma-separated outputs: {describe_formats()} (default: nifti for volumes; for 2D "
@@ -135,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         amp=args.amp,
         backend=args.backend,
         precision=args.precision,
+        crf=args.crf,
     )
     names = ChannelOptions.of_predictor(predictor).names
     channels = ChannelOptions(names, MissingChannel.parse(args.missing_channel, names))

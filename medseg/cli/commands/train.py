@@ -33,6 +33,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="train N epochs past the planned end (continues the run)",
     )
     p.add_argument(
+        "--init-from",
+        metavar="RUN_OR_CHECKPOINT",
+        help="start from another run's weights (its best, else last checkpoint, or a checkpoint file): "
+        "tensors matching by name and shape are loaded, a reshaped head or input conv is adapted; "
+        "see init_from.json in the run folder (not re-applied on --resume)",
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -71,5 +78,6 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         resume=resume,
         extend_epochs=args.extend_epochs,
+        init_from=args.init_from,
     ).fit()
     return 0

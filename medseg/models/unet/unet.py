@@ -4,9 +4,10 @@ Each level applies ``convs_per_level`` conv-norm-act layers (or one residual
 block of them); the encoder halves the size with max pooling (per-axis
 strides allowed), the decoder doubles it with a transposed convolution and
 concatenates the encoder features of the same level (the skip connection)
-before its conv block. ``skip_connections=False`` drops the concatenation (the
-decoder sees only the upsampled coarse features), an ablation for studying
-what skips contribute to boundary quality.
+before its conv block. ``skip_connections=False`` drops every concatenation (the
+decoder sees only the upsampled coarse features); a list with one flag per skip
+level, top (full resolution) first, drops some of them. These are the ablations
+for studying what skips contribute to boundary quality (benchmarks/architecture_study.py).
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ class UNetParams(ModelParams):
     act: Act = Field(Act.LEAKYRELU, description="activation: relu, leakyrelu or prelu")
     residual: bool = Field(False, description="make each level's convs a residual unit")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout after each activation")
-    skip_connections: bool = Field(
-        True, description="concatenate encoder features into the decoder (False: ablation without skips)"
+    skip_connections: bool | tuple[bool, ...] = Field(
+        True,
+        description="concatenate encoder features into the decoder: true, false (ablation without "
+        "skips) or one flag per skip level, top (full resolution) first (len(features) - 1 entries)",
     )
 
     @field_validator("features")
@@ -82,7 +85,21 @@ class UNetParams(ModelParams):
                 f"strides has {len(self.strides)} entries but features has {len(self.features)} levels "
                 f"(strides needs len(features) - 1 = {len(self.features) - 1})"
             )
+        if (
+            not isinstance(self.skip_connections, bool)
+            and len(self.skip_connections) != len(self.features) - 1
+        ):
+            raise ValueError(
+                f"skip_connections has {len(self.skip_connections)} flags but there are "
+                f"{len(self.features) - 1} skip levels (len(features) - 1)"
+            )
         return self
+
+    def skip_levels(self) -> tuple[bool, ...]:
+        """One flag per skip level, top (full resolution) first."""
+        if isinstance(self.skip_connections, bool):
+            return (self.skip_connections,) * (len(self.features) - 1)
+        return tuple(self.skip_connections)
 
     def divisor(self, spatial_dims: int) -> tuple[int, ...]:
         return prod_per_axis(self.strides or (), spatial_dims)
@@ -98,7 +115,9 @@ class UNet(nn.Module):
         block = dict(
             kernel_size=p.kernel_size, norm=p.norm, act=p.act, residual=p.residual, dropout=p.dropout
         )
-        self.skip_connections = p.skip_connections
+        levels = p.skip_levels()
+        # decoder order is bottom-up: the first decoder block joins the deepest skip
+        self.skips_used = tuple(reversed(levels))
         self.encoder = nn.ModuleList(
             [conv_stack(spatial_dims, in_channels, f[0], p.convs_per_level, **block)]
         )
@@ -110,7 +129,7 @@ class UNet(nn.Module):
         self.decoder = nn.ModuleList()
         for i in range(len(f) - 2, -1, -1):
             self.ups.append(conv_transpose_type(spatial_dims)(f[i + 1], f[i], strides[i], strides[i]))
-            dec_in = 2 * f[i] if p.skip_connections else f[i]
+            dec_in = 2 * f[i] if levels[i] else f[i]
             self.decoder.append(conv_stack(spatial_dims, dec_in, f[i], p.convs_per_level, **block))
         self.head = conv_type(spatial_dims)(f[0], out_channels, 1)
 
@@ -120,9 +139,9 @@ class UNet(nn.Module):
         for pool, enc in zip(self.pools, self.encoder[1:]):
             skips.append(x)
             x = enc(pool(x))
-        for up, dec, skip in zip(self.ups, self.decoder, reversed(skips)):
+        for up, dec, skip, used in zip(self.ups, self.decoder, reversed(skips), self.skips_used):
             x = up(x)
-            x = dec(torch.cat([skip, x], dim=1) if self.skip_connections else x)
+            x = dec(torch.cat([skip, x], dim=1) if used else x)
         return self.head(x)
 
 

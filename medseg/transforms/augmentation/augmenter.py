@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medseg.transforms.augmentation.color import random_color_jitter
 from medseg.transforms.augmentation.intensity import random_channel_dropout, random_intensity
 from medseg.transforms.augmentation.spatial import SpatialParams, random_spatial_params, sample_patch
 
@@ -76,6 +77,12 @@ class Augmenter:
         ):
             img = t(img)
             applied.append(t.to_dict())
+        jitter = random_color_jitter(
+            rng, img.shape[0], c.color_jitter_p, tuple(c.color_jitter_range), c.color_jitter_mix
+        )
+        if jitter is not None:  # per channel, after the transforms that change every channel alike
+            img = jitter(img)
+            applied.append(jitter.to_dict())
         dropout = random_channel_dropout(rng, img.shape[0], c.channel_dropout_p, c.channel_dropout_max)
         if dropout is not None:  # last: dropped channels stay exactly 0 (the normalised mean)
             img = dropout(img)
