@@ -253,7 +253,31 @@ def main() -> int:
             d["folder"], d["tables"]["families"], d["dataset"].dims, FIGURES / f"overlays_{name}.png"
         )
     write_page(data, REPO / "docs" / "architecture_study.md")
+    write_summary(data, REPO / "benchmarks" / "results" / "architecture_study.json")
     return 0
+
+
+def write_summary(data: dict[str, dict[str, Any]], path: Path) -> None:
+    """The headline figures for docs/benchmarks.md (``benchmarks/render_study.py``)."""
+    out: dict[str, Any] = {"benchmark": "architecture_study", "datasets": {}}
+    for name, d in data.items():
+        rows = {}
+        for table, runs in d["tables"].items():
+            for r in runs:
+                v, f = d["values"][table][r], run_facts(d["folder"] / r)
+                rows[r] = {
+                    "steps": f.get("steps"),
+                    "parameters": f.get("parameters"),
+                    "step_ms": None if f.get("step_seconds") is None else round(1000 * f["step_seconds"], 1),
+                    **{m: None if v[m][0] is None else round(float(v[m][0]), 4) for m in METRICS},
+                }
+        out["datasets"][name] = {"title": TITLES[name], "tables": d["tables"], "runs": rows}
+        facts = run_facts(d["folder"] / "unet")
+        out.update(budget_minutes=facts.get("budget_minutes"), machine=facts.get("machine"))
+    out["command"] = (
+        "python benchmarks/architecture_study.py train|measure|evaluate; architecture_study_report.py"
+    )
+    path.write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

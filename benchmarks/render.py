@@ -16,7 +16,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks import render_speed, render_tumours  # noqa: E402  (the script runs without the package installed)
+from benchmarks import render_speed, render_study, render_tumours  # noqa: E402  (the script runs without the package installed)
 
 RESULTS = REPO / "benchmarks" / "results"
 DOC = REPO / "docs" / "benchmarks.md"
@@ -424,6 +424,8 @@ def render(r: dict[str, dict[str, Any]]) -> str:
         "**Six cases: these figures are anecdotes, not evidence.**\n",
         _commands(*(r.get(k) for k, _ in render_tumours.BRATS_RUNS)),
         render_tumours.brats(r),
+        "## Architecture study: every family at one budget (GPU)\n",
+        render_study.study(r),
         "## Inference: backends against MONAI's sliding window\n",
         _commands(r.get("sliding_window")),
         render_speed.sliding(r),
