@@ -46,3 +46,16 @@ def dump(result: dict[str, Any], path: str | None) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text + "\n")
+
+
+def planned_pipeline(manifest: str, minutes: float, data_root: str, folder: str) -> tuple[str, float]:
+    """``medseg plan MANIFEST --budget MINUTES`` into ``FOLDER/plan.yaml``: the path and the seconds
+    the fingerprint and plan took (the benchmarks' ``--plan`` option: train what the planner wrote)."""
+    import time
+
+    from medseg.planning.api import plan_dataset
+
+    path = Path(folder) / "plan.yaml"
+    t0 = time.monotonic()
+    plan_dataset(manifest, path, budget_minutes=minutes, device="cpu", data_root=data_root)
+    return str(path), round(time.monotonic() - t0, 2)

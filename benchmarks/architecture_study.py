@@ -2,6 +2,7 @@
 
     python benchmarks/architecture_study.py train --dataset isbi --minutes 0.2 [--only unet,fcn8s]
     python benchmarks/architecture_study.py evaluate [--dataset isbi]
+    python benchmarks/architecture_study.py all --minutes 0.2 --device cuda   # all of it, then the page
     python benchmarks/architecture_study_report.py          # figures + docs/architecture_study.md
 
 ``train`` trains each variant of the study table (every registered family with its default size,
@@ -399,7 +400,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["train", "measure", "evaluate", "list"])
+    ap.add_argument("command", choices=["all", "train", "measure", "evaluate", "list"])
     ap.add_argument("--dataset", default="isbi,hippocampus", help="comma-separated: isbi, hippocampus")
     ap.add_argument("--minutes", type=float, default=3.0, help="training wall-clock budget per variant")
     ap.add_argument("--only", default="", help="comma-separated variant names (default: all)")
@@ -411,6 +412,7 @@ def main() -> int:
     ap.add_argument("--shard", default="0/1", help="i/n: every n-th variant from the i-th (parallel streams)")
     ap.add_argument("--keep-weights", action="store_true", help="keep the checkpoints of each run")
     ap.add_argument("--no-crf", action="store_true", help="evaluate without the CRF runs")
+    ap.add_argument("--json", help="all: also write the headline figures here (benchmarks/run_all.py)")
     args = ap.parse_args()
     args.dataset = [d for d in args.dataset.split(",") if d]
     args.only = [o for o in args.only.split(",") if o]
@@ -420,6 +422,12 @@ def main() -> int:
         for name in args.dataset:
             print(name, " ".join(v.name for v in variants(DATASETS[name])))
         return 0
+    if args.command == "all":  # train, measure, score, then the figures and docs/architecture_study.md
+        from benchmarks.architecture_study_report import build_report
+
+        status = train(args) | measure(args) | evaluate(args)
+        build_report(Path(args.output), Path(args.json) if args.json else None)
+        return status
     return {"train": train, "measure": measure, "evaluate": evaluate}[args.command](args)
 
 

@@ -86,6 +86,11 @@ def _conclusions(data: dict) -> str:
     fcn = {d: [_v(data, d, "fcn", r, "boundary_iou") for r in ("fcn8s", "fcn16s", "fcn32s")] for d in (h, i)}
     return f"""## Conclusions (the recorded run)
 
+These hold for **early training** (12 s per model) and for these two datasets. Four runs shared
+the GPU, so models of equal cost got different numbers of steps (the "steps done" columns); where a
+comparison's steps differ by more than a third it is said below, and such a difference bounds an
+effect rather than measuring it. With 4 ISBI slices no ISBI difference can be significant.
+
 **Skip connections.** Removing *all* skips hurt boundaries most: on Hippocampus boundary IoU fell
 from {skips_h["unet"]:.3f} to {skips_h["unet-noskips"]:.3f} (p={_p(data, h, "skips", "unet-noskips", "boundary_iou")}),
 HD95 rose from {_v(data, h, "skips", "unet", "hd95"):.2f} to {_v(data, h, "skips", "unet-noskips", "hd95"):.2f} mm and Dice from
@@ -101,7 +106,8 @@ full-resolution skip, {_v(data, h, "skips", "unet-noskip2", "boundary_iou", 1):+
 moved boundary IoU by more than {max(single_i):.3f}. The FCN variants tell the same story from the other
 side: each finer skip added boundary quality, 32s → 16s → 8s boundary IoU
 {fcn[i][2]:.3f} → {fcn[i][1]:.3f} → {fcn[i][0]:.3f} on ISBI, and 16s → 8s {fcn[h][1]:.3f} → {fcn[h][0]:.3f} on Hippocampus
-(p={_p(data, h, "fcn", "fcn16s", "boundary_iou")}; FCN-32s is starved there, see the caveat below).
+(p={_p(data, h, "fcn", "fcn16s", "boundary_iou")}, with {_steps(data, h, "fcn16s")} against {_steps(data, h, "fcn8s")} steps; FCN-32s is starved there, see the
+caveat below).
 
 **Dilation.** Where atrous convolution *replaces downsampling* (DeepLab v1/v2: atrous keeps output
 stride 8; without it the same network runs at output stride 32), it was worth a large share of
@@ -110,14 +116,17 @@ boundary quality: Hippocampus boundary IoU {_v(data, h, "dilation-v1", "deeplabv
 {_v(data, h, "dilation-v2", "deeplabv2", "boundary_iou"):.3f} against {_v(data, h, "dilation-v2", "deeplabv2-noatrous", "boundary_iou"):.3f} (v2), ISBI
 {_v(data, i, "dilation-v1", "deeplabv1", "boundary_iou"):.3f} against {_v(data, i, "dilation-v1", "deeplabv1-noatrous", "boundary_iou"):.3f} (v1).
 Where it only *enlarges the receptive field* at a fixed output stride (DeepLabV3 with and without
-its rates, both at stride 8), it did not help boundaries: Hippocampus boundary IoU
-{_v(data, h, "dilation-v3", "deeplabv3", "boundary_iou"):.3f} with the rates against {_v(data, h, "dilation-v3", "deeplabv3-noatrous", "boundary_iou"):.3f} without
-(p={_p(data, h, "dilation-v3", "deeplabv3-noatrous", "boundary_iou")}), Dice equal; on ISBI the dilation-free model scored
+its rates, both at stride 8), the effect was small and mixed: on Hippocampus the rates gave
+{_v(data, h, "dilation-v3", "deeplabv3", "boundary_iou"):.3f} against {_v(data, h, "dilation-v3", "deeplabv3-noatrous", "boundary_iou"):.3f} boundary IoU (p={_p(data, h, "dilation-v3", "deeplabv3-noatrous", "boundary_iou")}) and
+{_v(data, h, "dilation-v3", "deeplabv3", "nsd"):.3f} against {_v(data, h, "dilation-v3", "deeplabv3-noatrous", "nsd"):.3f} NSD (p={_p(data, h, "dilation-v3", "deeplabv3-noatrous", "nsd")}), but a worse HD95 ({_v(data, h, "dilation-v3", "deeplabv3", "hd95"):.2f} against
+{_v(data, h, "dilation-v3", "deeplabv3-noatrous", "hd95"):.2f} mm, p={_p(data, h, "dilation-v3", "deeplabv3-noatrous", "hd95")}) and the same Dice; on ISBI the dilation-free model scored
 higher ({_v(data, i, "dilation-v3", "deeplabv3-noatrous", "boundary_iou"):.3f} against {_v(data, i, "dilation-v3", "deeplabv3", "boundary_iou"):.3f}) but also
 trained {_steps(data, i, "deeplabv3-noatrous")} steps to {_steps(data, i, "deeplabv3")}. In short: on these data resolution kept
-by skips or by atrous convolution is what carries boundary quality; context alone does not.
+by skips or by atrous convolution is what carries boundary quality; a larger receptive field at the
+same resolution changes it little.
 
-**Dense CRF (ISBI).** The CRF (`medseg predict --crf`, default settings) raised boundary IoU for both
+**Dense CRF (ISBI).** The CRF of `medseg predict --crf` (the same `dense_crf`, default settings,
+applied to the saved probabilities on each slice's own grid) raised boundary IoU for both
 DeepLab networks it was designed for, DeepLab v1 by
 {_v(data, i, "crf-deeplabv1", "deeplabv1-crf", "boundary_iou", 1):+.3f} ({_v(data, i, "crf-deeplabv1", "deeplabv1", "boundary_iou"):.3f} → {_v(data, i, "crf-deeplabv1", "deeplabv1-crf", "boundary_iou"):.3f}) and
 v2 by {_v(data, i, "crf-deeplabv2", "deeplabv2-crf", "boundary_iou", 1):+.3f}, and their Dice by
@@ -127,7 +136,7 @@ it bought {_v(data, i, "crf-unet", "unet-crf", "boundary_iou", 1):+.3f} boundary
 
 **Families.** At this budget the U-Net led on Hippocampus (Dice {_v(data, h, "families", "unet", "dice"):.3f}, boundary IoU
 {_v(data, h, "families", "unet", "boundary_iou"):.3f}; every other family significantly lower) and shared the lead with
-DynUNet on ISBI. The decoder-less, coarse-output families (FCN, DeepLab v1/v2, PSPNet, PSANet)
+DynUNet on ISBI. The families that upsample coarse logits instead of decoding features (FCN, DeepLab v1/v2, PSPNet, PSANet)
 reach reasonable Dice but markedly lower boundary IoU and NSD than the U-Net-style decoders, the
 same pattern as the ablations. Transformers (SegFormer, SETR) and UCTransNet got far fewer steps in
 the same time and are furthest from convergence; SETR (88-99 M parameters at the default size)

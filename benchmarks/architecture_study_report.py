@@ -234,8 +234,15 @@ def main() -> int:
                 else:
                     print(ablation_table(d["values"][table], runs, d["folder"]))
         return 0
+    build_report(Path(args.study), REPO / "benchmarks" / "results" / "architecture_study.json")
+    return 0
+
+
+def build_report(study: Path, summary: Path | None) -> None:
+    """Figures, docs/architecture_study.md and (when ``summary`` is given) the headline JSON."""
     from benchmarks.architecture_study_page import write_page
 
+    data = collect(study)
     FIGURES.mkdir(parents=True, exist_ok=True)
     bar_figure({n: d["values"]["families"] for n, d in data.items()}, FIGURES / "families.png")
     for name, d in data.items():
@@ -253,8 +260,8 @@ def main() -> int:
             d["folder"], d["tables"]["families"], d["dataset"].dims, FIGURES / f"overlays_{name}.png"
         )
     write_page(data, REPO / "docs" / "architecture_study.md")
-    write_summary(data, REPO / "benchmarks" / "results" / "architecture_study.json")
-    return 0
+    if summary is not None:
+        write_summary(data, summary)
 
 
 def write_summary(data: dict[str, dict[str, Any]], path: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks import render_speed, render_study, render_tumours  # noqa: E402  (the script runs without the package installed)
+from benchmarks import render_plan, render_speed, render_study, render_tumours  # noqa: E402  (the script runs without the package installed)
 
 RESULTS = REPO / "benchmarks" / "results"
 DOC = REPO / "docs" / "benchmarks.md"
@@ -424,6 +424,14 @@ def render(r: dict[str, dict[str, Any]]) -> str:
         "**Six cases: these figures are anecdotes, not evidence.**\n",
         _commands(*(r.get(k) for k, _ in render_tumours.BRATS_RUNS)),
         render_tumours.brats(r),
+        "## Planning: `medseg plan` on a dataset\n",
+        "Fingerprint plus plan (`medseg plan`, step time probed on the CPU), with an empty fingerprint "
+        "cache (cold) and again (warm); then the planned pipeline trained with no edits beside the "
+        "hand-tuned one, both at the same time with one torch thread each (so both score below their "
+        "two-core figures above), scored on the same held-out cases ([planning](planning.md)).\n",
+        _commands(r.get("plan_speed"), *(r.get(k) for p in render_plan.PAIRS for k in p[:2])),
+        render_plan.speed(r),
+        render_plan.runs(r),
         "## Architecture study: every family at one budget (GPU)\n",
         render_study.study(r),
         "## Inference: backends against MONAI's sliding window\n",

@@ -41,6 +41,7 @@ class Entry:
 
 
 DEVICE_SCRIPTS = {
+    "architecture_study.py",
     "train_hippocampus.py",
     "train_isbi.py",
     "demo.py",
@@ -50,6 +51,8 @@ DEVICE_SCRIPTS = {
     "train_tumour.py",
 }
 DATA_SCRIPTS = {
+    "plan_speed.py",
+    "architecture_study.py",
     "train_tumour.py",
     "train_hippocampus.py",
     "train_isbi.py",
@@ -153,6 +156,14 @@ ENTRIES: list[Entry] = [
     _tumour("lgg_blob", "lgg_unet2d.yaml", 30, "--set", "loss.lesion_weight=1.0"),
     _tumour("brats_regions", BRATS_REGIONS, 12),
     _tumour("brats_labels", "brats_labels_unet3d.yaml", 12, "--regions", f"pipelines/{BRATS_REGIONS}"),
+    Entry("plan_speed", "plan_speed.py"),
+    # a pair at a time, one torch thread each (OMP_NUM_THREADS=1): planned, and hand-tuned beside it
+    Entry("plan_hippocampus", "train_hippocampus.py", ("--plan", "data_manifests/msd_hippocampus.json")),
+    Entry("plan_pair_hippocampus", "train_hippocampus.py", ("--output", "/tmp/medseg_bench/hippo_pair")),
+    Entry("plan_isbi", "train_isbi.py", ("--plan", "data_manifests/isbi2012_em.json")),
+    Entry("plan_pair_isbi", "train_isbi.py", ("--output", "/tmp/medseg_bench/isbi_pair")),
+    # GPU-sized: 46 runs of 12 s each plus scoring (about 25 min on one GPU, hours on a CPU)
+    Entry("architecture_study", "architecture_study.py", ("all", "--minutes", "0.2", "--workers", "3")),
     Entry("fuzz", "fuzz_readers.py", ("--findings", "/tmp/medseg_bench/fuzz-findings")),
     Entry("soak", "soak.py"),
 ]

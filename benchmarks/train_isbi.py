@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import DEFAULT_DATA_ROOT, REPO, dump, machine
+from benchmarks._common import DEFAULT_DATA_ROOT, REPO, dump, machine, planned_pipeline
 
 
 def main() -> None:
@@ -36,12 +36,20 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--no-tta", action="store_true")
     ap.add_argument("--device", default="auto")
+    ap.add_argument(
+        "--plan", metavar="MANIFEST", help="train what `medseg plan MANIFEST --budget MINUTES` writes instead"
+    )
     ap.add_argument("--json")
     args = ap.parse_args()
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("medseg").setLevel(logging.INFO)
+    plan_seconds = None
+    if args.plan:  # the planner's pipeline, planned now for this budget (kept beside the run)
+        args.pipeline, plan_seconds = planned_pipeline(
+            args.plan, args.minutes, args.data_root, f"{args.output}_plan"
+        )
     config = load_pipeline(args.pipeline, [f"training.max_minutes={args.minutes}", *args.set])
     run = Path(args.output)
     if run.exists():
@@ -66,6 +74,8 @@ def main() -> None:
             "benchmark": "isbi2012_em_2d",
             "pipeline": Path(args.pipeline).name,
             "overrides": args.set,
+            "planned_from": args.plan,
+            "plan_seconds": plan_seconds,
             "budget_minutes": args.minutes,
             "train_minutes": round(train_minutes, 2),
             "epochs_done": int(last.get("epoch", -1)) + 1,

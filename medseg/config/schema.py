@@ -334,6 +334,11 @@ class CRFConfig(_Strict):
     )
     smoothness_weight: float = Field(3.0, ge=0, description="w2 of the smoothness kernel (0: off)")
     theta_gamma_mm: float = Field(3.0, gt=0, description="width of the smoothness kernel (mm)")
+    normalization: Literal["symmetric", "none"] = Field(
+        "symmetric",
+        description="kernel normalisation: symmetric (divided by sqrt(n_i n_j), as the authors' code "
+        "and DeepLab) or none (the paper's plain kernels)",
+    )
 
 
 class PostprocessingConfig(_Strict):
@@ -425,4 +430,9 @@ class PipelineConfig(_Strict):
             )
         if self.regions is not None:
             check_region_list(self.regions, self.labels)
+            if self.postprocessing.crf.enabled:
+                raise ValueError(
+                    "postprocessing.crf needs softmax classes: region (sigmoid) models cannot use the "
+                    "dense CRF; set postprocessing.crf.enabled: false"
+                )
         return self

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from medseg.errors import ConfigError
-from medseg.evaluation.metrics import DEFAULT_BAND_MM, _as_mask, _check_pair, _check_spacing, surface_voxels
+from medseg.evaluation.masks import DEFAULT_BAND_MM, _as_mask, _check_pair, _check_spacing, surface_voxels
 
 __all__ = [
     "DEFAULT_BAND_MM",

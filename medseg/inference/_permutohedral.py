@@ -65,23 +65,44 @@ def _enclosing_simplex(elevated: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
 
 
 class _Codes:
-    """Integer codes of lattice keys (their first ``d`` coordinates), mixed radix."""
+    """Integer codes of lattice keys (their first ``d`` coordinates).
+
+    A mixed-radix number when the keys' bounding box fits in 62 bits; otherwise (many feature
+    dimensions with a wide range, e.g. several image channels with outliers) the index of the key
+    in the sorted table of the lattice's keys, found by exact row matching (slower, never wrong).
+    """
+
+    #: largest number of mixed-radix codes (the product of the box's extents)
+    LIMIT = 2.0**62
 
     def __init__(self, keys: np.ndarray) -> None:
         self.low = keys.min(axis=0) - 1 - keys.shape[1]  # room for the neighbours' +-d steps
         extent = keys.max(axis=0) + 2 + keys.shape[1] - self.low
-        if float(np.prod(extent.astype(np.float64))) >= 2.0**62:
-            raise ValueError(
-                "the lattice is too large to hash: lower the feature resolution (larger kernel widths)"
-            )
         self.extent = extent
+        self.table: np.ndarray | None = None
+        if float(np.prod(extent.astype(np.float64))) >= self.LIMIT:
+            self.table = np.unique(keys, axis=0)  # the lattice points, sorted rows
+            return
         self.stride = np.concatenate([np.cumprod(extent[::-1])[::-1][1:], [1]]).astype(np.int64)
 
     def encode(self, keys: np.ndarray) -> np.ndarray:
-        """Codes of keys ``[..., d]``; keys outside the box get -1 (never a lattice point)."""
+        """Codes of keys ``[..., d]``; keys that are not lattice points may get -1."""
+        if self.table is not None:
+            return self._lookup(keys)
         shifted = keys - self.low
         inside = np.all((shifted >= 0) & (shifted < self.extent), axis=-1)
         return np.where(inside, shifted @ self.stride, -1)
+
+    def _lookup(self, keys: np.ndarray) -> np.ndarray:
+        """Row index of each key in :attr:`table`, -1 where it is not there."""
+        table = self.table
+        assert table is not None
+        flat = keys.reshape(-1, keys.shape[-1])
+        _, inverse = np.unique(np.concatenate([table, flat]), axis=0, return_inverse=True)
+        inverse = inverse.ravel()
+        index_of = np.full(int(inverse.max()) + 1, -1, dtype=np.int64)
+        index_of[inverse[: len(table)]] = np.arange(len(table))
+        return index_of[inverse[len(table) :]].reshape(keys.shape[:-1])
 
 
 class PermutohedralLattice:

@@ -27,8 +27,10 @@ approximation: each voxel's message is within about 10-20 % of the exact sum, an
 probabilities within a few hundredths of the exact mean field (``tests/inference/test_crf.py``).
 
 Cost: the lattice holds ``N (d + 1)`` point-vertex pairs (``d = spatial dims + channels``); at
-its peak about 1 kB of memory per voxel, and 5 iterations with 2 classes take about 7 s per
-million voxels on one CPU core (a 512 x 512 slice ~1 s, a 48 x 64 x 48 volume ~0.7 s).
+its peak about 1 kB of memory per voxel and image channel (about 3.9 kB with 4 channels), and 5
+iterations with 2 classes and one channel take about 7 s per million voxels on one CPU core (a
+512 x 512 slice ~1 s, a 48 x 64 x 48 volume ~0.7 s; 4 channels: about 4 times longer).
+:func:`dense_crf` refuses (one line) a volume whose estimated peak exceeds the memory available.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -122,6 +125,38 @@ def _zscore(image: np.ndarray) -> np.ndarray:
     mean = image.mean(axis=1, keepdims=True)
     std = image.std(axis=1, keepdims=True)
     return np.where(std > 0, (image - mean) / np.where(std > 0, std, 1.0), 0.0)
+
+
+#: measured peak bytes per voxel: a base and one share per image channel (tracemalloc, 2 classes)
+BYTES_PER_VOXEL = (100.0, 950.0)
+
+
+def _available_bytes() -> float | None:
+    """MemAvailable of /proc/meminfo (Linux), else None (no check)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return float(line.split()[1]) * 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def check_memory(voxels: int, channels: int, classes: int) -> None:
+    """Refuse a CRF whose estimated peak memory exceeds the memory available now.
+
+    Raises:
+        MedsegError: the estimate (``voxels * (100 + 950 * channels)`` bytes, plus the class maps)
+            is above 80 % of MemAvailable.
+    """
+    need = voxels * (BYTES_PER_VOXEL[0] + BYTES_PER_VOXEL[1] * channels + 24.0 * classes)
+    free = _available_bytes()
+    if free is not None and need > 0.8 * free:
+        raise MedsegError(
+            f"the dense CRF needs about {need / 2**30:.1f} GiB for {voxels:,} voxels with {channels} "
+            f"image channel(s), but only {free / 2**30:.1f} GiB are free",
+            hint="predict without --crf, or crop the scan to the region of interest first",
+        )
 
 
 def _check(
@@ -231,6 +266,7 @@ def dense_crf(
     """
     opts = options or CRFOptions()
     probs, img, spacing = _check(probabilities, image, spacing_mm)
+    check_memory(int(np.prod(probs.shape[1:])), img.shape[0], probs.shape[0])
     t0 = time.monotonic()
     shape_in = probs.shape[1:]
     keep = [a for a, s in enumerate(shape_in) if s > 1]

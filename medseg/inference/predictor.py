@@ -90,6 +90,12 @@ def _find_checkpoint(path: Path, which: str) -> Path:
             for candidate in (path / "checkpoints" / name, path / name):
                 if candidate.is_file():
                     return candidate
+        if (path / "folds.json").is_file():  # a cross-validation run (train --folds)
+            raise InputNotFoundError(
+                f"{path} holds cross-validation folds, not one model",
+                hint="use medseg.inference.ensemble.EnsemblePredictor.from_run (as medseg predict does), "
+                "or one fold's folder (fold_0)",
+            )
         raise InputNotFoundError(
             f"no checkpoint in {path}", hint="give a run folder made by 'medseg train' or a checkpoint file"
         )

@@ -47,6 +47,21 @@ def save_model(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def safe_torch_load(path: str | Path, map_location: Any, message: str, hint: str) -> Any:
+    """``torch.load(..., weights_only=True)``: tensors and plain containers only, never arbitrary
+    pickled objects.
+
+    Raises:
+        CorruptFileError: ``message: <torch's first line>`` with ``hint`` for any unreadable file
+            (torch raises many types for a bad file: pickle, zip, EOF, runtime).
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CorruptFileError(f"{message}: {reason[:200]}", hint=hint) from None
+
+
 def load_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild and load a model written by :func:`save_model` (in eval mode).
 
@@ -58,14 +73,12 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise InputNotFoundError(f"model file not found: {path}")
-    try:
-        payload: Any = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file (pickle, zip, EOF, runtime)
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CorruptFileError(
-            f"cannot read model file {path}: {reason[:200]}",
-            hint="the file is damaged or not a medseg model; save it again with medseg.models.save_model",
-        ) from None
+    payload: Any = safe_torch_load(
+        path,
+        map_location,
+        f"cannot read model file {path}",
+        "the file is damaged or not a medseg model; save it again with medseg.models.save_model",
+    )
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CorruptFileError(

@@ -61,13 +61,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     p = Path(path)
     if not p.is_file():
         raise InputNotFoundError(f"no checkpoint at {p}")
-    try:
-        state = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise CorruptFileError(
-            f"cannot load checkpoint {p}: {str(exc).splitlines()[0][:200]}",
-            hint="it is damaged or not a medseg checkpoint",
-        ) from None
+    from medseg.models.serialization import safe_torch_load
+
+    state = safe_torch_load(
+        p, map_location, f"cannot load checkpoint {p}", "it is damaged or not a medseg checkpoint"
+    )
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CorruptFileError(f"{p} is not a medseg training checkpoint")
     return state

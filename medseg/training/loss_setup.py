@@ -104,25 +104,40 @@ def resolve_class_weights(
             f"loss.class_weighting: {exc}", hint="check the labels of the training cases"
         ) from None
     weights = [float(f"{w:.6g}") for w in class_weights(freq, scheme)]  # as config.yaml records them
-    if regions:
-        names = [r.name for r in regions]
-    else:
-        names = [(labels or {}).get(k, str(k)) for k in range(len(weights))]
-    for k in freq.absent:
+    names = (
+        [r.name for r in regions] if regions else [(labels or {}).get(k, str(k)) for k in range(len(weights))]
+    )
+    _log_weights(config, scheme, weights, names, [names[k] for k in freq.absent], len(cases))
+    config.loss.params = {**config.loss.params, "class_weights": weights}
+    return weights
+
+
+#: registry losses that accept ``class_weights`` but do not use them
+IGNORES_CLASS_WEIGHTS = {"tversky"}
+
+
+def _log_weights(
+    config: PipelineConfig, scheme: str, weights: list[float], names: list[str], absent: list[str], n: int
+) -> None:
+    """Log the computed weights and warn about absent classes, replaced or unused weights."""
+    for name in absent:
         log.warning(
             "loss.class_weighting: %s has no voxel in the %d training cases: its weight is 0 (check the "
             "split and the labels)",
-            names[k],
-            len(cases),
+            name,
+            n,
         )
     given = config.loss.params.get("class_weights")
     if given is not None and (len(given) != len(weights) or not np.allclose(given, weights, rtol=1e-5)):
         log.warning("loss.class_weighting: %s replaces loss.params.class_weights %s", scheme, given)
+    if config.loss.name in IGNORES_CLASS_WEIGHTS:
+        log.warning(
+            "loss.class_weighting: the %s loss does not use class weights; they are recorded only",
+            config.loss.name,
+        )
     log.info(
         "class weights (%s, %d training cases): %s",
         scheme,
-        len(cases),
-        ", ".join(f"{n} {w:.4g}" for n, w in zip(names, weights)),
+        n,
+        ", ".join(f"{name} {w:.4g}" for name, w in zip(names, weights)),
     )
-    config.loss.params = {**config.loss.params, "class_weights": weights}
-    return weights

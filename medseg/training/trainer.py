@@ -29,34 +29,13 @@ from medseg.training import transfer
 from medseg.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from medseg.training.config_check import check_registries
 from medseg.training.distributed import DistInfo, barrier, broadcast_flag, cleanup, init_distributed
+from medseg.training.loader import EpochSampler, IndexedPatches, worker_init
 from medseg.training.loss_setup import build_training_loss, resolve_class_weights
 from medseg.training.schedule import lr_factor
 
 log = logging.getLogger(__name__)
 
 METRIC_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "val_dice_mean", "lr", "seconds"]
-
-
-class _EpochSampler(torch.utils.data.Sampler[int]):
-    """This rank's share of the epoch: sample ``i`` of ``n`` is global index ``epoch * n + i``,
-    rank ``r`` of ``w`` takes ``i = r, r + w, ...`` (disjoint shards, none missed)."""
-
-    def __init__(self, n: int, rank: int, world: int) -> None:
-        self.n, self.rank, self.world = n, rank, world
-        self.epoch = 0
-        self.seen: list[int] = []  # every global index handed out (disjoint across ranks)
-
-    def __iter__(self):
-        indices = range(self.epoch * self.n + self.rank, (self.epoch + 1) * self.n, self.world)
-        self.seen.extend(indices)
-        return iter(indices)
-
-    def __len__(self) -> int:
-        return len(range(self.rank, self.n, self.world))
-
-
-def _worker_init(_: int) -> None:
-    torch.set_num_threads(1)
 
 
 class Trainer:
@@ -150,7 +129,11 @@ class Trainer:
             self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.net = self.model
         self.freezer = transfer.EncoderFreezer(
-            self.model, cfg.model.name, t.freeze_encoder_epochs, self.dist.enabled
+            self.model,
+            cfg.model.name,
+            t.freeze_encoder_epochs,
+            self.dist.enabled,
+            pretrained=self.init_source is not None or self.resume,
         )
         if self.dist.enabled:
             self.net = torch.nn.parallel.DistributedDataParallel(
@@ -179,7 +162,7 @@ class Trainer:
         )
         self.samples_per_epoch = per_epoch
         aug = Augmenter(self.config.augmentation, self.config.model.spatial_dims, t.patch_size)
-        dataset = _IndexedPatches(
+        dataset = IndexedPatches(
             PatchDataset(
                 data.train,
                 t.patch_size,
@@ -191,7 +174,7 @@ class Trainer:
                 foreground_sampling=t.foreground_sampling,
             )
         )
-        self.sampler = _EpochSampler(per_epoch, self.dist.rank, self.dist.world_size)
+        self.sampler = EpochSampler(per_epoch, self.dist.rank, self.dist.world_size)
         workers = t.num_workers
         return torch.utils.data.DataLoader(
             dataset,
@@ -199,7 +182,7 @@ class Trainer:
             sampler=self.sampler,
             num_workers=workers,
             persistent_workers=workers > 0,
-            worker_init_fn=_worker_init if workers > 0 else None,
+            worker_init_fn=worker_init if workers > 0 else None,
             pin_memory=self.device.type == "cuda",
             drop_last=False,
         )
@@ -363,33 +346,14 @@ class Trainer:
                     self.dist, time.monotonic() - t0 + self.elapsed_before >= budget, self.device
                 )
             )
-            train_loss = float(np.mean(losses)) if losses else float("nan")
-            if self.dist.enabled:
-                tl = torch.tensor([train_loss], dtype=torch.float64, device=self.device)
-                torch.distributed.all_reduce(tl)
-                train_loss = float(tl.item()) / self.dist.world_size
             row: dict[str, Any] = {
                 "epoch": epoch,
                 "step": step,
-                "train_loss": round(train_loss, 6),
+                "train_loss": round(self._mean_loss(losses), 6),
                 "lr": lr,
                 "seconds": round(time.monotonic() - e0, 3),
             }
-            last = epoch == epochs - 1 or stop
-            if self.dist.is_main and self.data.val and ((epoch + 1) % t.val_every == 0 or last):
-                row.update(self._validate())
-            if self.dist.is_main:
-                self.history.append(row)
-                score = row.get("val_dice_mean")
-                improved = score is not None and not math.isnan(score) and score > best
-                if improved:
-                    best = float(score)
-                state = self._state(epoch, step, best)
-                save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state)
-                if improved or (not self.data.val and last):
-                    save_checkpoint(self.run_dir / "checkpoints" / "best.pt", state)
-                self._write_metrics()
-                self._log_epoch(row, epochs, writer)
+            best = self._end_epoch(row, epochs, best, epoch == epochs - 1 or stop, writer)
             barrier(self.dist)
             last_row = row
             if stop:
@@ -398,6 +362,34 @@ class Trainer:
         if writer is not None:
             writer.close()
         return last_row
+
+    def _mean_loss(self, losses: list[float]) -> float:
+        """The epoch's mean training loss, averaged over ranks under torchrun."""
+        train_loss = float(np.mean(losses)) if losses else float("nan")
+        if self.dist.enabled:
+            tl = torch.tensor([train_loss], dtype=torch.float64, device=self.device)
+            torch.distributed.all_reduce(tl)
+            train_loss = float(tl.item()) / self.dist.world_size
+        return train_loss
+
+    def _end_epoch(self, row: dict[str, Any], epochs: int, best: float, last: bool, writer: Any) -> float:
+        """Validate when due, record the epoch, save last.pt (and best.pt); returns the best score."""
+        epoch, t = row["epoch"], self.config.training
+        if self.dist.is_main and self.data.val and ((epoch + 1) % t.val_every == 0 or last):
+            row.update(self._validate())
+        if self.dist.is_main:
+            self.history.append(row)
+            score = row.get("val_dice_mean")
+            improved = score is not None and not math.isnan(score) and score > best
+            if improved:
+                best = float(score)
+            state = self._state(epoch, row["step"], best)
+            save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state)
+            if improved or (not self.data.val and last):
+                save_checkpoint(self.run_dir / "checkpoints" / "best.pt", state)
+            self._write_metrics()
+            self._log_epoch(row, epochs, writer)
+        return best
 
     def _step(self, image: torch.Tensor, label: torch.Tensor) -> float:
         t = self.config.training
@@ -484,21 +476,6 @@ class Trainer:
                 if k not in ("epoch", "step") and v is not None:
                     writer.add_scalar(k, v, row["step"])
             writer.flush()
-
-
-class _IndexedPatches(torch.utils.data.Dataset):
-    """Maps global sample index ``epoch * n + i`` onto the patch dataset's epoch and item."""
-
-    def __init__(self, patches) -> None:
-        self.patches = patches
-
-    def __len__(self) -> int:
-        return len(self.patches)
-
-    def __getitem__(self, index: int):
-        epoch, i = divmod(int(index), len(self.patches))
-        self.patches.epoch = epoch
-        return self.patches[i]
 
 
 def train(config: PipelineConfig | str | Path, run_dir: str | Path, **kwargs: Any) -> dict[str, Any]:

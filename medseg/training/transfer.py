@@ -139,18 +139,16 @@ def load_source(path: str | Path) -> SourceWeights:
         InputNotFoundError: no such path, or a folder without a checkpoint.
         CorruptFileError: a file torch cannot read safely, or not a medseg checkpoint or model file.
     """
-    from medseg.models.serialization import MODEL_FORMAT
+    from medseg.models.serialization import MODEL_FORMAT, safe_torch_load
     from medseg.training.checkpoint import FORMAT as CHECKPOINT_FORMAT
 
     file = find_source(path)
-    try:
-        payload = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file (pickle, zip, EOF, runtime)
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CorruptFileError(
-            f"cannot initialise from {file}: unreadable checkpoint ({reason[:200]})",
-            hint="it is damaged or not a medseg checkpoint",
-        ) from None
+    payload = safe_torch_load(
+        file,
+        "cpu",
+        f"cannot initialise from {file}: unreadable checkpoint",
+        "it is damaged or not a medseg checkpoint",
+    )
     fmt = payload.get("format") if isinstance(payload, dict) else None
     if fmt == CHECKPOINT_FORMAT:
         config, weights = payload.get("model_config"), payload.get("model")
@@ -293,13 +291,28 @@ class EncoderFreezer:
         model_name: Its registry name (whose row gives the encoder prefixes).
         epochs: ``training.freeze_encoder_epochs``; 0 freezes nothing.
         distributed: Whether the model is wrapped in DDP (``requires_grad`` then stays on).
+        pretrained: Whether the weights come from ``--init-from`` (or a resumed run); freezing a
+            randomly initialised encoder is allowed but warned about.
 
     Raises:
         ConfigError: ``epochs > 0`` for a model whose registry row names no encoder parameters.
     """
 
-    def __init__(self, model: nn.Module, model_name: str, epochs: int, distributed: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        model_name: str,
+        epochs: int,
+        distributed: bool = False,
+        pretrained: bool = True,
+    ) -> None:
         self.epochs = int(epochs)
+        if self.epochs and not pretrained:
+            log.warning(
+                "training.freeze_encoder_epochs: %d without --init-from freezes a randomly initialised "
+                "encoder for those epochs",
+                self.epochs,
+            )
         self.distributed = distributed
         self.frozen = False
         self.params = [p for _, p in encoder_parameters(model, model_name)] if self.epochs else []

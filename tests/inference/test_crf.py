@@ -18,7 +18,8 @@ from pydantic import ValidationError
 
 from medseg.config.schema import CRFConfig, PipelineConfig
 from medseg.errors import ConfigError, GeometryMismatchError, MedsegError
-from medseg.inference import Predictor
+from medseg.inference import Predictor, _permutohedral
+from medseg.inference import crf as crf_module
 from medseg.inference._permutohedral import PermutohedralLattice
 from medseg.inference.crf import PROBABILITY_FLOOR, CRFOptions, dense_crf, run_crf_options
 from medseg.training.checkpoint import load_checkpoint, save_checkpoint
@@ -141,6 +142,37 @@ def test_lattice_self_weight_is_the_filter_diagonal(rng):
     assert np.median(np.abs(matrix[near] / exact[near] - 1)) < 0.3
 
 
+def test_lattice_matches_itself_when_keys_outgrow_the_mixed_radix(rng, monkeypatch):
+    """Row matching (wide feature ranges) gives the same lattice as the mixed-radix codes."""
+    features = rng.normal(size=(400, 5)) * 2.0
+    expected = PermutohedralLattice(features)
+    monkeypatch.setattr(_permutohedral._Codes, "LIMIT", 1.0)  # force the exact row-matching path
+    fallback = PermutohedralLattice(features)
+    assert fallback._codes.table is not None and expected._codes.table is None
+    values = rng.normal(size=(400, 2))
+    np.testing.assert_allclose(fallback.filter(values), expected.filter(values), atol=1e-12)
+    np.testing.assert_allclose(fallback.self_weight(), expected.self_weight(), atol=1e-12)
+
+
+def test_four_channel_volume_with_outliers_runs(rng):
+    """Four z-scored channels with a few extreme voxels: the lattice outgrows 62-bit codes."""
+    image = np.zeros((4, 24, 24, 24))
+    image[:, 4:20, 4:20, 4:20] = 1.0
+    image[:, 10, 10, 10:13] = [[6.0], [10.0], [20.0], [15.0]]
+    probs = np.stack([1 - image[0].clip(0, 1) * 0.7, image[0].clip(0, 1) * 0.7 + 0.0])
+    probs = probs / probs.sum(axis=0)
+    refined = dense_crf(probs, image, (1.0, 1.0, 1.0))
+    assert np.isfinite(refined).all() and np.allclose(refined.sum(axis=0), 1.0, atol=1e-5)
+    assert (refined.argmax(axis=0)[6:18, 6:18, 6:18] == 1).mean() > 0.95
+
+
+def test_crf_refuses_a_volume_larger_than_the_free_memory(rng, monkeypatch):
+    monkeypatch.setattr(crf_module, "_available_bytes", lambda: 1e6)  # 1 MB free
+    probs = np.full((2, 64, 64, 16), 0.5)
+    with pytest.raises(MedsegError, match=r"needs about .* GiB .* 1 image channel"):
+        dense_crf(probs, np.zeros((64, 64, 16)), (1.0, 1.0, 1.0))
+
+
 @pytest.mark.parametrize(("shape", "spacing"), [((48, 40), (0.8, 1.6)), ((24, 16, 12), (1.0, 1.5, 2.5))])
 def test_crf_snaps_a_blurred_boundary_to_the_intensity_edge(shape, spacing, rng):
     """Analytic case: the intensity steps at x0, the softmax's blurred boundary lies 4 voxels
@@ -227,6 +259,17 @@ def test_config_section_matches_the_options():
     minimal = {"name": "x", "data": {"manifest": "m.json"}, "model": {"name": "unet"}}
     cfg = PipelineConfig.model_validate({**minimal, "training": {"patch_size": [8, 8, 8]}})
     assert cfg.postprocessing.crf == CRFConfig()
+    assert CRFOptions.from_config({"normalization": "none"}).normalization == "none"
+    regions = [{"name": "wt", "labels": [1], "value": 1}]
+    with pytest.raises(ValidationError, match="region .*cannot use the dense CRF"):
+        PipelineConfig.model_validate(
+            {
+                **minimal,
+                "training": {"patch_size": [8, 8, 8]},
+                "regions": regions,
+                "postprocessing": {"crf": {"enabled": True}},
+            }
+        )
 
 
 # --------------------------------------------------------------------------------- predictor / CLI

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from monai.networks.nets import DynUNet as MonaiDynUNet
 from torch import nn
 
+from medseg.errors import ConfigError
 from medseg.models import build_model
 from medseg.models.deeplab import plan_stages
 from medseg.models.uctransnet import CCA
@@ -83,7 +84,7 @@ def test_unet_per_level_skips_set_the_decoder_widths(flags):
 
 
 def test_unet_skip_flags_must_match_the_levels():
-    with pytest.raises(Exception, match="skip levels"):
+    with pytest.raises(ConfigError, match="skip levels"):
         build_model("unet", 2, 1, 2, features=[4, 8, 8], skip_connections=[True])
 
 

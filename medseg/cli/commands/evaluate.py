@@ -211,7 +211,7 @@ _LESION_OPTIONS = {
 }
 
 
-def _number(text: str, option: str, expected: str, allow_inf: bool = False) -> float:
+def _number(text: str, option: str, expected: str, allow_inf: bool = False, example: str = "0.5") -> float:
     from medseg.errors import ConfigError
 
     try:
@@ -219,7 +219,7 @@ def _number(text: str, option: str, expected: str, allow_inf: bool = False) -> f
     except ValueError:
         value = math.nan
     if math.isnan(value) or (math.isinf(value) and not allow_inf):
-        raise ConfigError(f"{option} must be {expected}, got {text!r}", hint=f"e.g. {option} 0.5")
+        raise ConfigError(f"{option} must be {expected}, got {text!r}", hint=f"e.g. {option} {example}")
     return value
 
 
@@ -230,12 +230,16 @@ def _distance_bins(text: str) -> tuple[float, ...] | None:
         return None
     from medseg.evaluation.boundary import check_bins
 
-    edges = _numbers(text, "--distance-bins", "comma-separated edges in mm", allow_inf=True)
+    edges = _numbers(
+        text, "--distance-bins", "comma-separated edges in mm", allow_inf=True, example="0,1,2,4,inf"
+    )
     return tuple(check_bins(edges).tolist())
 
 
-def _numbers(text: str, option: str, expected: str, allow_inf: bool = False) -> tuple[float, ...]:
-    return tuple(_number(part, option, expected, allow_inf) for part in text.split(",") if part.strip())
+def _numbers(
+    text: str, option: str, expected: str, allow_inf: bool = False, example: str = "0.5"
+) -> tuple[float, ...]:
+    return tuple(_number(p, option, expected, allow_inf, example) for p in text.split(",") if p.strip())
 
 
 def lesion_settings(args: argparse.Namespace) -> LesionSettings | None:

@@ -20,7 +20,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "atomically; failures are listed and do not stop the batch (exit status 14 if any failed). "
         "Under torchrun the cases are shared out across processes.",
     )
-    p.add_argument("--model", "-m", required=True, help="run folder or checkpoint file")
+    p.add_argument(
+        "--model",
+        "-m",
+        required=True,
+        help="run folder or checkpoint file; a cross-validation run (train --folds) predicts with the mean "
+        "of its folds' probabilities",
+    )
+    p.add_argument(
+        "--folds",
+        metavar="0,2",
+        help="with a cross-validation run: the folds to ensemble (default: every fold trained)",
+    )
     p.add_argument(
         "--input",
         "-i",
@@ -53,15 +64,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--amp", action="store_true", help="mixed precision (same as --precision bf16)")
     p.add_argument("--probabilities", action="store_true", help="also write per-class probability maps")
-    p.add_argument("--keep-largest", action="store_true", help="keep the largest component of each class")
+    p.add_argument(
+        "--keep-largest",
+        action="store_true",
+        help="keep the largest component of each class (with --min-size or --fill-holes: replaces the "
+        "post-processing a cross-validation run chose)",
+    )
     p.add_argument(
         "--min-size",
         type=float,
-        default=0.0,
+        default=None,
         metavar="MM3",
         help="remove components smaller than this volume (mm^3)",
     )
     p.add_argument("--fill-holes", action="store_true", help="fill holes in each class")
+    p.add_argument(
+        "--chosen-postprocessing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="apply the per-class post-processing cross-validation chose (postprocessing.json of a run "
+        "trained with --folds; default: on when there is one and none of the three flags above is given)",
+    )
     p.add_argument(
         "--crf",
         action=argparse.BooleanOptionalAction,
@@ -106,16 +129,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from medseg.errors import ConfigError
     from medseg.export import parse_formats
-    from medseg.inference import Predictor
     from medseg.inference.batch import predict_folder
     from medseg.inference.channels import ChannelOptions, MissingChannel
-    from medseg.inference.postprocess import PostprocessOptions
+    from medseg.inference.ensemble import load_predictor
     from medseg.pacs.address import is_pacs_address
 
     formats = tuple(f.name for f in parse_formats(args.format)) if args.format else None
     if args.overlap is not None and not 0 <= args.overlap < 1:
         raise ConfigError(f"--overlap must be in [0, 1), got {args.overlap}")
-    if args.min_size < 0:
+    if args.min_size is not None and args.min_size < 0:
         raise ConfigError("--min-size must be >= 0")
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -133,8 +155,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.push:
         raise ConfigError("--push needs a PACS --input (dicomweb://… or dimse://…)")
     MissingChannel.parse(args.missing_channel, None)  # the value's form, before the model is loaded
-    predictor = Predictor.from_run(
+    predictor = load_predictor(
         args.model,
+        args.folds,
         device=args.device,
         checkpoint=args.checkpoint,
         overlap=args.overlap,
@@ -147,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     )
     names = ChannelOptions.of_predictor(predictor).names
     channels = ChannelOptions(names, MissingChannel.parse(args.missing_channel, names))
-    options = PostprocessOptions(args.keep_largest, args.min_size, args.fill_holes)
+    options = _postprocessing(args, predictor)
     if pacs is not None:
         from medseg.cli.commands.pacs import predict_from_pacs
 
@@ -173,3 +196,24 @@ def run(args: argparse.Namespace) -> int:
     )
     sys.stdout.write(result.table() + "\n")
     return result.exit_code
+
+
+def _postprocessing(args: argparse.Namespace, predictor: object):
+    """The flags' options; else, for a cross-validation run, the chosen ones (unless refused)."""
+    from medseg.errors import ConfigError
+    from medseg.inference.postprocess import PostprocessOptions
+
+    flags = args.keep_largest or args.min_size is not None or args.fill_holes
+    chosen = getattr(predictor, "recorded_postprocessing", None)  # a cross-validation run's choice
+    if args.chosen_postprocessing and flags:
+        raise ConfigError(
+            "--chosen-postprocessing cannot be combined with --keep-largest, --min-size or --fill-holes"
+        )
+    if args.chosen_postprocessing and chosen is None:
+        raise ConfigError(
+            f"{args.model} records no chosen post-processing",
+            hint="it is chosen for runs trained with --folds (medseg crossval RUN writes it)",
+        )
+    if flags or args.chosen_postprocessing is False or chosen is None:
+        return PostprocessOptions(args.keep_largest, args.min_size or 0.0, args.fill_holes)
+    return chosen

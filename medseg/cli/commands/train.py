@@ -23,6 +23,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(default: $MEDSEG_DATA_ROOT, else the manifest's folder)",
     )
     p.add_argument("--fold", type=int, help="cross-validation fold (0-based) of data.folds")
+    p.add_argument(
+        "--folds",
+        metavar="all|0,2",
+        help="train these folds of data.folds into OUTPUT/fold_<k> (one run each), predict each fold's "
+        "validation cases out-of-fold and choose the post-processing from them once all are done; "
+        "--resume skips finished folds; training.max_minutes applies per fold (docs/training.md)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output where it stopped")
     p.add_argument(
@@ -36,7 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--init-from",
         metavar="RUN_OR_CHECKPOINT",
         help="start from another run's weights (its best, else last checkpoint, or a checkpoint file): "
-        "tensors matching by name and shape are loaded, a reshaped head or input conv is adapted; "
+        "tensors matching by name and shape are loaded; the input conv of another channel count gets the "
+        "overlapping channels, any other reshaped tensor (e.g. the head) keeps its initialisation; "
         "see init_from.json in the run folder (not re-applied on --resume)",
     )
     p.add_argument(
@@ -57,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from medseg.errors import ConfigError
     from medseg.training import Trainer
     from medseg.training.config_check import check_registries
+    from medseg.training.folds import is_fold_run, read_folds, train_folds
 
     resume = args.resume or args.extend_epochs > 0
     if args.extend_epochs < 0:
@@ -70,6 +79,12 @@ def run(args: argparse.Namespace) -> int:
     check_registries(config, str(args.pipeline or Path(args.output) / "config.yaml"))
     if logging.getLogger("medseg").level > logging.INFO:
         logging.getLogger("medseg.training").setLevel(logging.INFO)
+    if args.folds is not None or (resume and args.fold is None and is_fold_run(args.output)):
+        if args.fold is not None or args.extend_epochs or args.init_from:
+            raise ConfigError("--folds cannot be combined with --fold, --extend-epochs or --init-from")
+        folds = args.folds or (read_folds(args.output) or {}).get("folds", "all")  # resume: those asked for
+        train_folds(config, args.output, folds, args.data_root, args.device, resume)
+        return 0
     Trainer(
         config,
         args.output,

@@ -1,0 +1,316 @@
+"""Fold ensembles: the mean of several models' probabilities, on each scan's own grid.
+
+:class:`EnsemblePredictor` has :class:`~medseg.inference.predictor.Predictor`'s interface
+(``prepare``, ``infer``, ``finish``, ``predict``), so ``medseg predict`` and
+:func:`~medseg.inference.batch.predict_folder` take either. Each fold's model predicts the scan
+with its own preprocessing plan (folds fingerprint their own training cases, so their grids may
+differ); its probabilities (softmax, or the sigmoid of each region for a region model) are mapped
+back onto the source grid (linear interpolation, background 1 outside the crop, as
+``Predictor.finish`` does) and added, class by class, into one accumulator ``[X, Y, Z, K]``: the
+memory is that accumulator, one fold's output on its grid and one class on the source grid, not k
+copies. The labels are the arg-max of the mean (softmax), or each region's mean sigmoid > 0.5
+painted in order (regions). So an ensemble of one fold can differ from that fold's own
+prediction, which takes the arg-max on the network's grid, at a few boundary voxels.
+
+With the dense CRF on, each fold's marginals are refined before they are averaged. The
+post-processing recorded by cross-validation (``RUN/postprocessing.json``) is applied unless
+other options are passed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medseg.errors import ConfigError, InputNotFoundError, MedsegError
+from medseg.inference.postprocess import PostprocessOptions, postprocess
+from medseg.inference.predictor import Prediction, Predictor, PreparedCase
+from medseg.volume import Volume
+
+log = logging.getLogger(__name__)
+
+POSTPROCESSING_FILE = "postprocessing.json"
+
+
+def recorded_postprocessing(run_dir: str | Path) -> PostprocessOptions | None:
+    """The post-processing cross-validation chose for ``run_dir`` (postprocessing.json), or None.
+
+    Raises:
+        CorruptFileError: a damaged postprocessing.json.
+    """
+    path = Path(run_dir) / POSTPROCESSING_FILE
+    if not path.is_file():
+        return None
+    from medseg.errors import CorruptFileError
+
+    try:
+        return PostprocessOptions.from_dict(json.loads(path.read_text(encoding="utf-8"))["options"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptFileError(
+            f"{path} is damaged: {exc}", hint="run medseg crossval on the run to choose it again"
+        ) from None
+
+
+class EnsemblePredictor:
+    """Several predictors whose probabilities are averaged on the source grid (module doc).
+
+    Args:
+        predictors: One :class:`Predictor` per model (fold), all with the same labels, regions and
+            input channels.
+        folds: The fold number of each predictor (for the record).
+        name: How the ensemble is named in the record.
+        postprocessing: Applied by :meth:`finish` when it is given none (the choice cross-validation
+            recorded; kept as ``recorded_postprocessing``, None when there is none).
+
+    Raises:
+        ConfigError: no predictor, or predictors that disagree on labels, regions or channels.
+    """
+
+    def __init__(
+        self,
+        predictors: Sequence[Predictor],
+        folds: Sequence[int] | None = None,
+        name: str | None = None,
+        postprocessing: PostprocessOptions | None = None,
+    ) -> None:
+        if not predictors:
+            raise ConfigError("an ensemble needs at least one model")
+        self.predictors = list(predictors)
+        self.folds = list(folds) if folds is not None else list(range(len(self.predictors)))
+        first = self.predictors[0]
+        for p in self.predictors[1:]:
+            regions = [r.model_dump() for r in p.regions or []]
+            if p.plan.labels != first.plan.labels or regions != [r.model_dump() for r in first.regions or []]:
+                raise ConfigError("the models of the ensemble predict different labels or regions")
+            if p.plan.n_channels != first.plan.n_channels or p.channel_names != first.channel_names:
+                raise ConfigError("the models of the ensemble take different input channels")
+        self.plan = first.plan
+        self.regions = first.regions
+        self.channel_names = first.channel_names
+        self.max_label = first.max_label
+        self.recorded_postprocessing = postprocessing
+        self.model_name = name or f"ensemble of {len(self.predictors)} models"
+        plan0 = first.plan.to_json()
+        self._same_plan = [p.plan.to_json() == plan0 for p in self.predictors]
+
+    @classmethod
+    def from_run(
+        cls,
+        path: str | Path,
+        folds: str | int | Sequence[int] | None = None,
+        device: str = "auto",
+        checkpoint: str = "best",
+        **overrides: Any,
+    ) -> EnsemblePredictor:
+        """The ensemble of a cross-validation run (``medseg train --folds``).
+
+        Args:
+            path: The run folder (it holds folds.json).
+            folds: ``"0,2"``, fold numbers, or None/``"all"`` for every fold trained.
+            device, checkpoint, overrides: As :meth:`Predictor.from_run`, for every fold.
+
+        Raises:
+            InputNotFoundError: ``path`` is not a cross-validation run.
+            MedsegError: a chosen fold without a checkpoint.
+            ConfigError: folds out of range.
+        """
+        from medseg.training.fold_layout import fold_dir, fold_state, parse_folds, read_folds
+
+        run = Path(path)
+        record = read_folds(run)
+        if record is None:
+            raise InputNotFoundError(
+                f"{run} is not a cross-validation run (no folds.json)", hint="train it with --folds"
+            )
+        k = int(record["k"])
+        chosen = (
+            parse_folds(folds, k) if folds not in (None, "all") else sorted(int(f) for f in record["folds"])
+        )
+        states = {f: fold_state(fold_dir(run, f)) for f in chosen}
+        missing = [f for f in chosen if not _has_checkpoint(fold_dir(run, f))]
+        if missing:
+            raise MedsegError(
+                f"fold(s) {missing} of {run} have no checkpoint",
+                hint="finish them (medseg train --folds ... --resume) or pick trained folds with --folds",
+            )
+        partial = [f for f, s in states.items() if s.status == "partial"]
+        if partial:
+            log.warning(
+                "fold(s) %s of %s have not finished training: their last checkpoints are used", partial, run
+            )
+        predictors = [Predictor.from_run(fold_dir(run, f), device, checkpoint, **overrides) for f in chosen]
+        name = f"ensemble of folds {','.join(map(str, chosen))} ({run.resolve().name})"
+        return cls(predictors, chosen, name, recorded_postprocessing(run))
+
+    # -- the Predictor interface ------------------------------------------------------------
+    @property
+    def runner(self) -> list[Any]:
+        """Every model's runner (built on first use, as :attr:`Predictor.runner`)."""
+        return [p.runner for p in self.predictors]
+
+    @property
+    def tta(self) -> bool:
+        return self.predictors[0].tta
+
+    def prepare(self, image: Volume) -> PreparedCase:
+        """Check ``image`` and preprocess it for the first model (:meth:`Predictor.prepare`)."""
+        return self.predictors[0].prepare(image)
+
+    def _prepared_for(self, i: int, prepared: PreparedCase) -> PreparedCase:
+        """The input of model ``i``: the first model's when their plans agree, else its own, with
+        the channels that were blanked for the first (a missing channel as zeros) blanked too."""
+        if self._same_plan[i]:
+            return PreparedCase(prepared.image, prepared.case)
+        own = self.predictors[i].prepare(prepared.image)
+        blank = [c for c in range(prepared.case.image.shape[0]) if not prepared.case.image[c].any()]
+        if blank:
+            image = own.case.image.copy()
+            image[blank] = 0.0
+            own.case = replace(own.case, image=image)
+        return own
+
+    def infer(
+        self, prepared: PreparedCase, probabilities: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run every model and average their probabilities on the source grid.
+
+        Returns:
+            Labels ``[X, Y, Z]`` on the *source* grid (unlike :meth:`Predictor.infer`), and the mean
+            probabilities ``[X, Y, Z, K]`` float32 when ``probabilities``, else None.
+
+        Raises:
+            MedsegError: as :meth:`Predictor.infer`.
+        """
+        t0 = time.monotonic()
+        acc: np.ndarray | None = None
+        weight = 1.0 / len(self.predictors)
+        for i, predictor in enumerate(self.predictors):
+            own = prepared if i == 0 else self._prepared_for(i, prepared)
+            _, probs = predictor.infer(own, probabilities=True)
+            assert probs is not None
+            acc = _add_on_source_grid(predictor, own, probs, acc, weight)
+            if i:
+                prepared.seconds += own.seconds
+        assert acc is not None
+        labels = self._decide(acc)
+        log.debug("ensemble of %d models in %.2f s", len(self.predictors), time.monotonic() - t0)
+        return torch.from_numpy(labels), (torch.from_numpy(acc) if probabilities else None)
+
+    def _decide(self, mean: np.ndarray) -> np.ndarray:
+        dtype = np.uint8 if self.max_label < 256 else np.uint16
+        if self.regions:
+            from medseg.data.regions import paint
+
+            return paint(np.moveaxis(mean, -1, 0) > 0.5, self.regions, dtype=dtype)
+        return mean.argmax(-1).astype(dtype)
+
+    def finish(
+        self,
+        prepared: PreparedCase,
+        labels: torch.Tensor,
+        probabilities: torch.Tensor | None = None,
+        postprocessing: PostprocessOptions | None = None,
+    ) -> Prediction:
+        """Post-process the ensemble's labels (on the source grid already) and attach the record.
+
+        Args:
+            postprocessing: The options; None applies the recorded choice (``recorded_postprocessing``).
+        """
+        t0 = time.monotonic()
+        image = prepared.image
+        options = postprocessing or self.recorded_postprocessing or PostprocessOptions()
+        arr = postprocess(labels.numpy(), image.spacing, options)
+        out = Volume(arr, image.affine.copy())
+        for key in ("source", "series_uid", "study_uid", "frame_of_reference_uid"):
+            setattr(out.meta, key, getattr(image.meta, key))
+        out.meta.sop_instance_uids = list(image.meta.sop_instance_uids)
+        prob_vol = Volume(probabilities.numpy(), image.affine.copy()) if probabilities is not None else None
+        prepared.seconds += time.monotonic() - t0
+        first = self.predictors[0]
+        info: dict[str, Any] = {
+            "model": self.model_name,
+            "folds": self.folds,
+            "ensemble": "mean of the models' probabilities on the source grid",
+            "labels": {str(k): v for k, v in self.plan.labels.items()},
+            "tta": first.tta,
+            "tta_axes": first.tta_axes if first.tta else [],
+            "backend": first.backend.name,
+            "precision": first.precision.value,
+            "overlap": first.overlap,
+            "postprocess": options.to_dict(),
+            "seconds": round(prepared.seconds, 3),
+        }
+        if prepared.crf is not None:
+            info["crf"] = prepared.crf
+        if self.regions:
+            info["regions"] = [r.model_dump() for r in self.regions]
+        out.meta.extra["medseg_prediction"] = info
+        return Prediction(out, prob_vol, info)
+
+    def predict(
+        self, image: Volume, probabilities: bool = False, postprocessing: PostprocessOptions | None = None
+    ) -> Prediction:
+        """:meth:`prepare`, :meth:`infer` and :meth:`finish` in turn (``postprocessing`` None: the
+        recorded choice; ``PostprocessOptions()`` for none)."""
+        prepared = self.prepare(image)
+        labels, probs = self.infer(prepared, probabilities)
+        return self.finish(prepared, labels, probs, postprocessing)
+
+
+def _has_checkpoint(folder: Path) -> bool:
+    return any((folder / "checkpoints" / name).is_file() for name in ("best.pt", "last.pt"))
+
+
+def _add_on_source_grid(
+    predictor: Predictor, prepared: PreparedCase, probs: torch.Tensor, acc: np.ndarray | None, weight: float
+) -> np.ndarray:
+    """``acc + weight * probs`` mapped onto the source grid, class by class (``probs`` ``[K, *S]``
+    on the network's grid; ``acc`` ``[X, Y, Z, K]``, made on the first call)."""
+    record = prepared.case.record
+    device = predictor.device if predictor.device.type == "cuda" else None
+    arr = probs.numpy()
+    for k in range(arr.shape[0]):
+        soft = predictor.plan.invert(arr[k], record, order=1, fill=0.0, device=device).array
+        if acc is None:
+            acc = np.zeros((*soft.shape, arr.shape[0]), dtype=np.float32)
+        if k == 0 and not predictor.regions:  # voxels cropped away are background
+            outside = np.ones(soft.shape, dtype=bool)
+            outside[predictor.plan.source_crop_box(record)] = False
+            soft = np.where(outside, 1.0, soft)
+        acc[..., k] += weight * soft.astype(np.float32)
+    assert acc is not None
+    return acc
+
+
+def load_predictor(
+    model: str | Path,
+    folds: str | Sequence[int] | None = None,
+    device: str = "auto",
+    checkpoint: str = "best",
+    **overrides: Any,
+) -> Predictor | EnsemblePredictor:
+    """The predictor of a run folder or checkpoint: an :class:`EnsemblePredictor` for a
+    cross-validation run (every trained fold, or ``folds``), else a :class:`Predictor`.
+
+    Raises:
+        ConfigError: ``folds`` given for a model that is not a cross-validation run.
+        MedsegError: as :meth:`Predictor.from_run` and :meth:`EnsemblePredictor.from_run`.
+    """
+    from medseg.training.fold_layout import is_fold_run
+
+    if Path(model).is_dir() and is_fold_run(model):
+        return EnsemblePredictor.from_run(model, folds, device, checkpoint, **overrides)
+    if folds is not None:
+        raise ConfigError(
+            f"--folds needs a cross-validation run (trained with --folds), but {model} is a single model",
+            hint="leave out --folds",
+        )
+    return Predictor.from_run(model, device=device, checkpoint=checkpoint, **overrides)

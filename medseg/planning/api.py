@@ -1,0 +1,137 @@
+"""``medseg plan``: fingerprint a dataset, refuse a bad one, plan a pipeline, write it.
+
+:func:`plan_dataset` is the whole of the command: the fingerprint
+(:func:`~medseg.planning.fingerprint.compute_fingerprint`), the dataset checks (every problem in one
+error), the rules (:func:`~medseg.planning.planner.plan_pipeline`, with the training step time
+probed on the device), then ``PIPELINE.yaml`` with a comment on each decision and
+``fingerprint.json`` beside it (both written atomically). When the rules propose a second
+configuration (2D for strongly anisotropic 3D data), it is written as ``PIPELINE_2d.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from medseg.errors import ConfigError
+from medseg.io.atomic import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+#: Folds the plan's cross-validation uses unless told otherwise (``data.folds``).
+DEFAULT_FOLDS = 5
+
+
+def dataset_problems(manifest: Any, fingerprint: dict[str, Any], folds: int) -> list[str]:
+    """Every reason not to plan this dataset: missing files, unlabelled training cases, fewer
+    labelled cases than folds, non-finite intensities, and the fingerprint's problems (label or
+    channel grids that disagree, a class with no voxel anywhere, undeclared label values)."""
+    problems = []
+    for case in manifest.cases:
+        for path in [*case.images, *([case.label] if case.label else [])]:
+            if not Path(path).exists():
+                problems.append(f"case {case.id}: file not found: {path}")
+        if not case.label and case.split != "test":
+            problems.append(f"case {case.id}: no label (only test cases may lack one)")
+    n = int(fingerprint["dataset"].get("n_labelled", 0))
+    if n < folds:
+        fix = f"use --folds {n}" if n >= 2 else "label more cases"
+        problems.append(f"{n} labelled case(s) for {folds} folds ({fix})")
+    for channel in fingerprint["summary"].get("channels", []):
+        if not all(math.isfinite(float(channel.get(k, 0.0))) for k in ("mean", "std", "p00_5", "p99_5")):
+            problems.append(f"channel {channel.get('name')}: NaN or infinite intensities")
+    problems.extend(str(p) for p in fingerprint["summary"].get("problems") or [])
+    return problems
+
+
+def _check_files(manifest: Any) -> None:
+    """Missing files stop the fingerprint; name all of them first."""
+    missing = [
+        str(p)
+        for case in manifest.cases
+        for p in [*case.images, *([case.label] if case.label else [])]
+        if not Path(p).exists()
+    ]
+    if missing:
+        shown = "; ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ConfigError(
+            f"cannot plan: {len(missing)} file(s) of the dataset are missing: {shown}",
+            hint="check the paths in the manifest (and --data-root); medseg manifest check lists them",
+        )
+
+
+def plan_dataset(
+    source: str | Path,
+    output: str | Path,
+    budget_minutes: float = 30.0,
+    device: str = "cpu",
+    memory_gb: float | None = None,
+    data_root: str | Path | None = None,
+    folds: int = DEFAULT_FOLDS,
+    probe: bool = True,
+    workers: int | None = None,
+) -> Any:
+    """Plan a pipeline for a dataset and write it.
+
+    Args:
+        source: MSD folder (with ``dataset.json``), ``dataset.json`` or a medseg manifest.
+        output: The pipeline YAML to write; ``fingerprint.json`` goes beside it.
+        budget_minutes: Training budget (``training.max_minutes``), minutes.
+        device: ``cpu`` or ``cuda`` (the device the plan is for; the step time is probed on it).
+        memory_gb: Memory limit of one training step, GB (default: 8 on CUDA, a quarter of RAM).
+        data_root: Folder relative manifest paths start from.
+        folds: Cross-validation folds (``data.folds``); fewer labelled cases than this are refused.
+        probe: Time real training steps on ``device`` (False: a FLOPs estimate).
+        workers: Processes for the fingerprint (default: the CPUs).
+
+    Returns:
+        The :class:`~medseg.planning.rules.PlanResult`.
+
+    Raises:
+        ConfigError: a dataset with problems (all of them named in one line), bad arguments.
+        InputNotFoundError, CorruptFileError: a missing or unreadable manifest or image.
+    """
+    from medseg.data.manifest import load_manifest
+    from medseg.planning.fingerprint import compute_fingerprint, resolve_source
+    from medseg.planning.planner import plan_pipeline
+    from medseg.planning.yaml_writer import render_yaml
+
+    if folds < 2:
+        raise ConfigError(f"--folds must be at least 2, got {folds}")
+    source_path = resolve_source(source)
+    _check_files(load_manifest(source_path, data_root))
+    fingerprint = compute_fingerprint(source_path, data_root=data_root, workers=workers)
+    problems = dataset_problems(load_manifest(source_path, data_root), fingerprint, folds)
+    if problems:
+        raise ConfigError(
+            f"cannot plan {source_path.name}: {len(problems)} problem(s): " + "; ".join(problems),
+            hint="fix the dataset (medseg manifest check shows each case), then plan again",
+        )
+    step_seconds = None
+    if probe:
+        from medseg.planning.topology import probe_step_seconds
+
+        def step_seconds(config: dict) -> float:
+            return probe_step_seconds(config, device)
+
+    result = plan_pipeline(
+        fingerprint, budget_minutes, device, memory_gb, step_seconds, manifest_path=str(source_path.resolve())
+    )
+    for planned in result.configurations:
+        data = planned.config.setdefault("data", {})
+        data["folds"] = folds
+        if data_root is not None:
+            data["data_root"] = str(Path(data_root).resolve())
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out.parent / "fingerprint.json", json.dumps(fingerprint, indent=1) + "\n")
+    write_text_atomic(out, render_yaml(result))
+    for i, alternative in enumerate(result.alternatives):
+        path = out.with_name(f"{out.stem}_{alternative.kind}{'' if i == 0 else i}{out.suffix}")
+        write_text_atomic(path, render_yaml(alternative))
+        log.info("alternative %s configuration written to %s", alternative.kind, path)
+    log.info("planned %s (%d decisions) into %s", result.kind, len(result.decisions), out)
+    return result

@@ -1,0 +1,496 @@
+"""``plan_pipeline``: a whole pipeline dict from a dataset fingerprint and a time budget.
+
+The rules live in :mod:`medseg.planning.rules` (data-driven decisions) and
+:mod:`medseg.planning.topology` (patch, network and batch fitted to the memory limit and to the
+number of steps the budget allows). This module applies them in order and assembles the config.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from medseg.errors import ConfigError
+from medseg.planning import topology as tp
+from medseg.planning.rules import (
+    Decision,
+    PlanResult,
+    class_weighting,
+    dataset_warnings,
+    dimensionality,
+    foreground_oversample,
+    foreground_sampling,
+    mirror_axes,
+    mm3,
+    normalization,
+    slice_axis,
+    sorted_decisions,
+    target_spacing_2d,
+    target_spacing_3d,
+)
+
+#: The planned minimum of training steps in the budget: the 5-minute hippocampus runs (875-1157
+#: steps) already reach 0.866 / 0.852 Dice, within 0.03 of the 28-minute recipe (4959 steps).
+MIN_STEPS = 1000
+#: Share of the budget left for training steps (validation <= 10 %, data loading, checkpoints).
+TRAIN_SHARE = 0.85
+#: Share of the budget validation may take, and the most validations per run.
+VAL_SHARE, MAX_VALIDATIONS = 0.1, 20
+_UNET_WHY = (
+    "medseg's U-Net with per-axis pooling (lever study: nnU-Net's DynUNet scored the same, "
+    "-0.002 / +0.001 Dice; its deep supervision cost 0.020 / 0.011)"
+)
+#: Default memory limit: 8 GB on CUDA (nnU-Net's reference GPU); a quarter of the RAM on a CPU
+#: (the rest holds the cached cases, the loader workers and the system).
+CUDA_MEMORY_GB, CPU_RAM_SHARE = 8.0, 0.25
+#: Epoch counts are planned at this multiple of the steps the budget allows: the budget, not the
+#: epoch count, ends the run, and the poly schedule follows the elapsed time (trainer ``_loop``).
+EPOCH_HEADROOM = 4
+
+
+def default_memory_gb(device: str) -> float:
+    """8 GB on CUDA; on a CPU a quarter of the physical RAM (8 GB when it cannot be read)."""
+    if device.startswith("cuda"):
+        return CUDA_MEMORY_GB
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8.0
+    return round(CPU_RAM_SHARE * ram, 1)
+
+
+def _set(cfg: dict, key: str, value: Any) -> None:
+    *head, last = key.split(".")
+    for k in head:
+        cfg = cfg.setdefault(k, {})
+    cfg[last] = value
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars and tuples as plain Python values (YAML- and JSON-safe)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def build_config(decisions: list[Decision]) -> dict[str, Any]:
+    """A pipeline dict from decisions (later ones win), sections in the usual order."""
+    cfg: dict[str, Any] = {}
+    for d in decisions:
+        _set(cfg, d.key, _plain(d.value))
+    order = [
+        "name",
+        "description",
+        "labels",
+        "data",
+        "preprocessing",
+        "model",
+        "loss",
+        "augmentation",
+        "training",
+        "inference",
+    ]
+    return {k: cfg[k] for k in order if k in cfg} | {k: v for k, v in cfg.items() if k not in order}
+
+
+def _check(fp: dict, budget_minutes: float, device: str) -> None:
+    for key in ("dataset", "summary"):
+        if not isinstance(fp.get(key), dict):
+            raise ConfigError(f"the fingerprint has no {key!r} section", hint="recompute it with medseg plan")
+    if not budget_minutes or budget_minutes <= 0:
+        raise ConfigError(
+            f"the time budget must be positive, got {budget_minutes}", hint="give --budget MINUTES"
+        )
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise ConfigError(f"unknown device {device!r}", hint="plan for cpu or cuda")
+
+
+def _resampled_median(fp: dict, spacing: list[float | None] | None) -> list[float]:
+    """Median shape (voxels per axis) of the cases resampled to ``spacing`` (None: kept)."""
+    cases = fp.get("cases") or []
+    if not cases:
+        shape = fp["summary"].get("median_shape_after_resampling") or fp["summary"]["median_shape"]
+        med = fp["summary"]["median_spacing"]
+        return [float(s) * float(m) / float(t or m) for s, m, t in zip(shape, med, spacing or med)]
+    rows = []
+    for c in cases:
+        t = spacing or c["spacing"]
+        rows.append([int(n) * float(s) / float(ts or s) for n, s, ts in zip(c["shape"], c["spacing"], t)])
+    return [float(v) for v in np.median(np.array(rows), axis=0)]
+
+
+def _common(fp: dict, kind: str, manifest: str, budget: float, device: str) -> list[Decision]:
+    ds = fp["dataset"]
+    slug = re.sub(r"[^a-z0-9]+", "_", str(ds.get("name") or "dataset").lower()).strip("_") or "dataset"
+    labels = {int(k): str(v) for k, v in (ds.get("labels") or {}).items()}
+    out = [
+        Decision("name", f"{slug}_{kind}", "dataset name and configuration", f"dataset {ds.get('name')!r}"),
+        Decision(
+            "description",
+            f"planned by medseg plan: {kind.upper()} U-Net, {budget:g}-minute budget on {device}",
+            "what was planned",
+            "",
+        ),
+        Decision("labels", labels, "the dataset's classes", f"{len(labels)} labels"),
+        Decision(
+            "data.manifest", manifest, "the dataset the fingerprint measured", f"source {fp.get('source')}"
+        ),
+    ]
+    chans = [str(c) for c in ds.get("channels") or []]
+    if len(chans) > 1:
+        out.append(
+            Decision(
+                "data.channels",
+                chans,
+                "channel order pinned: training refuses a manifest whose channels differ",
+                f"{len(chans)} channels",
+            )
+        )
+    n = int(ds.get("n_labelled", fp["summary"]["n_cases"]))
+    if 2 <= n < 5:
+        out.append(
+            Decision("data.folds", n, "fewer labelled cases than the default 5 folds", f"{n} labelled")
+        )
+    out.append(
+        Decision(
+            "preprocessing.orientation",
+            "RAS",
+            "every case reoriented to RAS, the frame the fingerprint measured in (axis 0 = left-right)",
+            "",
+        )
+    )
+    return out
+
+
+def _network_decisions(
+    fit: tp.Fit,
+    kind: str,
+    device: str,
+    median: list[float],
+    limit_gb: float,
+    why_batch: str,
+    mem_gb: float,
+    probed: bool,
+) -> list[Decision]:
+    t = fit.topo
+    pools = ", ".join(f"axis {a}: {n}" for a, n in enumerate(t.pools_per_axis))
+    base_why = (
+        "16 on a CPU (the shipped recipes: a 32-wide net costs about 4x the FLOPs per step, "
+        "so 4x fewer steps in the budget)"
+        if not device.startswith("cuda")
+        else "32 on CUDA (nnU-Net)"
+    )
+    cap = 320 if kind == "3d" else 512
+    notes = "; ".join(fit.notes) or "no shrinking needed"
+    how = "probed on the device" if probed else "estimated from FLOPs (no probe)"
+    out = [
+        Decision(
+            "model.params.features",
+            list(t.features),
+            f"{t.levels} levels, width doubling from {base_why}, capped at {cap} (nnU-Net)",
+            f"pooling steps per axis: {pools}",
+        ),
+    ]
+    if "strides" in t.unet_params():
+        out.append(
+            Decision(
+                "model.params.strides",
+                t.unet_params()["strides"],
+                "nnU-Net's pooling: an axis is "
+                "pooled while its map keeps >= 4 voxels and its spacing is < 2x the finest",
+                f"patch {list(t.patch)}",
+            )
+        )
+    out.append(
+        Decision(
+            "training.patch_size",
+            list(t.patch),
+            "the median shape after resampling, rounded up "
+            "to the pooling divisor, shrunk (nnU-Net's axis rule) to the memory limit and the "
+            f"steps the budget allows: {notes}",
+            f"median shape {tp_fmt(median)}; estimated "
+            f"memory {mem_gb:.3g} of {limit_gb:.3g} GB; {fit.step_seconds:.3g} s/step ({how}), "
+            f"about {fit.steps:.0f} steps",
+        )
+    )
+    batch_why = (
+        "2 for 3D (nnU-Net's minimum; lever study: batch 2 beat batch 4 in a fixed budget, 0.868 / "
+        "0.846 vs 0.856 / 0.841 Dice)"
+        if kind == "3d"
+        else f"2D: as many patches as fit, {why_batch}"
+    )
+    out.append(Decision("training.batch_size", fit.batch, batch_why, f"patch {list(t.patch)}"))
+    return out
+
+
+def tp_fmt(values: list[float]) -> str:
+    return " x ".join(f"{v:.4g}" for v in values)
+
+
+def _fit(
+    fp: dict,
+    kind: str,
+    spacing: list[float],
+    median: list[float],
+    device: str,
+    limit_gb: float,
+    time_of: Callable[[tp.Topology, int], float],
+    budget_s: float,
+    n_in: int,
+    n_cls: int,
+) -> tuple[tp.Fit, str]:
+    cuda = device.startswith("cuda")
+    dims = len(spacing)
+    cap = 320 if dims == 3 else 512
+    start = tp.initial_patch(median, spacing, tp.INITIAL_PATCH_VOXELS[dims])
+    fit = tp.Fit(tp.make_topology(start, spacing, 32 if cuda else 16, cap), 2)
+    fit = tp.fit_memory(fit, limit_gb * 2**30, median, spacing, cap, n_in, n_cls, cuda)
+    why = ""
+    if dims == 2:
+        n_vox = fp["summary"]["n_cases"] * math.prod(_resampled_median(fp, None))
+        fit.batch, why = tp.batch_2d(fit.topo, limit_gb * 2**30, n_vox, device, n_in, n_cls, cuda)
+
+    def estimate(topo: tp.Topology, batch: int) -> float:
+        return tp.fallback_step_seconds(topo, n_in, n_cls, batch, device)
+
+    fit = tp.fit_steps(
+        fit, time_of, estimate, TRAIN_SHARE * budget_s, MIN_STEPS, median, spacing, cap, 16 if cuda else 8
+    )
+    return fit, why
+
+
+def schedule(budget: float, fit: tp.Fit, val_pass_s: float, device: str) -> list[Decision]:
+    """Budget, epochs, iterations and validation cadence; nnU-Net's SGD + poly, stretched over time."""
+    step, steps = fit.step_seconds, fit.steps
+    ipe = int(min(250, max(25, 5 * round(30 / max(step, 1e-6) / 5))))
+    est_epochs = max(1.0, steps / ipe)
+    epochs = max(1, math.ceil(EPOCH_HEADROOM * est_epochs))
+    passes = int(min(MAX_VALIDATIONS, max(1, VAL_SHARE * budget * 60 // max(val_pass_s, 1e-6))))
+    val_every = max(1, math.ceil(est_epochs / passes))
+    ev = f"{step:.3g} s/step -> about {steps:.0f} steps, {est_epochs:.0f} epochs"
+    ev += f"; one validation about {val_pass_s:.3g} s"
+    cpu = not device.startswith("cuda")
+    out = [
+        Decision(
+            "training.max_minutes", float(budget), "the time budget: training stops when it is spent", ""
+        ),
+        Decision(
+            "training.epochs",
+            epochs,
+            f"{EPOCH_HEADROOM}x the epochs the budget allows: the budget ends the "
+            "run and the poly schedule is stretched over the elapsed time (trainer)",
+            ev,
+        ),
+        Decision("training.iterations_per_epoch", ipe, "epochs of about 30 s (a checkpoint each epoch)", ev),
+        Decision(
+            "training.val_every",
+            val_every,
+            f"at most {MAX_VALIDATIONS} validations, together under "
+            f"{100 * VAL_SHARE:g} % of the budget (and one after the last epoch)",
+            ev,
+        ),
+        Decision("training.optimizer", "sgd", "nnU-Net's optimiser: SGD with nesterov momentum", ""),
+        Decision("training.lr", 0.01, "nnU-Net's learning rate", ""),
+        Decision("training.momentum", 0.99, "nnU-Net's momentum", ""),
+        Decision(
+            "training.schedule",
+            "poly",
+            "poly decay over the budget (lever study: cosine with warm-up cost 0.007 / 0.004 Dice)",
+            "",
+        ),
+        Decision(
+            "training.num_workers",
+            _workers(device),
+            "loader processes: one per 4 CPU cores on a CPU (the steps need the cores), more on CUDA",
+            f"{os.cpu_count()} CPU cores",
+        ),
+    ]
+    if cpu:
+        out.append(
+            Decision(
+                "training.cpu_bf16",
+                True,
+                "bf16 autocast on CPUs with native bf16 (about 2x "
+                "faster steps, the hippocampus recipe); ignored elsewhere",
+                "",
+            )
+        )
+    return out
+
+
+def _workers(device: str) -> int:
+    cores = os.cpu_count() or 1
+    if device.startswith("cuda"):
+        return max(1, min(8, cores - 2))
+    return max(1, min(4, cores // 4))
+
+
+def _val_pass_seconds(fp: dict, fit: tp.Fit, median_full: list[float], patch_axes: list[int]) -> float:
+    """One validation: sliding windows (overlap 0.5) over 20 % of the labelled cases, a forward
+    pass taken as a third of a training step per patch."""
+    n_val = max(1, round(0.2 * int(fp["dataset"].get("n_labelled", fp["summary"]["n_cases"]))))
+    windows = 1.0
+    for a, p in zip(patch_axes, fit.topo.patch):
+        s = median_full[a]
+        windows *= 1 if s <= p else math.ceil((s - p) / (p / 2)) + 1
+    for a in range(len(median_full)):
+        if a not in patch_axes:
+            windows *= max(1.0, median_full[a])  # 2D: every slice
+    return n_val * windows * fit.step_seconds / (3 * fit.batch)
+
+
+def _plan_one(
+    fp: dict,
+    kind: str,
+    dims: tuple[str, str],
+    budget: float,
+    device: str,
+    limit_gb: float,
+    step_seconds: Callable[[dict], float] | None,
+    manifest: str,
+) -> PlanResult:
+    """One configuration (``kind`` 3d or 2d) of the plan."""
+    summary = fp["summary"]
+    s_ax = slice_axis(fp) if kind == "2d" else None
+    decisions = _common(fp, kind, manifest, budget, device) + _preprocessing(fp, s_ax)
+    full_target = _full_target(next(d.value for d in decisions if d.key == "preprocessing.target_spacing"))
+    decisions.append(Decision("model.name", "unet", _UNET_WHY, ""))
+    decisions.append(Decision("model.spatial_dims", 3 if kind == "3d" else 2, dims[0], dims[1]))
+    patch_axes = [a for a in range(3) if a != s_ax]
+    median_full = _resampled_median(fp, full_target)
+    median = [median_full[a] for a in patch_axes]
+    spacing = [float(full_target[a] if full_target else summary["median_spacing"][a]) for a in patch_axes]
+    n_in = max(1, len(fp["dataset"].get("channels") or summary["channels"]))
+    n_cls = max(int(k) for k in (fp["dataset"].get("labels") or {"0": 0, "1": 1})) + 1
+
+    def time_of(topo: tp.Topology, batch: int) -> float:
+        if step_seconds is None:
+            return tp.fallback_step_seconds(topo, n_in, n_cls, batch, device)
+        trial = _Trial(topo, batch, kind, device)
+        return float(step_seconds(build_config(decisions + trial.decisions())))
+
+    fit, why_batch = _fit(fp, kind, spacing, median, device, limit_gb, time_of, budget * 60, n_in, n_cls)
+    mem = tp.training_memory_bytes(fit.topo, fit.batch, n_in, n_cls, device.startswith("cuda")) / 2**30
+    net = _network_decisions(fit, kind, device, median, limit_gb, why_batch, mem, step_seconds is not None)
+    decisions += net
+    patch_vol = mm3(list(fit.topo.patch), spacing)
+    decisions += [
+        Decision(
+            "loss.name",
+            "dice_focal",
+            "Dice + focal, the shipped recipes' loss (hippocampus 0.897 / 0.881)",
+            "",
+        ),
+        class_weighting(fp),
+        *mirror_axes(fp, kind, s_ax),
+        foreground_oversample(fp, patch_vol, s_ax),
+        foreground_sampling(fp, patch_vol, s_ax),
+        *schedule(budget, fit, _val_pass_seconds(fp, fit, median_full, patch_axes), device),
+        Decision("inference.overlap", 0.5, "sliding windows overlapping by half (nnU-Net)", ""),
+    ]
+    warnings = dataset_warnings(fp, 5) + fit.warnings
+    decisions = sorted_decisions(decisions)
+    return PlanResult(build_config(decisions), decisions, warnings, kind)
+
+
+class _Trial:
+    """The network decisions of a candidate topology (for the step-time probe)."""
+
+    def __init__(self, topo: tp.Topology, batch: int, kind: str, device: str) -> None:
+        self.topo, self.batch, self.kind, self.device = topo, batch, kind, device
+
+    def decisions(self) -> list[Decision]:
+        params = self.topo.unet_params()
+        out = [
+            Decision("model.name", "unet", "", ""),
+            Decision("model.params", params, "", ""),
+            Decision("training.patch_size", list(self.topo.patch), "", ""),
+            Decision("training.batch_size", self.batch, "", ""),
+            Decision("loss.name", "dice_focal", "", ""),
+        ]
+        if not self.device.startswith("cuda"):
+            out.append(Decision("training.cpu_bf16", True, "", ""))
+        return out
+
+
+def _full_target(value: Any) -> list[float | None] | None:
+    """The target spacing as 3 values (None: an axis kept)."""
+    if value is None:
+        return None
+    if len(value) == 2:
+        return [float(value[0]), float(value[1]), None]
+    return [float(v) for v in value]
+
+
+def _preprocessing(fp: dict, s_ax: int | None) -> list[Decision]:
+    """Target spacing, normalisation, cropping (and the slice axis of a 2D model), in this order."""
+    summary = fp["summary"]
+    spacing3 = target_spacing_3d(fp)
+    two_d_data = bool(summary["is_2d"])
+    out = [
+        spacing3 if s_ax is None else target_spacing_2d(fp, s_ax, spacing3.value),
+        normalization(fp),
+        Decision(
+            "preprocessing.crop_foreground",
+            not two_d_data,
+            "pictures fill their frame: no cropping"
+            if two_d_data
+            else "crop to the non-zero region (nnU-Net)",
+            "",
+        ),
+    ]
+    if s_ax is not None:
+        why = "2D slices along the size-1 axis" if two_d_data else "2D slices across the coarsest axis"
+        out.append(
+            Decision("preprocessing.slice_axis", s_ax, why, f"median shape {tp_fmt(summary['median_shape'])}")
+        )
+    return out
+
+
+def plan_pipeline(
+    fingerprint: dict,
+    budget_minutes: float,
+    device: str = "cpu",
+    memory_gb: float | None = None,
+    step_seconds: Callable[[dict], float] | None = None,
+    manifest_path: str | None = None,
+) -> PlanResult:
+    """Plan a pipeline for the dataset a fingerprint describes, fitted to a time budget.
+
+    Args:
+        fingerprint: ``fingerprint.json`` as a dict (see the fingerprint contract; axes in RAS,
+            lengths in mm).
+        budget_minutes: Training budget in minutes (``training.max_minutes``).
+        device: ``"cpu"`` or ``"cuda"`` (``"cuda:N"``): width, memory and precision defaults.
+        memory_gb: Memory limit for one training step, GB (default: :func:`default_memory_gb`).
+        step_seconds: Seconds per training step of a candidate pipeline dict on the real device,
+            e.g. ``lambda c: probe_step_seconds(c, device)``; default: a FLOPs estimate.
+        manifest_path: ``data.manifest`` (default: the fingerprint's ``source``).
+
+    Returns:
+        The primary configuration; for strongly anisotropic 3D data (anisotropy over 3) also the
+        2D one in ``alternatives`` (cross-validation picks, as in nnU-Net).
+
+    Raises:
+        ConfigError: a fingerprint without its sections, a budget <= 0 or an unknown device.
+    """
+    _check(fingerprint, budget_minutes, device)
+    kinds, why, evidence = dimensionality(fingerprint)
+    limit = float(memory_gb) if memory_gb else default_memory_gb(device)
+    manifest = manifest_path or str(fingerprint.get("source") or "")
+    if not manifest:
+        raise ConfigError("no manifest path: the fingerprint has no source", hint="pass manifest_path")
+    results = [
+        _plan_one(fingerprint, k, (why, evidence), budget_minutes, device, limit, step_seconds, manifest)
+        for k in kinds
+    ]
+    primary = results[0]
+    primary.alternatives = results[1:]
+    return primary

@@ -1,0 +1,107 @@
+"""``medseg plan``: the three-command contract (plan, train, predict with no hand edits, from another
+folder), the refusal of bad datasets with every problem named, and the files it writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medseg.cli.main import main
+from medseg.config import load_pipeline
+from medseg.errors import ConfigError
+from medseg.planning.api import dataset_problems, plan_dataset
+from tests.cli_checks import one_error_line
+from tests.planning.test_fingerprint import _msd
+
+AFFINE = np.diag([1.0, 1.0, 1.5, 1.0])
+
+
+def _cases(n: int, shape=(24, 28, 16), empty_class: bool = False, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    cases = {}
+    for i in range(n):
+        lab = np.zeros(shape, np.uint8)
+        x0 = 6 + i % 3
+        lab[x0 : x0 + 8, 8:18, 4:11] = 1
+        if not empty_class:
+            lab[x0 + 8 : x0 + 12, 8:18, 4:11] = 2
+        img = (rng.normal(0, 1, shape) + 3.0 * (lab > 0) + 1.5 * (lab == 2)).astype(np.float32)
+        cases[f"case_{i:02d}"] = (img, lab, AFFINE)
+    return cases
+
+
+def test_plan_train_predict_need_no_edits(tmp_path, monkeypatch, capsys):
+    """plan -> train -> predict with absolute paths, run from an unrelated folder."""
+    data = _msd(tmp_path / "data", _cases(6))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    pipeline = tmp_path / "plans" / "p.yaml"
+    assert (
+        main(["plan", str(data), "-o", str(pipeline), "--budget", "0.05", "--no-probe", "--workers", "1"])
+        == 0
+    )
+    assert "planned 3D" in capsys.readouterr().out
+    fingerprint = json.loads((pipeline.parent / "fingerprint.json").read_text())
+    assert fingerprint["summary"]["n_cases"] == 6
+    config = load_pipeline(pipeline)
+    assert Path(config.data.manifest).is_absolute() and config.training.max_minutes == 0.05
+    # class 'b' always lies right of 'a' (centroids 0.4 / 0.67 of the width): a left-right flip would
+    # swap them, so nothing is mirrored, and the YAML says why
+    assert config.augmentation.flip_axes == [] and "lateralised" in pipeline.read_text()
+    assert config.data.folds == 5
+    text = pipeline.read_text()
+    assert text.count("\n  # ") + text.count("\n# ") >= 10  # the decisions carry their reasons
+    run = tmp_path / "run"
+    assert main(["train", str(pipeline), "-o", str(run), "--set", "training.val_every=100"]) == 0
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    (scans / "s.nii.gz").write_bytes((data / "imagesTr" / "case_00.nii.gz").read_bytes())
+    out = tmp_path / "out"
+    assert main(["predict", "-m", str(run), "-i", str(scans), "-o", str(out)]) == 0
+    assert (out / "s.nii.gz").is_file()
+
+
+def test_bad_dataset_is_refused_with_every_problem(tmp_path, capsys):
+    data = _msd(tmp_path / "data", _cases(3, empty_class=True))
+    with pytest.raises(ConfigError) as info:
+        plan_dataset(data, tmp_path / "p.yaml", budget_minutes=5, probe=False, workers=1)
+    message = str(info.value)
+    assert "3 labelled case(s) for 5 folds (use --folds 3)" in message
+    assert "class" in message and "b" in message  # class 2 ('b') has no voxel anywhere
+    assert not (tmp_path / "p.yaml").exists() and not (tmp_path / "fingerprint.json").exists()
+    assert main(["plan", str(data), "-o", str(tmp_path / "p.yaml"), "--no-probe", "--workers", "1"]) != 0
+    one_error_line(capsys, "cannot plan", "5 folds")
+
+
+def test_missing_files_are_named_before_any_fingerprint(tmp_path, capsys):
+    data = _msd(tmp_path / "data", _cases(6))
+    (data / "labelsTr" / "case_02.nii.gz").unlink()
+    assert main(["plan", str(data), "-o", str(tmp_path / "p.yaml"), "--no-probe"]) != 0
+    one_error_line(capsys, "missing", "case_02.nii.gz")
+
+
+def test_dataset_problems_name_each_kind():
+    class Case:
+        def __init__(self, cid, label, split=None):
+            self.id, self.images, self.label, self.split = cid, ["/nonexistent/i.nii.gz"], label, split
+
+    manifest = type("Manifest", (), {"cases": [Case("a", None), Case("t", None, "test")]})
+
+    fp = {
+        "dataset": {"n_labelled": 1},
+        "summary": {
+            "channels": [{"name": "T1", "mean": float("nan"), "std": 1, "p00_5": 0, "p99_5": 1}],
+            "problems": ["label grid disagrees in case x"],
+        },
+    }
+    problems = dataset_problems(manifest, fp, folds=5)
+    assert any("file not found" in p for p in problems)
+    assert any("case a: no label" in p for p in problems) and not any(
+        "case t: no label" in p for p in problems
+    )
+    assert any("1 labelled case(s) for 5 folds (label more cases)" in p for p in problems)
+    assert any("NaN" in p for p in problems) and "label grid disagrees in case x" in problems
