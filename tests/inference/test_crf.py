@@ -261,7 +261,7 @@ def test_config_section_matches_the_options():
     assert cfg.postprocessing.crf == CRFConfig()
     assert CRFOptions.from_config({"normalization": "none"}).normalization == "none"
     regions = [{"name": "wt", "labels": [1], "value": 1}]
-    with pytest.raises(ValidationError, match="region .*cannot use the dense CRF"):
+    with pytest.raises(ValidationError, match=r"region .*cannot use the dense CRF"):
         PipelineConfig.model_validate(
             {
                 **minimal,
