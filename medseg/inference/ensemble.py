@@ -32,7 +32,13 @@ import torch
 
 from medseg.errors import ConfigError, InputNotFoundError, MedsegError
 from medseg.inference.postprocess import PostprocessOptions, postprocess
-from medseg.inference.predictor import Prediction, Predictor, PreparedCase
+from medseg.inference.predictor import (
+    Prediction,
+    Predictor,
+    PreparedCase,
+    prediction_record,
+    source_grid_labels,
+)
 from medseg.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -228,30 +234,17 @@ class EnsemblePredictor:
         image = prepared.image
         options = postprocessing or self.recorded_postprocessing or PostprocessOptions()
         arr = postprocess(labels.numpy(), image.spacing, options)
-        out = Volume(arr, image.affine.copy())
-        for key in ("source", "series_uid", "study_uid", "frame_of_reference_uid"):
-            setattr(out.meta, key, getattr(image.meta, key))
-        out.meta.sop_instance_uids = list(image.meta.sop_instance_uids)
+        out = source_grid_labels(arr, image)
         prob_vol = Volume(probabilities.numpy(), image.affine.copy()) if probabilities is not None else None
         prepared.seconds += time.monotonic() - t0
-        first = self.predictors[0]
-        info: dict[str, Any] = {
-            "model": self.model_name,
-            "folds": self.folds,
-            "ensemble": "mean of the models' probabilities on the source grid",
-            "labels": {str(k): v for k, v in self.plan.labels.items()},
-            "tta": first.tta,
-            "tta_axes": first.tta_axes if first.tta else [],
-            "backend": first.backend.name,
-            "precision": first.precision.value,
-            "overlap": first.overlap,
-            "postprocess": options.to_dict(),
-            "seconds": round(prepared.seconds, 3),
-        }
-        if prepared.crf is not None:
-            info["crf"] = prepared.crf
-        if self.regions:
-            info["regions"] = [r.model_dump() for r in self.regions]
+        info = prediction_record(
+            self.predictors[0],
+            self.model_name,
+            options,
+            prepared,
+            folds=self.folds,
+            ensemble="mean of the models' probabilities on the source grid",
+        )
         out.meta.extra["medseg_prediction"] = info
         return Prediction(out, prob_vol, info)
 

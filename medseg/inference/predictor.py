@@ -18,7 +18,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,12 @@ from medseg.device import resolve_device
 from medseg.errors import ConfigError, InputNotFoundError, MedsegError
 from medseg.inference.crf import CRFOptions, dense_crf, run_crf_options
 from medseg.inference.postprocess import PostprocessOptions, postprocess
+from medseg.inference.prediction import (
+    Prediction,
+    PreparedCase,
+    prediction_record,
+    source_grid_labels,
+)
 from medseg.inference.sliding_window import (
     accumulation_device,
     argmax_decision,
@@ -40,7 +45,7 @@ from medseg.inference.sliding_window import (
 )
 from medseg.inference.tta import MirrorTTA
 from medseg.io.formats import is_2d_source
-from medseg.transforms.preprocess import Plan, PreprocessedCase
+from medseg.transforms.preprocess import Plan
 from medseg.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -53,33 +58,6 @@ def trained_flip_axes(config: dict[str, Any], n_axes: int) -> list[int]:
         return []
     axes = aug.get("flip_axes")
     return list(range(n_axes)) if axes is None else sorted({int(a) for a in axes if 0 <= int(a) < n_axes})
-
-
-@dataclass
-class PreparedCase:
-    """A scan checked and preprocessed for the network (what :meth:`Predictor.prepare` returns).
-
-    Attributes:
-        image: The source scan (the mask is mapped back onto its grid).
-        case: The scan on the network's grid: ``case.image`` ``[C, *S]`` float32, and
-            ``case.record``, which inverts the preprocessing.
-        seconds: Time spent on this case so far (each stage adds its own), in seconds.
-        crf: What the dense CRF did (options, voxels, seconds), when it ran.
-    """
-
-    image: Volume
-    case: PreprocessedCase
-    seconds: float = 0.0
-    crf: dict[str, Any] | None = None
-
-
-@dataclass
-class Prediction:
-    """A predicted label map on the source grid, with optional probabilities and a record."""
-
-    labels: Volume
-    probabilities: Volume | None = None
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 def _find_checkpoint(path: Path, which: str) -> Path:
@@ -450,12 +428,7 @@ class Predictor:
         options = postprocessing or PostprocessOptions()
         arr = postprocess(back.array, image.spacing, options)
         dtype = np.uint8 if self.max_label < 256 else np.uint16
-        out = Volume(arr.astype(dtype), image.affine.copy(), back.meta)
-        out.meta.source = image.meta.source
-        out.meta.series_uid = image.meta.series_uid
-        out.meta.study_uid = image.meta.study_uid
-        out.meta.frame_of_reference_uid = image.meta.frame_of_reference_uid
-        out.meta.sop_instance_uids = list(image.meta.sop_instance_uids)
+        out = source_grid_labels(arr.astype(dtype), image, back.meta)
         prob_vol = None
         if probabilities is not None:
             soft = self.plan.invert(
@@ -467,21 +440,7 @@ class Predictor:
                 soft.array[0][outside] = 1.0
             prob_vol = Volume(np.moveaxis(soft.array, 0, -1).astype(np.float32), image.affine.copy())
         prepared.seconds += time.monotonic() - t0
-        info = {
-            "model": self.model_name,
-            "labels": {str(k): v for k, v in self.plan.labels.items()},
-            "tta": self.tta,
-            "tta_axes": self.tta_axes if self.tta else [],
-            "backend": self.backend.name,
-            "precision": self.precision.value,
-            "overlap": self.overlap,
-            "postprocess": options.to_dict(),
-            "seconds": round(prepared.seconds, 3),
-        }
-        if prepared.crf is not None:
-            info["crf"] = prepared.crf
-        if self.regions:  # the probability maps, one per region, follow this order
-            info["regions"] = [r.model_dump() for r in self.regions]
+        info = prediction_record(self, self.model_name, options, prepared)
         out.meta.extra["medseg_prediction"] = info
         return Prediction(out, prob_vol, info)
 

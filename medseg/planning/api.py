@@ -63,6 +63,62 @@ def _check_files(manifest: Any) -> None:
         )
 
 
+def check_arguments(
+    budget_minutes: float, device: str, memory_gb: float | None, folds: int, workers: int | None, probe: bool
+) -> None:
+    """Refuse bad arguments before any case is read.
+
+    Raises:
+        ConfigError: a budget or memory limit that is not positive, fewer than 2 folds, fewer than
+            1 worker, a device other than cpu / cuda / cuda:N, or a step-time probe on CUDA where
+            there is none.
+    """
+    import re
+
+    if not budget_minutes > 0:
+        raise ConfigError(f"--budget must be a positive number of minutes, got {budget_minutes}")
+    if memory_gb is not None and not memory_gb > 0:
+        raise ConfigError(f"--memory-gb must be positive, got {memory_gb}")
+    if folds < 2:
+        raise ConfigError(f"--folds must be at least 2, got {folds}")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise ConfigError(f"--device must be cpu or cuda (cuda:N), got {device!r}")
+    if probe and device.startswith("cuda"):
+        import torch
+
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"no CUDA device {device} here to time training steps on",
+                hint="plan on the GPU machine, or add --no-probe (the step time is then estimated "
+                "from FLOPs)",
+            )
+
+
+def _region_loss(planned: Any, n_regions: int) -> None:
+    """Region datasets (nnU-Net v2 regions in dataset.json, or a manifest's regions) train sigmoid
+    outputs: the region loss, and no class weights."""
+    from medseg.planning.rules import Decision
+
+    planned.config["loss"].update(name="region_dice_bce", class_weighting="none")
+    planned.decisions.append(
+        Decision(
+            "loss.name",
+            "region_dice_bce",
+            "the dataset defines regions: one sigmoid output per region, Dice + BCE (nnU-Net's "
+            "region training)",
+            f"{n_regions} regions",
+        )
+    )
+    planned.decisions.append(
+        Decision(
+            "loss.class_weighting", "none", "regions overlap: no per-class weights", f"{n_regions} regions"
+        )
+    )
+
+
 def plan_dataset(
     source: str | Path,
     output: str | Path,
@@ -97,14 +153,13 @@ def plan_dataset(
     from medseg.data.manifest import load_manifest
     from medseg.planning.fingerprint import compute_fingerprint, resolve_source
     from medseg.planning.planner import plan_pipeline
-    from medseg.planning.yaml_writer import render_yaml
 
-    if folds < 2:
-        raise ConfigError(f"--folds must be at least 2, got {folds}")
+    check_arguments(budget_minutes, device, memory_gb, folds, workers, probe)
     source_path = resolve_source(source)
-    _check_files(load_manifest(source_path, data_root))
+    manifest = load_manifest(source_path, data_root)
+    _check_files(manifest)
     fingerprint = compute_fingerprint(source_path, data_root=data_root, workers=workers)
-    problems = dataset_problems(load_manifest(source_path, data_root), fingerprint, folds)
+    problems = dataset_problems(manifest, fingerprint, folds)
     if problems:
         raise ConfigError(
             f"cannot plan {source_path.name}: {len(problems)} problem(s): " + "; ".join(problems),
@@ -118,14 +173,28 @@ def plan_dataset(
             return probe_step_seconds(config, device)
 
     result = plan_pipeline(
-        fingerprint, budget_minutes, device, memory_gb, step_seconds, manifest_path=str(source_path.resolve())
+        fingerprint,
+        budget_minutes,
+        device,
+        memory_gb,
+        step_seconds,
+        manifest_path=str(source_path.resolve()),
+        folds=folds,
     )
     for planned in result.configurations:
-        data = planned.config.setdefault("data", {})
-        data["folds"] = folds
         if data_root is not None:
-            data["data_root"] = str(Path(data_root).resolve())
-    out = Path(output)
+            planned.config["data"]["data_root"] = str(Path(data_root).resolve())
+        if manifest.regions:
+            _region_loss(planned, len(manifest.regions))
+    write_plan(result, fingerprint, Path(output))
+    return result
+
+
+def write_plan(result: Any, fingerprint: dict[str, Any], out: Path) -> None:
+    """``out`` (the primary configuration), ``<out>_2d.yaml`` for an alternative, and
+    ``fingerprint.json`` beside them, each written atomically."""
+    from medseg.planning.yaml_writer import render_yaml
+
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out.parent / "fingerprint.json", json.dumps(fingerprint, indent=1) + "\n")
     write_text_atomic(out, render_yaml(result))
@@ -134,4 +203,3 @@ def plan_dataset(
         write_text_atomic(path, render_yaml(alternative))
         log.info("alternative %s configuration written to %s", alternative.kind, path)
     log.info("planned %s (%d decisions) into %s", result.kind, len(result.decisions), out)
-    return result

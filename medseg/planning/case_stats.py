@@ -79,11 +79,13 @@ def channel_stats(
 
     Returns:
         ``{p00_5, p99_5, mean, std, min, max, integer_valued, foreground, image_min, image_max,
-        dtype}`` (percentiles as numpy's linear ``np.percentile``) and up to
+        dtype, non_finite}`` (statistics over the finite values, ``non_finite`` the NaN/inf voxels;
+        percentiles as numpy's linear ``np.percentile``) and up to
         :data:`SAMPLE_PER_CASE` of the voxels those statistics cover (drawn without replacement).
     """
     foreground = mask is not None and bool(mask.any())
     values = arr[mask] if foreground else arr.ravel()
+    non_finite = 0 if np.issubdtype(arr.dtype, np.integer) else int(arr.size - np.isfinite(arr).sum())
     if not np.issubdtype(values.dtype, np.integer):
         values = values[np.isfinite(values)]
     if values.size == 0:
@@ -104,6 +106,7 @@ def channel_stats(
         "image_min": float(np.nanmin(arr)) if arr.size else 0.0,
         "image_max": float(np.nanmax(arr)) if arr.size else 0.0,
         "dtype": str(arr.dtype),
+        "non_finite": non_finite,
     }
     return stats, sample
 

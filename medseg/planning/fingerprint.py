@@ -215,6 +215,9 @@ def compute_fingerprint(
     start = time.perf_counter()
     path = resolve_source(source)
     manifest = load_manifest(path, data_root)
+    held_out = sum(c.split == "test" for c in manifest.cases)
+    # the test split is never looked at: nothing of the held-out cases may shape the plan
+    manifest = manifest.model_copy(update={"cases": [c for c in manifest.cases if c.split != "test"]})
     settings = _settings_key(manifest)
     keys = [case_key(c, settings) for c in manifest.cases]
     cache = FingerprintCache(cache_dir, path, data_root) if use_cache else None
@@ -234,7 +237,7 @@ def compute_fingerprint(
     return {
         "version": FINGERPRINT_VERSION,
         "source": str(path),
-        "dataset": dataset_entry(manifest, records),
+        "dataset": {**dataset_entry(manifest, records), "n_test_left_out": held_out},
         "cases": records,
         "summary": summarise(manifest, records, samples),
         "seconds": round(time.perf_counter() - start, 3),

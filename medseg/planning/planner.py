@@ -126,7 +126,7 @@ def _resampled_median(fp: dict, spacing: list[float | None] | None) -> list[floa
     return [float(v) for v in np.median(np.array(rows), axis=0)]
 
 
-def _common(fp: dict, kind: str, manifest: str, budget: float, device: str) -> list[Decision]:
+def _common(fp: dict, kind: str, manifest: str, budget: float, device: str, folds: int) -> list[Decision]:
     ds = fp["dataset"]
     slug = re.sub(r"[^a-z0-9]+", "_", str(ds.get("name") or "dataset").lower()).strip("_") or "dataset"
     labels = {int(k): str(v) for k, v in (ds.get("labels") or {}).items()}
@@ -154,9 +154,11 @@ def _common(fp: dict, kind: str, manifest: str, budget: float, device: str) -> l
             )
         )
     n = int(ds.get("n_labelled", fp["summary"]["n_cases"]))
-    if 2 <= n < 5:
+    if 2 <= n < folds:
+        out.append(Decision("data.folds", n, f"fewer labelled cases than {folds} folds", f"{n} labelled"))
+    else:
         out.append(
-            Decision("data.folds", n, "fewer labelled cases than the default 5 folds", f"{n} labelled")
+            Decision("data.folds", folds, "cross-validation folds (medseg plan --folds)", f"{n} labelled")
         )
     out.append(
         Decision(
@@ -355,11 +357,12 @@ def _plan_one(
     limit_gb: float,
     step_seconds: Callable[[dict], float] | None,
     manifest: str,
+    folds: int = 5,
 ) -> PlanResult:
     """One configuration (``kind`` 3d or 2d) of the plan."""
     summary = fp["summary"]
     s_ax = slice_axis(fp) if kind == "2d" else None
-    decisions = _common(fp, kind, manifest, budget, device) + _preprocessing(fp, s_ax)
+    decisions = _common(fp, kind, manifest, budget, device, folds) + _preprocessing(fp, s_ax)
     full_target = _full_target(next(d.value for d in decisions if d.key == "preprocessing.target_spacing"))
     decisions.append(Decision("model.name", "unet", _UNET_WHY, ""))
     decisions.append(Decision("model.spatial_dims", 3 if kind == "3d" else 2, dims[0], dims[1]))
@@ -395,7 +398,7 @@ def _plan_one(
         *schedule(budget, fit, _val_pass_seconds(fp, fit, median_full, patch_axes), device),
         Decision("inference.overlap", 0.5, "sliding windows overlapping by half (nnU-Net)", ""),
     ]
-    warnings = dataset_warnings(fp, 5) + fit.warnings
+    warnings = dataset_warnings(fp, folds) + fit.warnings
     decisions = sorted_decisions(decisions)
     return PlanResult(build_config(decisions), decisions, warnings, kind)
 
@@ -461,6 +464,7 @@ def plan_pipeline(
     memory_gb: float | None = None,
     step_seconds: Callable[[dict], float] | None = None,
     manifest_path: str | None = None,
+    folds: int = 5,
 ) -> PlanResult:
     """Plan a pipeline for the dataset a fingerprint describes, fitted to a time budget.
 
@@ -473,6 +477,7 @@ def plan_pipeline(
         step_seconds: Seconds per training step of a candidate pipeline dict on the real device,
             e.g. ``lambda c: probe_step_seconds(c, device)``; default: a FLOPs estimate.
         manifest_path: ``data.manifest`` (default: the fingerprint's ``source``).
+        folds: Cross-validation folds (``data.folds``; fewer labelled cases lower it, with a warning).
 
     Returns:
         The primary configuration; for strongly anisotropic 3D data (anisotropy over 3) also the
@@ -488,7 +493,9 @@ def plan_pipeline(
     if not manifest:
         raise ConfigError("no manifest path: the fingerprint has no source", hint="pass manifest_path")
     results = [
-        _plan_one(fingerprint, k, (why, evidence), budget_minutes, device, limit, step_seconds, manifest)
+        _plan_one(
+            fingerprint, k, (why, evidence), budget_minutes, device, limit, step_seconds, manifest, folds
+        )
         for k in kinds
     ]
     primary = results[0]

@@ -167,7 +167,10 @@ def target_spacing_2d(fp: dict, slice_axis: int, spacing_3d: list[float] | None)
     return Decision(
         "preprocessing.target_spacing",
         value,
-        f"in-plane the median spacing; slices along axis {slice_axis} keep their spacing (2D model)",
+        f"in-plane the median spacing; slices along axis {slice_axis} "
+        + (
+            "keep their own spacing (2D model)" if slice_axis == 2 else "at the median spacing too (2D model)"
+        ),
         f"median spacing {_fmt(s['median_spacing'], 'mm')}",
     )
 

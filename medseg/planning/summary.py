@@ -98,6 +98,9 @@ def _problems(manifest: Any, records: list[dict], classes: dict[str, dict]) -> l
         problems.append(
             f"label grid disagrees with the image grid in {len(bad_label)} case(s): {_names(bad_label)}"
         )
+    non_finite = [r["id"] for r in records if any(c.get("non_finite", 0) for c in r["channels"])]
+    if non_finite:
+        problems.append(f"NaN or infinite intensities in {len(non_finite)} case(s): {_names(non_finite)}")
     bad_channels = [r["id"] for r in records if not r["channel_grids_agree"]]
     if bad_channels:
         problems.append(f"channels differ in grid in {len(bad_channels)} case(s): {_names(bad_channels)}")

@@ -14,9 +14,14 @@ from medseg.config import load_pipeline
 from medseg.errors import ConfigError
 from medseg.planning.api import dataset_problems, plan_dataset
 from tests.cli_checks import one_error_line
-from tests.planning.test_fingerprint import _msd
+from tests.planning.test_fingerprint import _msd, _save
 
 AFFINE = np.diag([1.0, 1.0, 1.5, 1.0])
+
+
+def _msd_case(root: Path, cid: str, img: np.ndarray, lab: np.ndarray, affine: np.ndarray) -> None:
+    _save(root / "imagesTr" / f"{cid}.nii.gz", img, affine)
+    _save(root / "labelsTr" / f"{cid}.nii.gz", lab, affine)
 
 
 def _cases(n: int, shape=(24, 28, 16), empty_class: bool = False, seed: int = 0) -> dict:
@@ -105,3 +110,67 @@ def test_dataset_problems_name_each_kind():
     )
     assert any("1 labelled case(s) for 5 folds (label more cases)" in p for p in problems)
     assert any("NaN" in p for p in problems) and "label grid disagrees in case x" in problems
+
+
+def test_region_dataset_is_planned_with_the_region_loss(tmp_path):
+    """nnU-Net v2 regions in dataset.json: sigmoid outputs, so the region loss (train refuses softmax)."""
+    data = _msd(tmp_path / "data", _cases(6))
+    meta = json.loads((data / "dataset.json").read_text())
+    meta["labels"] = {"background": 0, "whole": [1, 2], "inner": 2}
+    meta["regions_class_order"] = [1, 2]
+    (data / "dataset.json").write_text(json.dumps(meta))
+    plan_dataset(data, tmp_path / "p.yaml", budget_minutes=5, probe=False, workers=1)
+    config = load_pipeline(tmp_path / "p.yaml")
+    assert config.loss.name == "region_dice_bce" and config.loss.class_weighting == "none"
+    assert "the dataset defines regions" in (tmp_path / "p.yaml").read_text()
+    from medseg.training.config_check import check_registries
+
+    check_registries(config)  # the loss/region pairing train checks first
+
+
+def test_test_split_is_never_read_and_folds_follow_the_option(tmp_path):
+    data = _msd(tmp_path / "data", _cases(6))
+    cases = _cases(2, seed=5)
+    for cid, (img, lab, aff) in cases.items():  # held-out cases with a label value nobody declared
+        lab[lab > 0] = 7
+        _msd_case(data, f"test_{cid}", img, lab, aff)
+    manifest = json.loads((data / "dataset.json").read_text())
+    entries = [
+        {
+            "id": Path(t["image"]).name.split(".")[0],
+            "images": [str(data / t["image"])],
+            "label": str(data / t["label"]),
+            "split": "train",
+        }
+        for t in manifest["training"]
+    ]
+    entries += [
+        {
+            "id": f"test_{cid}",
+            "images": [str(data / "imagesTr" / f"test_{cid}.nii.gz")],
+            "label": str(data / "labelsTr" / f"test_{cid}.nii.gz"),
+            "split": "test",
+        }
+        for cid in cases
+    ]
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"name": "m", "labels": {"0": "bg", "1": "a", "2": "b"}, "cases": entries}))
+    plan_dataset(path, tmp_path / "p.yaml", budget_minutes=5, probe=False, workers=1, folds=3)
+    fingerprint = json.loads((tmp_path / "fingerprint.json").read_text())
+    assert fingerprint["summary"]["n_cases"] == 6 and fingerprint["dataset"]["n_test_left_out"] == 2
+    assert load_pipeline(tmp_path / "p.yaml").data.folds == 3
+
+
+def test_nan_intensities_and_a_missing_gpu_are_refused(tmp_path, capsys):
+    cases = _cases(6)
+    cases["case_03"][0][2, 2, 2] = np.nan
+    data = _msd(tmp_path / "data", cases)
+    with pytest.raises(ConfigError, match="NaN or infinite intensities in 1 case"):
+        plan_dataset(data, tmp_path / "p.yaml", budget_minutes=5, probe=False, workers=1)
+    import torch
+
+    if not torch.cuda.is_available():
+        assert main(["plan", str(data), "-o", str(tmp_path / "q.yaml"), "--device", "cuda"]) != 0
+        one_error_line(capsys, "no CUDA device", "--no-probe")
+    assert main(["plan", str(data), "-o", str(tmp_path / "q.yaml"), "--memory-gb", "0"]) != 0
+    one_error_line(capsys, "--memory-gb must be positive")

@@ -41,10 +41,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from medseg.planning.api import plan_dataset
 
-    if args.budget <= 0:
-        from medseg.errors import ConfigError
-
-        raise ConfigError(f"--budget must be a positive number of minutes, got {args.budget}")
     result = plan_dataset(
         args.dataset,
         args.output,
