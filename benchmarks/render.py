@@ -427,8 +427,9 @@ def render(r: dict[str, dict[str, Any]]) -> str:
         "## Planning: `medseg plan` on a dataset\n",
         "Fingerprint plus plan (`medseg plan`, step time probed on the CPU), with an empty fingerprint "
         "cache (cold) and again (warm); then the planned pipeline trained with no edits beside the "
-        "hand-tuned one, both at the same time with one torch thread each (so both score below their "
-        "two-core figures above), scored on the same held-out cases ([planning](planning.md)).\n",
+        "hand-tuned one, both at the same time with one torch thread each (so both score below the "
+        "two-thread figures above, measured on another machine), scored on the same held-out cases "
+        "([planning](planning.md)).\n",
         _commands(r.get("plan_speed"), *(r.get(k) for p in render_plan.PAIRS for k in p[:2])),
         render_plan.speed(r),
         render_plan.runs(r),

@@ -29,6 +29,7 @@ from medseg.planning.rules import (
     mm3,
     normalization,
     slice_axis,
+    smaller_than_patch,
     sorted_decisions,
     target_spacing_2d,
     target_spacing_3d,
@@ -399,6 +400,7 @@ def _plan_one(
         Decision("inference.overlap", 0.5, "sliding windows overlapping by half (nnU-Net)", ""),
     ]
     warnings = dataset_warnings(fp, folds) + fit.warnings
+    warnings += smaller_than_patch(fp, full_target, patch_axes, list(fit.topo.patch))
     decisions = sorted_decisions(decisions)
     return PlanResult(build_config(decisions), decisions, warnings, kind)
 

@@ -454,3 +454,24 @@ def mm3(patch: list[int], spacing: list[float | None] | None) -> float:
     """Volume of a patch in mm^3 (a missing spacing counts as 1 mm)."""
     sp = list(spacing or [1.0] * len(patch))
     return math.prod(p * float(s or 1.0) for p, s in zip(patch, sp))
+
+
+def smaller_than_patch(
+    fp: dict, target: list[float | None] | None, axes: list[int], patch: list[int]
+) -> list[str]:
+    """A warning per axis along which more than 10 % of the cases, resampled to ``target``, are
+    smaller than half the patch (mostly padding: the patch cannot shrink further without losing
+    the pooling levels the rest of the data needs)."""
+    out = []
+    for a, size in zip(axes, patch):
+        shapes = []
+        for case in fp["cases"]:
+            new = target[a] if target and target[a] else case["spacing"][a]
+            shapes.append(case["shape"][a] * case["spacing"][a] / new)
+        small = sum(s < 0.5 * size for s in shapes)
+        if shapes and small > 0.1 * len(shapes):
+            out.append(
+                f"axis {a}: {small} of {len(shapes)} cases are under half the patch ({size} voxels) after "
+                "resampling: the network sees mostly padding there"
+            )
+    return out

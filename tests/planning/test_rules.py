@@ -366,3 +366,19 @@ def test_manifest_path_and_probe_on_the_cpu():
     }
     t = topology.probe_step_seconds(cfg, "cpu", steps=2)
     assert 0 < t < 5
+
+
+def test_cases_under_half_the_patch_are_warned_about():
+    """The patch is fitted to the median case; a tail of much smaller cases gets a warning."""
+    fp = {
+        "cases": [{"shape": [40, 40, 40], "spacing": [1.0, 1.0, 1.0]}] * 8
+        + [{"shape": [40, 40, 12], "spacing": [1.0, 1.0, 2.0]}] * 2,  # 24 mm along z after resampling
+    }
+
+    def warn(patch_z):
+        return rules.smaller_than_patch(fp, [1.0, 1.0, 1.0], [0, 1, 2], [40, 40, patch_z])
+
+    tail = "after resampling: the network sees mostly padding there"
+    assert warn(64) == [f"axis 2: 2 of 10 cases are under half the patch (64 voxels) {tail}"]
+    assert warn(96) == [f"axis 2: 10 of 10 cases are under half the patch (96 voxels) {tail}"]
+    assert warn(48) == []  # 24 voxels is half of 48, not under it
