@@ -30,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--folds",
         metavar="0,2",
-        help="with a cross-validation run: the folds to ensemble (default: every fold trained)",
+        help="with a cross-validation run: the folds to ensemble (default: the folds it was trained with; "
+        "a fold without a checkpoint is refused, name the trained ones)",
     )
     p.add_argument(
         "--input",
