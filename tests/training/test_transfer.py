@@ -265,6 +265,7 @@ def test_trainer_freezes_after_init_then_unfreezes_on_resume(discs, source_run, 
             assert torch.equal(value, src[name]), name  # loaded bit for bit, then frozen
     assert any(not torch.equal(after0[n], src[n]) for n in HEAD)
     assert json.loads((run / "init_from.json").read_text())["missing_in_source"] == []
+    caplog.clear()  # only the resumed run's records (earlier tests may have left INFO on)
     with caplog.at_level(logging.INFO, logger="medseg.training"):
         Trainer(cfg, run, device="cpu", extend_epochs=1, init_from=source_run).fit()
     assert "not applied again on resume" in caplog.text and "encoder frozen" not in caplog.text
