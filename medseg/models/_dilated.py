@@ -18,6 +18,7 @@ from medseg.models._params import (
     Norm,
     PerAxis,
     as_tuple,
+    check_axis_entries,
     check_axis_value,
     spatial_dims_of,
 )
@@ -58,9 +59,7 @@ class DilatedEncoderParams(ModelParams):
     @field_validator("strides")
     @classmethod
     def _strides(cls, v: tuple[PerAxis, ...] | None, info: ValidationInfo) -> tuple[PerAxis, ...] | None:
-        for s in v or ():
-            check_axis_value(s, spatial_dims_of(info), "strides entry")
-        return v
+        return check_axis_entries(v, info)
 
     @field_validator("output_stride")
     @classmethod

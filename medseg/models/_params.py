@@ -104,6 +104,14 @@ def check_axis_value(value: PerAxis, spatial_dims: int | None, what: str, minimu
     return value
 
 
+def check_axis_entries(values: Sequence[PerAxis] | None, info: ValidationInfo) -> Sequence[PerAxis] | None:
+    """Field-validator body for a list of per-axis values (one per level or stage): each entry
+    checked with :func:`check_axis_value` against the model's ``spatial_dims``; None passes."""
+    for value in values or ():
+        check_axis_value(value, spatial_dims_of(info), f"{info.field_name} entry")
+    return values
+
+
 def as_tuple(value: PerAxis, spatial_dims: int) -> tuple[int, ...]:
     """``value`` as one int per spatial axis."""
     if isinstance(value, int):

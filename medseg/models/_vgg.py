@@ -35,9 +35,8 @@ from medseg.models._params import (
     Norm,
     PerAxis,
     as_tuple,
-    check_axis_value,
+    check_axis_entries,
     prod_per_axis,
-    spatial_dims_of,
 )
 
 
@@ -88,9 +87,7 @@ class VGGParams(ModelParams):
     @field_validator("strides")
     @classmethod
     def _strides(cls, v: tuple[PerAxis, ...] | None, info: ValidationInfo) -> tuple[PerAxis, ...] | None:
-        for s in v or ():
-            check_axis_value(s, spatial_dims_of(info), "strides entry")
-        return v
+        return check_axis_entries(v, info)
 
     @model_validator(mode="after")
     def _resolve_stages(self) -> VGGParams:

@@ -18,7 +18,7 @@ from torch import nn
 
 from medseg.models._blocks import ConvNormAct, conv_type, resize_to
 from medseg.models._dilated import DilatedEncoderParams
-from medseg.models._params import PerAxis, as_tuple, check_axis_value, spatial_dims_of
+from medseg.models._params import PerAxis, as_tuple, check_axis_entries
 from medseg.models.deeplab.aspp import ASPP
 
 
@@ -37,9 +37,7 @@ class DeepLabV3Params(DilatedEncoderParams):
     @field_validator("aspp_rates")
     @classmethod
     def _aspp_rates(cls, v: tuple[PerAxis, ...], info: ValidationInfo) -> tuple[PerAxis, ...]:
-        for s in v:
-            check_axis_value(s, spatial_dims_of(info), "aspp_rates entry")
-        return v
+        return check_axis_entries(v, info)
 
     def per_axis_values(self) -> list[PerAxis]:
         return [*super().per_axis_values(), *self.aspp_rates]

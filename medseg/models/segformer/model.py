@@ -29,8 +29,7 @@ from medseg.models._params import (
     Norm,
     PerAxis,
     as_tuple,
-    check_axis_value,
-    spatial_dims_of,
+    check_axis_entries,
 )
 from medseg.models.segformer.mit import MixTransformer
 
@@ -94,9 +93,7 @@ class SegFormerParams(ModelParams):
     @field_validator("sr_ratios", "strides")
     @classmethod
     def _per_axis(cls, v: tuple[PerAxis, ...] | None, info: ValidationInfo) -> tuple[PerAxis, ...] | None:
-        for s in v or ():
-            check_axis_value(s, spatial_dims_of(info), f"{info.field_name} entry")
-        return v
+        return check_axis_entries(v, info)
 
     @model_validator(mode="after")
     def _resolve(self) -> SegFormerParams:

@@ -24,9 +24,8 @@ from medseg.models._params import (
     ModelParams,
     Norm,
     PerAxis,
-    check_axis_value,
+    check_axis_entries,
     prod_per_axis,
-    spatial_dims_of,
 )
 
 
@@ -70,10 +69,7 @@ class DynUNetParams(ModelParams):
     @field_validator("strides", "kernel_size")
     @classmethod
     def _per_level(cls, v: tuple[PerAxis, ...] | None, info: ValidationInfo) -> tuple[PerAxis, ...] | None:
-        if v is not None:
-            for s in v:
-                check_axis_value(s, spatial_dims_of(info), f"{info.field_name} entry")
-        return v
+        return check_axis_entries(v, info)
 
     @model_validator(mode="after")
     def _resolve(self) -> DynUNetParams:

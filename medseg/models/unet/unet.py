@@ -23,6 +23,7 @@ from medseg.models._params import (
     Norm,
     PerAxis,
     as_tuple,
+    check_axis_entries,
     check_axis_value,
     prod_per_axis,
     spatial_dims_of,
@@ -71,10 +72,7 @@ class UNetParams(ModelParams):
     @field_validator("strides")
     @classmethod
     def _strides(cls, v: tuple[PerAxis, ...] | None, info: ValidationInfo) -> tuple[PerAxis, ...] | None:
-        if v is not None:
-            for s in v:
-                check_axis_value(s, spatial_dims_of(info), "strides entry")
-        return v
+        return check_axis_entries(v, info)
 
     @model_validator(mode="after")
     def _resolve(self) -> UNetParams:
