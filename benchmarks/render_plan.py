@@ -57,3 +57,72 @@ def runs(r: R) -> str:
             f"{p.get('steps_done')} / {h.get('steps_done') if h else 'n/a'} |"
         )
     return "\n".join(rows) + "\n" if found else "No planned run measured yet.\n"
+
+
+#: held-out runs of what `medseg plan --budget 30` wrote (train_tumour.py --plan), and their targets
+HELD_OUT = [
+    ("plan_lgg_3d", "LGG FLAIR abnormality (3 MR sequences), 3D plan", 0.82),
+    ("plan_lidc", "LIDC nodules (CT crops), 3D plan", 0.82),
+]
+ABLATIONS = [("plan_ablation_lgg", "LGG"), ("plan_ablation_lidc", "LIDC")]
+
+
+def _dice(test: dict[str, Any]) -> tuple[float, float, float | None]:
+    name = next(iter(test["dice"]))
+    stats = test["dice"][name]
+    return stats["mean"], stats["median"], (test.get("dice_pooled") or {}).get(name)
+
+
+def held_out(r: R) -> str:
+    rows = [
+        "| dataset, configuration | budget (min) | steps | test cases | Dice per case: mean / median | "
+        "pooled Dice | keep-largest mean | target |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    found = False
+    for key, what, target in HELD_OUT:
+        x = r.get(key)
+        if not x:
+            continue
+        found = True
+        mean, median, pooled = _dice(x["test"])
+        kl = _dice(x["test_keep_largest"])[0] if x.get("test_keep_largest") else None
+        rows.append(
+            f"| {what} | {_f(x['budget_minutes'], 0)} | {x['steps_done']} | {x['test']['cases']} | "
+            f"{_f(mean)} / {_f(median)} | {_f(pooled)} | {_f(kl)} | {target} |"
+        )
+    return "\n".join(rows) + "\n" if found else "No held-out planned run measured yet.\n"
+
+
+def ablation(r: R) -> str:
+    out = []
+    for key, name in ABLATIONS:
+        x = r.get(key)
+        if not x:
+            continue
+        rows = [
+            f"**{name}** ({_f(x['budget_minutes'], 0)} minutes per run, {x['manifest']}):\n",
+            "| decision | reverted to | steps | Dice per case mean | change | pooled Dice | change |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for variant, v in x["variants"].items():
+            what = "as planned" if variant == "planned" else x["reverts"].get(variant, "")
+            rows.append(
+                f"| {variant} | {what} | {v['steps']} | {_f(v['dice_mean'])} | "
+                f"{_f(v.get('dice_mean_change'))} | {_f(v.get('dice_pooled'))} | "
+                f"{_f(v.get('dice_pooled_change'))} |"
+            )
+        tta = x.get("tta_off")
+        base = x["variants"].get("planned")
+        if tta and base:
+            mean, _, pooled = _dice(tta)
+            base_pooled = base.get("dice_pooled")
+            change = None if pooled is None or base_pooled is None else pooled - base_pooled
+            rows.append(
+                f"| test-time mirroring | off (the planned model again) | {base['steps']} | {_f(mean)} | "
+                f"{_f(mean - base['dice_mean'])} | {_f(pooled)} | "
+                f"{_f(change)} |"
+            )
+        skipped = "; ".join(f"{k}: {v}" for k, v in (x.get("not_run") or {}).items())
+        out.append("\n".join(rows) + "\n" + (f"\nNot reverted: {skipped}.\n" if skipped else ""))
+    return "\n".join(out) if out else "No ablation measured yet (`benchmarks/plan_ablation.py`).\n"

@@ -58,6 +58,7 @@ DATA_SCRIPTS = {
     "train_isbi.py",
     "backend_agreement.py",
     "predict_folder_speed.py",
+    "plan_ablation.py",
 }
 
 
@@ -65,6 +66,21 @@ def _tumour(key: str, pipeline: str, minutes: int, *extra: str) -> Entry:
     """A tumour run; one torch thread: the LGG and BraTS pairs were measured two at a time."""
     args = ["--pipeline", f"pipelines/{pipeline}", "--minutes", str(minutes), "--threads", "1"]
     return Entry(key, "train_tumour.py", (*args, "--output", f"/tmp/medseg_bench/{key}", *extra))
+
+
+def _planned(key: str, manifest: str) -> Entry:
+    """What `medseg plan MANIFEST --budget 30` writes, trained and scored on the held-out patients."""
+    args = ("--plan", manifest, "--minutes", "30", "--threads", "1", "--output", f"/tmp/medseg_bench/{key}")
+    return Entry(key, "train_tumour.py", args)
+
+
+def _ablation(key: str, manifest: str) -> Entry:
+    """Every planned decision reverted alone (10-minute runs, two at a time)."""
+    return Entry(
+        key,
+        "plan_ablation.py",
+        ("--manifest", manifest, "--minutes", "10", "--output", f"/tmp/medseg_bench/{key}"),
+    )
 
 
 def _hippo(key: str, minutes: int, *sets: str) -> Entry:
@@ -162,6 +178,11 @@ ENTRIES: list[Entry] = [
     Entry("plan_pair_hippocampus", "train_hippocampus.py", ("--output", "/tmp/medseg_bench/hippo_pair")),
     Entry("plan_isbi", "train_isbi.py", ("--plan", "data_manifests/isbi2012_em.json")),
     Entry("plan_pair_isbi", "train_isbi.py", ("--output", "/tmp/medseg_bench/isbi_pair")),
+    # the new datasets, planned with --budget 30 and scored on their held-out patients (as a pair)
+    _planned("plan_lgg_3d", "data_manifests/lgg_brain_mri.json"),
+    _planned("plan_lidc", "data_manifests/lidc_nodules.json"),
+    _ablation("plan_ablation_lgg", "data_manifests/lgg_brain_mri.json"),
+    _ablation("plan_ablation_lidc", "data_manifests/lidc_nodules.json"),
     # GPU-sized: 46 runs of 12 s each plus scoring (about 25 min on one GPU, hours on a CPU)
     Entry("architecture_study", "architecture_study.py", ("all", "--minutes", "0.2", "--workers", "3")),
     Entry("fuzz", "fuzz_readers.py", ("--findings", "/tmp/medseg_bench/fuzz-findings")),

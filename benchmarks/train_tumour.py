@@ -4,6 +4,11 @@ lesion-wise and (for region pipelines, or with --regions) region by region.
     python benchmarks/train_tumour.py --pipeline pipelines/lgg_unet2d.yaml --minutes 30 \
         [--set augmentation.channel_dropout_p=0.3 ...] [--missing post-contrast] [--threads 1] \
         [--json out.json]
+    python benchmarks/train_tumour.py --plan data_manifests/lidc_nodules.json [--configuration 2d] ...
+
+``--plan MANIFEST`` trains what ``medseg plan MANIFEST --budget MINUTES`` writes (planned here, with
+the torch threads of the run, kept in ``<output>_plan/``), unedited unless ``--set`` reverts a
+decision (the per-decision ablation: ``benchmarks/plan_ablation.py``).
 
 Trains on the manifest's ``train`` cases (``val`` for checkpoint selection when there are any), then
 predicts every ``test`` case with the kept checkpoint through the same Predictor as ``medseg predict``
@@ -24,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import DEFAULT_DATA_ROOT, dump, machine
+from benchmarks._common import DEFAULT_DATA_ROOT, dump, machine, planned_pipeline
 
 
 def _summary(result: Any, labels: dict[int, str]) -> dict[str, Any]:
@@ -47,10 +52,35 @@ def _summary(result: Any, labels: dict[int, str]) -> dict[str, Any]:
     return out
 
 
+def pooled_dice(folder: Path, labels: dict[int, str]) -> dict[str, float]:
+    """Dice of every class over all test voxels at once (2 sum|P & R| / (sum|P| + sum|R|)), from the
+    label maps in ``folder/pred`` and ``folder/ref``: unlike the per-case mean, a small lesion missed
+    weighs by its size."""
+    import numpy as np
+
+    from medseg.io import read_volume
+
+    inter = {k: 0 for k in labels}
+    total = {k: 0 for k in labels}
+    for ref_path in sorted((folder / "ref").glob("*.nii.gz")):
+        ref = np.asarray(read_volume(ref_path).array)
+        pred = np.asarray(read_volume(folder / "pred" / ref_path.name).array)
+        for k in labels:
+            inter[k] += int(np.logical_and(pred == k, ref == k).sum())
+            total[k] += int((pred == k).sum() + (ref == k).sum())
+    return {name: round(2 * inter[k] / total[k], 4) if total[k] else 1.0 for k, name in labels.items()}
+
+
 def predict_and_score(
-    run: Path, manifest_path: Path, data_root: Path, missing: str | None, regions: str | None
+    run: Path,
+    manifest_path: Path,
+    data_root: Path,
+    missing: str | None,
+    regions: str | None,
+    tta: bool | None = None,
 ) -> dict[str, Any]:
-    """Predict the manifest's test cases with the run's model and evaluate them."""
+    """Predict the manifest's test cases with the run's model and evaluate them (``tta``: override
+    the run's test-time mirroring)."""
     import numpy as np
 
     from medseg.data.cases import load_case, read_label
@@ -61,7 +91,7 @@ def predict_and_score(
     from medseg.io import write_volume
 
     manifest = load_manifest(manifest_path, data_root)
-    predictor = Predictor.from_run(run, device="auto")
+    predictor = Predictor.from_run(run, device="auto", **({} if tta is None else {"tta": tta}))
     zeros = []
     if missing:
         names = [c.casefold() for c in manifest.channels]
@@ -89,6 +119,7 @@ def predict_and_score(
         "cases": len(seconds),
         "missing_channel": missing,
         "seconds_per_case": round(float(np.mean(seconds)), 3),
+        "dice_pooled": pooled_dice(tmp, labels),
         **_summary(result, labels),
     }
 
@@ -112,7 +143,9 @@ def keep_largest_scores(run: Path, regions: str | None) -> dict[str, Any]:
     result = evaluate(
         out / "pred", src / "ref", labels=labels, lesions=True, regions=regions, output=out / "evaluation"
     )
-    return _summary(result, labels)
+    (out / "ref").unlink(missing_ok=True)
+    (out / "ref").symlink_to(src / "ref")
+    return {"dice_pooled": pooled_dice(out, labels), **_summary(result, labels)}
 
 
 def rescore(json_path: Path, regions: str | None) -> None:
@@ -120,7 +153,23 @@ def rescore(json_path: Path, regions: str | None) -> None:
     result = json.loads(json_path.read_text())
     run = Path(shlex.split(result["command"])[shlex.split(result["command"]).index("--output") + 1])
     result["test_keep_largest"] = keep_largest_scores(run, regions)
+    classes = json.loads((run / "test" / "evaluation" / "summary.json").read_text())["classes"]
+    result["test"]["dice_pooled"] = pooled_dice(run / "test", {int(k): c["name"] for k, c in classes.items()})
     json_path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def _plan(args: argparse.Namespace) -> tuple[str, float]:
+    """``medseg plan --plan --budget MINUTES`` into ``<output>_plan/``: the pipeline to train (the 2D
+    alternative with ``--configuration 2d``) and the seconds planning took."""
+    folder = Path(f"{args.output}_plan")
+    for old in folder.glob("plan*.yaml"):  # nothing of an earlier plan may be trained
+        old.unlink()
+    pipeline, seconds = planned_pipeline(args.plan, args.minutes, args.data_root, str(folder))
+    if args.configuration == "2d":
+        pipeline = str(Path(pipeline).with_name("plan_2d.yaml"))
+        if not Path(pipeline).is_file():
+            sys.exit(f"the plan of {args.plan} has no 2D alternative")
+    return pipeline, seconds
 
 
 def main() -> None:
@@ -133,6 +182,13 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pipeline")
+    ap.add_argument("--plan", metavar="MANIFEST", help="train what `medseg plan MANIFEST` writes")
+    ap.add_argument(
+        "--configuration",
+        choices=["primary", "2d"],
+        default="primary",
+        help="--plan: the planned 2D alternative",
+    )
     ap.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
     ap.add_argument("--minutes", type=float, default=30.0, help="training wall-clock budget")
     ap.add_argument("--output", help="run folder (replaced)")
@@ -147,13 +203,16 @@ def main() -> None:
     if args.rescore:
         rescore(Path(args.rescore), args.regions)
         return
-    if not (args.pipeline and args.output):
-        ap.error("--pipeline and --output are needed (unless --rescore)")
+    if not ((args.pipeline or args.plan) and args.output):
+        ap.error("--pipeline (or --plan) and --output are needed (unless --rescore)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.threads:
         torch.set_num_threads(args.threads)
     import shutil
 
+    plan_seconds = None
+    if args.plan:  # planned now, for this budget and these threads
+        args.pipeline, plan_seconds = _plan(args)
     config = load_pipeline(args.pipeline, [f"training.max_minutes={args.minutes}", *args.set])
     run = Path(args.output)
     if run.exists():
@@ -164,8 +223,10 @@ def main() -> None:
     manifest = Path(config.data.manifest)
     regions = args.regions or (str(run) if config.regions else None)
     result = {
-        "benchmark": Path(args.pipeline).stem,
+        "benchmark": config.name if args.plan else Path(args.pipeline).stem,
         "pipeline": Path(args.pipeline).name,
+        "planned_from": args.plan,
+        "plan_seconds": plan_seconds,
         "overrides": args.set,
         "budget_minutes": args.minutes,
         "train_minutes": round(train_minutes, 2),

@@ -54,7 +54,23 @@ def check_manifest(manifest: Manifest, require_labels: bool = True) -> list[Prob
                 )
         if not np.all(np.isfinite(loaded.image.array)):
             problems.append(Problem(case.id, "image holds NaN or infinite values"))
-    return problems
+    return problems + group_split_problems(manifest)
+
+
+def group_split_problems(manifest: Manifest) -> list[Problem]:
+    """Groups (patients) whose cases sit in different splits: the held-out or validation cases
+    would share a patient with the training cases (a leak that flatters every score)."""
+    splits: dict[str, set[str]] = {}
+    for case in manifest.cases:
+        if case.group:
+            splits.setdefault(case.group, set()).add(case.split or "train")
+    return [
+        Problem(
+            group, f"group (patient) has cases in several splits ({', '.join(sorted(s))}): keep them in one"
+        )
+        for group, s in sorted(splits.items())
+        if len(s) > 1
+    ]
 
 
 def require_valid(manifest: Manifest, source: str) -> None:

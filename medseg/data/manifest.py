@@ -10,6 +10,9 @@ A medseg manifest (JSON or YAML) lists cases::
       - {id: slice00, images: [isbi2012_em/train/image/0.png], label: isbi2012_em/train/label/0.png,
          split: train}
 
+A case may name its ``group`` (the patient, when a patient has several cases): validation splits
+and cross-validation folds then keep every case of a group on one side.
+
 Relative paths start from the data root: the ``data_root`` argument (CLI
 ``--data-root``), else ``$MEDSEG_DATA_ROOT``, else the manifest's own folder.
 An MSD ``dataset.json`` is read as it is (paths relative to its folder). Its ``labels`` may map
@@ -46,6 +49,12 @@ class CaseEntry(BaseModel):
     images: list[str] = Field(min_length=1)
     label: str | None = None
     split: Literal["train", "val", "test"] | None = None
+    group: str | None = Field(
+        None,
+        min_length=1,
+        description="the patient (or other unit) the case belongs to: validation splits and folds keep "
+        "a group's cases together, so no patient is on both sides",
+    )
 
 
 class Manifest(BaseModel):

@@ -75,6 +75,8 @@ class EnsemblePredictor:
         name: How the ensemble is named in the record.
         postprocessing: Applied by :meth:`finish` when it is given none (the choice cross-validation
             recorded; kept as ``recorded_postprocessing``, None when there is none).
+        weights: The weight of each predictor in the mean (default equal; they are normalised to sum
+            to 1), e.g. 1 / (folds of its run) for a chosen ensemble of runs.
 
     Raises:
         ConfigError: no predictor, or predictors that disagree on labels, regions or channels.
@@ -86,10 +88,15 @@ class EnsemblePredictor:
         folds: Sequence[int] | None = None,
         name: str | None = None,
         postprocessing: PostprocessOptions | None = None,
+        weights: Sequence[float] | None = None,
     ) -> None:
         if not predictors:
             raise ConfigError("an ensemble needs at least one model")
         self.predictors = list(predictors)
+        raw = [1.0] * len(self.predictors) if weights is None else [float(w) for w in weights]
+        if len(raw) != len(self.predictors) or min(raw) <= 0:
+            raise ConfigError("an ensemble needs one positive weight per model")
+        self.weights = [w / sum(raw) for w in raw]
         self.folds = list(folds) if folds is not None else list(range(len(self.predictors)))
         first = self.predictors[0]
         for p in self.predictors[1:]:
@@ -156,6 +163,40 @@ class EnsemblePredictor:
         name = f"ensemble of folds {','.join(map(str, chosen))} ({run.resolve().name})"
         return cls(predictors, chosen, name, recorded_postprocessing(run))
 
+    @classmethod
+    def from_choice(
+        cls, path: str | Path, device: str = "auto", checkpoint: str = "best", **overrides: Any
+    ) -> EnsemblePredictor:
+        """The configuration cross-validation chose (``configuration.json``, written by
+        :func:`~medseg.evaluation.configuration_choice.choose_configuration`): every trained fold
+        of every chosen run, each run weighing the same (as the out-of-fold ensemble it was chosen
+        by), with the post-processing chosen for it.
+
+        Raises:
+            InputNotFoundError: no configuration.json, or a chosen run that is gone.
+            CorruptFileError: a damaged configuration.json.
+        """
+        from medseg.evaluation.configuration_choice import read_choice
+
+        folder = Path(path)
+        record = read_choice(folder)
+        if record is None:
+            raise InputNotFoundError(f"{folder} holds no configuration.json")
+        predictors: list[Predictor] = []
+        folds: list[int] = []
+        weights: list[float] = []
+        for run in record["chosen"]["runs"]:
+            if not Path(run).is_dir():
+                raise InputNotFoundError(
+                    f"the chosen run {run} is gone", hint="keep the runs beside the choice, or choose again"
+                )
+            member = cls.from_run(run, None, device, checkpoint, **overrides)
+            predictors += member.predictors
+            folds += member.folds
+            weights += [1.0 / len(member.predictors)] * len(member.predictors)
+        name = f"{record['chosen']['name']} (chosen by cross-validation)"
+        return cls(predictors, folds, name, recorded_postprocessing(folder), weights)
+
     # -- the Predictor interface ------------------------------------------------------------
     @property
     def runner(self) -> list[Any]:
@@ -197,12 +238,11 @@ class EnsemblePredictor:
         """
         t0 = time.monotonic()
         acc: np.ndarray | None = None
-        weight = 1.0 / len(self.predictors)
         for i, predictor in enumerate(self.predictors):
             own = prepared if i == 0 else self._prepared_for(i, prepared)
             _, probs = predictor.infer(own, probabilities=True)
             assert probs is not None
-            acc = _add_on_source_grid(predictor, own, probs, acc, weight)
+            acc = _add_on_source_grid(predictor, own, probs, acc, self.weights[i])
             if i:
                 prepared.seconds += own.seconds
         assert acc is not None
@@ -291,14 +331,23 @@ def load_predictor(
     **overrides: Any,
 ) -> Predictor | EnsemblePredictor:
     """The predictor of a run folder or checkpoint: an :class:`EnsemblePredictor` for a
-    cross-validation run (every trained fold, or ``folds``), else a :class:`Predictor`.
+    cross-validation run (every trained fold, or ``folds``) or for the folder of a configuration
+    chosen by cross-validation (``configuration.json``), else a :class:`Predictor`.
 
     Raises:
         ConfigError: ``folds`` given for a model that is not a cross-validation run.
         MedsegError: as :meth:`Predictor.from_run` and :meth:`EnsemblePredictor.from_run`.
     """
+    from medseg.evaluation.configuration_choice import CHOICE_FILE
     from medseg.training.fold_layout import is_fold_run
 
+    if Path(model).is_dir() and (Path(model) / CHOICE_FILE).is_file():
+        if folds is not None:
+            raise ConfigError(
+                "--folds picks folds of one cross-validation run, not of a chosen configuration",
+                hint=f"leave out --folds, or predict with one of the runs {model}/{CHOICE_FILE} names",
+            )
+        return EnsemblePredictor.from_choice(model, device, checkpoint, **overrides)
     if Path(model).is_dir() and is_fold_run(model):
         return EnsemblePredictor.from_run(model, folds, device, checkpoint, **overrides)
     if folds is not None:

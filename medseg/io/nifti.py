@@ -84,6 +84,29 @@ def read_nifti(path: str | Path) -> Volume:
     return Volume(array, affine, meta)
 
 
+def spacing_declared(path: str | Path) -> bool:
+    """Whether a NIfTI header declares its voxel size.
+
+    False when the spatial unit is "unknown" (``xyzt_units`` 0) *and* every voxel size is exactly 1:
+    the signature of an exporter that recorded no spacing at all (e.g. slices restacked from TIFF
+    or PNG), so "1 x 1 x 1" is a placeholder, not millimetres. Any other header counts as declared
+    (a unit-less header with real voxel sizes is read as mm, as nibabel and ITK do).
+    Non-NIfTI paths: True.
+    """
+    import nibabel as nib
+
+    name = str(path).lower()
+    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
+        return True
+    try:
+        header = nib.load(str(path)).header
+        unit = header.get_xyzt_units()[0]
+        zooms = [float(z) for z in header.get_zooms()[:3]]
+    except Exception:  # the reader reports broken files; this is only a hint
+        return True
+    return not (unit == "unknown" and all(z == 1.0 for z in zooms))
+
+
 def _descrip(header) -> str | None:
     try:
         text = bytes(header["descrip"]).split(b"\0")[0].decode("ascii", "ignore").strip()

@@ -25,6 +25,18 @@ log = logging.getLogger(__name__)
 DEFAULT_FOLDS = 5
 
 
+def _grouped(fingerprint: dict[str, Any]) -> bool:
+    ds = fingerprint["dataset"]
+    return int(ds.get("n_groups", ds.get("n_labelled", 0))) != int(ds.get("n_labelled", 0))
+
+
+def fold_units(fingerprint: dict[str, Any]) -> int:
+    """What folds are made of: the labelled cases, or their groups (patients) when the manifest
+    names them."""
+    ds = fingerprint["dataset"]
+    return int(ds.get("n_groups", ds.get("n_labelled", 0)))
+
+
 def dataset_problems(manifest: Any, fingerprint: dict[str, Any], folds: int) -> list[str]:
     """Every reason not to plan this dataset: missing files, unlabelled training cases, fewer
     labelled cases than folds, non-finite intensities, and the fingerprint's problems (label or
@@ -36,14 +48,18 @@ def dataset_problems(manifest: Any, fingerprint: dict[str, Any], folds: int) -> 
                 problems.append(f"case {case.id}: file not found: {path}")
         if not case.label and case.split != "test":
             problems.append(f"case {case.id}: no label (only test cases may lack one)")
-    n = int(fingerprint["dataset"].get("n_labelled", 0))
+    n = fold_units(fingerprint)
     if n < folds:
         fix = f"use --folds {n}" if n >= 2 else "label more cases"
-        problems.append(f"{n} labelled case(s) for {folds} folds ({fix})")
+        what = "patient(s)" if _grouped(fingerprint) else "labelled case(s)"
+        problems.append(f"{n} {what} for {folds} folds ({fix})")
     for channel in fingerprint["summary"].get("channels", []):
         if not all(math.isfinite(float(channel.get(k, 0.0))) for k in ("mean", "std", "p00_5", "p99_5")):
             problems.append(f"channel {channel.get('name')}: NaN or infinite intensities")
     problems.extend(str(p) for p in fingerprint["summary"].get("problems") or [])
+    from medseg.data.check import group_split_problems
+
+    problems.extend(str(p) for p in group_split_problems(manifest))
     return problems
 
 

@@ -21,6 +21,7 @@ from medseg.data.manifest import CaseEntry, Manifest
 from medseg.errors import GeometryMismatchError, MedsegError
 from medseg.io import read_volume
 from medseg.io.formats import is_2d_source
+from medseg.io.nifti import spacing_declared
 
 #: Canonical orientation every case is measured in (the default ``preprocessing.orientation``).
 ORIENTATION = "RAS"
@@ -213,6 +214,8 @@ def fingerprint_case(case: CaseEntry, manifest: Manifest) -> dict[str, Any]:
         "id": case.id,
         "shape": shape,
         "spacing": [float(s) for s in spacing],
+        # a header with unit "unknown" and 1 x 1 x 1 records no voxel size (the affine may scale it)
+        "spacing_declared": spacing_declared(case.images[0]) or any(abs(s - 1.0) > 1e-6 for s in spacing),
         "orientation": geometry.orientation_code(first[1]),
         "label_grid_agrees": bool(label_agrees),
         "channel_grids_agree": bool(channels_agree),

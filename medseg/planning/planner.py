@@ -17,20 +17,17 @@ import numpy as np
 
 from medseg.errors import ConfigError
 from medseg.planning import topology as tp
+from medseg.planning.problems import dataset_warnings, mm3, smaller_than_patch, sorted_decisions
 from medseg.planning.rules import (
     Decision,
     PlanResult,
     class_weighting,
-    dataset_warnings,
     dimensionality,
     foreground_oversample,
     foreground_sampling,
     mirror_axes,
-    mm3,
     normalization,
     slice_axis,
-    smaller_than_patch,
-    sorted_decisions,
     target_spacing_2d,
     target_spacing_3d,
 )
@@ -155,12 +152,16 @@ def _common(fp: dict, kind: str, manifest: str, budget: float, device: str, fold
             )
         )
     n = int(ds.get("n_labelled", fp["summary"]["n_cases"]))
-    if 2 <= n < folds:
-        out.append(Decision("data.folds", n, f"fewer labelled cases than {folds} folds", f"{n} labelled"))
-    else:
+    groups = int(ds.get("n_groups", n))
+    units = f"{n} labelled" + (
+        f", {groups} patients (folds keep a patient's cases together)" if groups != n else ""
+    )
+    if 2 <= groups < folds:
         out.append(
-            Decision("data.folds", folds, "cross-validation folds (medseg plan --folds)", f"{n} labelled")
+            Decision("data.folds", groups, f"fewer labelled cases (patients) than {folds} folds", units)
         )
+    else:
+        out.append(Decision("data.folds", folds, "cross-validation folds (medseg plan --folds)", units))
     out.append(
         Decision(
             "preprocessing.orientation",
@@ -223,12 +224,15 @@ def _network_decisions(
             f"about {fit.steps:.0f} steps",
         )
     )
-    batch_why = (
-        "2 for 3D (nnU-Net's minimum; lever study: batch 2 beat batch 4 in a fixed budget, 0.868 / "
-        "0.846 vs 0.856 / 0.841 Dice)"
-        if kind == "3d"
-        else f"2D: as many patches as fit, {why_batch}"
-    )
+    if kind == "3d" and device.startswith("cuda"):
+        batch_why = why_batch
+    else:
+        batch_why = f"as many patches as fit, {why_batch}" + (
+            " (3D on a CPU: the lever study's batch 2 beat batch 4 in a fixed budget, 0.868 / 0.846 vs "
+            "0.856 / 0.841 Dice)"
+            if kind == "3d"
+            else ""
+        )
     out.append(Decision("training.batch_size", fit.batch, batch_why, f"patch {list(t.patch)}"))
     return out
 
@@ -255,10 +259,11 @@ def _fit(
     start = tp.initial_patch(median, spacing, tp.INITIAL_PATCH_VOXELS[dims])
     fit = tp.Fit(tp.make_topology(start, spacing, 32 if cuda else 16, cap), 2)
     fit = tp.fit_memory(fit, limit_gb * 2**30, median, spacing, cap, n_in, n_cls, cuda)
-    why = ""
-    if dims == 2:
+    if dims == 2 or not cuda:
         n_vox = fp["summary"]["n_cases"] * math.prod(_resampled_median(fp, None))
-        fit.batch, why = tp.batch_2d(fit.topo, limit_gb * 2**30, n_vox, device, n_in, n_cls, cuda)
+        fit.batch, why = tp.batch_size(fit.topo, limit_gb * 2**30, n_vox, device, n_in, n_cls, cuda)
+    else:
+        why = "2 for 3D on a GPU (nnU-Net's default; the patch grew to the memory instead)"
 
     def estimate(topo: tp.Topology, batch: int) -> float:
         return tp.fallback_step_seconds(topo, n_in, n_cls, batch, device)

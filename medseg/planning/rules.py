@@ -13,7 +13,6 @@ batch 2, bf16, a schedule stretched over the time budget).
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,6 +181,18 @@ def dimensionality(fp: dict) -> tuple[list[str], str, str]:
     if s["is_2d"] or fp["dataset"].get("is_2d"):
         return ["2d"], "2D data: a 2D U-Net", f"median shape {_fmt(s['median_shape'])} (a size-1 axis)"
     ev = f"anisotropy {float(s['anisotropy']):.3g} (median spacing {_fmt(s['median_spacing'], 'mm')})"
+    if spacing_undeclared(fp):
+        shape = [float(v) for v in s["median_shape"] if v > 1]
+        ratio = max(shape) / max(min(shape), 1.0)
+        if ratio > ANISOTROPY:
+            return (
+                ["3d", "2d"],
+                "the voxel size is not recorded, so the anisotropy cannot be measured, and the shape is "
+                f"flat (over {ANISOTROPY:g}x fewer voxels along one axis): slices are probably thick. A 3D "
+                "U-Net, and a 2D U-Net on the slices as the alternative; cross-validation picks",
+                f"{s['spacing_undeclared_cases']} of {s['n_cases']} cases declare no voxel size; median "
+                f"shape {_fmt(s['median_shape'])}",
+            )
     if float(s["anisotropy"]) > ANISOTROPY:
         return (
             ["3d", "2d"],
@@ -192,12 +203,21 @@ def dimensionality(fp: dict) -> tuple[list[str], str, str]:
     return ["3d"], "3D data: a 3D U-Net", ev
 
 
+def spacing_undeclared(fp: dict) -> bool:
+    """Whether most cases declare no voxel size (NIfTI units unknown and 1 x 1 x 1: a placeholder)."""
+    s = fp["summary"]
+    return 2 * int(s.get("spacing_undeclared_cases", 0)) > int(s["n_cases"])
+
+
 def slice_axis(fp: dict) -> int:
-    """2D models: the size-1 axis of 2D data, else the coarsest axis."""
+    """2D models: the size-1 axis of 2D data, else the coarsest axis (the axis with the fewest
+    voxels when the voxel size is not recorded)."""
     s = fp["summary"]
     shape = s["median_shape"]
     if 1 in [int(v) for v in shape]:
         return [int(v) for v in shape].index(1)
+    if spacing_undeclared(fp):
+        return int(np.argmin(shape))
     return int(np.argmax(s["median_spacing"]))
 
 
@@ -420,58 +440,3 @@ def foreground_sampling(fp: dict, patch_mm3: float, slice_ax: int | None) -> Dec
             for k, c in fp["summary"]["classes"].items()
         ),
     )
-
-
-# -- data problems ----------------------------------------------------------------------------
-def dataset_warnings(fp: dict, folds: int) -> list[str]:
-    """What the rules cannot serve well: too few cases, tiny images, the fingerprint's problems."""
-    s, out = fp["summary"], []
-    n = int(fp["dataset"].get("n_labelled", s["n_cases"]))
-    if n <= 1:
-        out.append(f"only {n} labelled case: nothing to validate on; the model will overfit it")
-    elif n < folds:
-        out.append(
-            f"{n} labelled cases, fewer than the {folds} folds: cross-validation needs data.folds <= {n}"
-        )
-    shape = s.get("median_shape_after_resampling") or s["median_shape"]
-    for a in _axes(fp):
-        if shape[a] < 8:
-            out.append(
-                f"axis {a}: median {shape[a]:.3g} voxels, smaller than one pooling step needs (8): the "
-                "network cannot pool along it and sees little context there"
-            )
-    out.extend(str(p) for p in s.get("problems") or [])
-    return out
-
-
-def sorted_decisions(decisions: list[Decision]) -> list[Decision]:
-    """The last decision per key, in first-seen order."""
-    last = {d.key: d for d in decisions}
-    return [last[k] for k in dict.fromkeys(d.key for d in decisions)]
-
-
-def mm3(patch: list[int], spacing: list[float | None] | None) -> float:
-    """Volume of a patch in mm^3 (a missing spacing counts as 1 mm)."""
-    sp = list(spacing or [1.0] * len(patch))
-    return math.prod(p * float(s or 1.0) for p, s in zip(patch, sp))
-
-
-def smaller_than_patch(
-    fp: dict, target: list[float | None] | None, axes: list[int], patch: list[int]
-) -> list[str]:
-    """A warning per axis along which more than 10 % of the cases, resampled to ``target``, are
-    smaller than half the patch (mostly padding: the patch cannot shrink further without losing
-    the pooling levels the rest of the data needs)."""
-    out = []
-    for a, size in zip(axes, patch):
-        shapes = []
-        for case in fp["cases"]:
-            new = target[a] if target and target[a] else case["spacing"][a]
-            shapes.append(case["shape"][a] * case["spacing"][a] / new)
-        small = sum(s < 0.5 * size for s in shapes)
-        if shapes and small > 0.1 * len(shapes):
-            out.append(
-                f"axis {a}: {small} of {len(shapes)} cases are under half the patch ({size} voxels) after "
-                "resampling: the network sees mostly padding there"
-            )
-    return out

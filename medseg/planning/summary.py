@@ -138,6 +138,7 @@ def _geometry(records: list[dict]) -> dict[str, Any]:
         "spacing_p90": np.percentile(spacings, 90, axis=0).tolist(),
         "anisotropy": float(median_spacing[axes].max() / median_spacing[axes].min()),
         "median_shape_after_resampling": np.median(resampled, axis=0).tolist(),
+        "spacing_undeclared_cases": sum(1 for r in records if not r.get("spacing_declared", True)),
     }
 
 
@@ -165,5 +166,7 @@ def dataset_entry(manifest: Any, records: list[dict]) -> dict[str, Any]:
         "labels": {str(k): v for k, v in sorted(manifest.labels.items())},
         "n_cases": len(records),
         "n_labelled": sum(1 for r in records if r["has_label"]),
+        # folds are made of groups (patients) when the manifest names them
+        "n_groups": len({c.group or f"case:{c.id}" for c in manifest.cases if c.label}),
         "is_2d": all(r["is_2d"] for r in records),
     }

@@ -282,14 +282,15 @@ def fit_memory(
     return fit
 
 
-#: 2D batches on a CPU: at most this many pixels per step (the ISBI recipe: 4 x 256^2; in a fixed
-#: budget on a CPU, more and smaller steps win: docs/benchmarks.md).
-CPU_BATCH_PIXELS = 4 * 256**2
+#: Batches on a CPU: at most this many voxels per step. 2D: the ISBI recipe, 4 x 256^2; 3D: the
+#: hippocampus recipe, 2 x 40 x 56 x 40 (in a fixed budget on a CPU, more and smaller steps win:
+#: batch 2 beat batch 4 in the lever study, docs/benchmarks.md).
+CPU_BATCH_VOXELS = {2: 4 * 256**2, 3: 2 * 40 * 56 * 40}
 #: nnU-Net's cap: one batch covers at most this share of the dataset's voxels.
 BATCH_DATASET_SHARE = 0.05
 
 
-def batch_2d(
+def batch_size(
     topo: Topology,
     limit_bytes: float,
     dataset_voxels: float,
@@ -298,8 +299,10 @@ def batch_2d(
     n_classes: int,
     amp: bool,
 ) -> tuple[int, str]:
-    """Batch of a 2D configuration: as many patches as the memory limit holds, capped by nnU-Net's
-    5 % of the dataset's voxels, on a CPU by :data:`CPU_BATCH_PIXELS`, and at 64; at least 2.
+    """Batch of a configuration: as many patches as the memory limit holds, capped by nnU-Net's
+    5 % of the dataset's voxels, on a CPU by :data:`CPU_BATCH_VOXELS` (so a 3D patch of the
+    hippocampus recipe's size keeps its batch of 2 and a small patch gets a larger batch), and at
+    64; at least 2.
 
     Returns:
         The batch and the binding limit, in words.
@@ -309,9 +312,10 @@ def batch_2d(
     while b_mem < 64 and training_memory_bytes(topo, b_mem + 1, in_channels, n_classes, amp) <= limit_bytes:
         b_mem += 1
     limits = {f"memory ({limit_bytes / 2**30:.3g} GB)": b_mem, "64 patches": 64}
-    limits["5 % of the dataset's pixels (nnU-Net)"] = int(BATCH_DATASET_SHARE * dataset_voxels // px)
+    limits["5 % of the dataset's voxels (nnU-Net)"] = int(BATCH_DATASET_SHARE * dataset_voxels // px)
     if not device.startswith("cuda"):
-        limits[f"{CPU_BATCH_PIXELS} pixels per step on a CPU"] = CPU_BATCH_PIXELS // px
+        cap = CPU_BATCH_VOXELS[len(topo.patch)]
+        limits[f"{cap} voxels per step on a CPU (the shipped recipes)"] = cap // px
     why, b = min(limits.items(), key=lambda kv: kv[1])
     if b < 2:
         return 2, f"at least 2 (the binding limit, {why}, allows {b})"
@@ -354,7 +358,7 @@ def fit_steps(
 ) -> Fit:
     """Shrink batch, patch and width until ``usable_s`` allows ``min_steps`` steps.
 
-    Order: the batch down to 2 (2D); the patch down to half its voxels (nnU-Net's axis rule); the
+    Order: the batch down to 2; the patch down to half its voxels (nnU-Net's axis rule); the
     width halved down to ``width_floor``; the patch down to 16 voxels per axis. ``time_of`` (a
     probe on the device) is called at most ``max_probes`` times: each probe calibrates the
     analytic ``estimate`` (``scale = probed / estimated``), which ranks the candidates in between,

@@ -46,17 +46,18 @@ def choose_split(
 ) -> dict[str, list[str]]:
     """Manifest splits when given; else fold ``fold`` of k; else a fixed held-out fraction."""
     labelled = [c.id for c in manifest.cases if c.label and c.split != "test"]
+    groups = {c.id: c.group for c in manifest.cases if c.group} or None
     if fold is not None:
         k = config.data.folds
         if not 0 <= fold < k:
             raise ConfigError(f"--fold {fold} is out of range for {k} folds", hint=f"use 0..{k - 1}")
-        return {"fold": fold, "folds": k, **kfold(labelled, k, seed)[fold]}  # type: ignore[dict-item]
+        return {"fold": fold, "folds": k, **kfold(labelled, k, seed, groups)[fold]}  # type: ignore[dict-item]
     if any(c.split == "val" for c in manifest.cases):
         return {
             "train": sorted(c.id for c in manifest.cases if c.split in (None, "train") and c.label),
             "val": sorted(c.id for c in manifest.cases if c.split == "val"),
         }
-    return holdout(labelled, config.data.val_fraction, seed)
+    return holdout(labelled, config.data.val_fraction, seed, groups)
 
 
 def _plan_cache_key(config: PipelineConfig, manifest: Manifest, cases: list[CaseEntry]) -> str:

@@ -60,6 +60,7 @@ def make_fingerprint(
     spacings: Sequence[Sequence[float]] | None = None,
     seed: int = 0,
     source: str = "/data/synth/dataset.json",
+    spacing_declared: bool = True,
 ) -> dict[str, Any]:
     """A fingerprint of ``n_cases`` cases of ``shape`` voxels at ``spacing`` mm (or per-case
     ``spacings``).
@@ -96,6 +97,7 @@ def make_fingerprint(
                 "id": f"case_{i:03d}",
                 "shape": list(shape),
                 "spacing": sp,
+                "spacing_declared": spacing_declared,
                 "orientation": "RAS",
                 "label_grid_agrees": True,
                 "channel_grids_agree": True,
@@ -154,6 +156,7 @@ def _summary(cases: list[dict], channels, classes, is_2d: bool) -> dict[str, Any
         "spacing_p90": np.percentile(sps, 90, 0).tolist(),
         "anisotropy": float(med_sp[real].max() / med_sp[real].min()),
         "median_shape_after_resampling": np.median(shapes * sps / med_sp, 0).tolist(),
+        "spacing_undeclared_cases": sum(1 for c in cases if not c["spacing_declared"]),
         "channels": [dict(CHANNEL_STATS[kind], name=n, looks_like=kind) for n, kind in channels],
         "classes": summ_cls,
         "problems": [],

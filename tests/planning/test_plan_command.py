@@ -93,6 +93,7 @@ def test_dataset_problems_name_each_kind():
     class Case:
         def __init__(self, cid, label, split=None):
             self.id, self.images, self.label, self.split = cid, ["/nonexistent/i.nii.gz"], label, split
+            self.group = None
 
     manifest = type("Manifest", (), {"cases": [Case("a", None), Case("t", None, "test")]})
 
@@ -174,3 +175,45 @@ def test_nan_intensities_and_a_missing_gpu_are_refused(tmp_path, capsys):
         one_error_line(capsys, "no CUDA device", "--no-probe")
     assert main(["plan", str(data), "-o", str(tmp_path / "q.yaml"), "--memory-gb", "0"]) != 0
     one_error_line(capsys, "--memory-gb must be positive")
+
+
+def _grouped_manifest(tmp_path: Path, data: Path, test_group: str) -> Path:
+    """The MSD cases as a manifest where every two cases are one patient; one more patient's case
+    (group ``test_group``) is held out as ``test``."""
+    meta = json.loads((data / "dataset.json").read_text())
+    entries = []
+    for i, t in enumerate(meta["training"]):
+        cid = Path(t["image"]).name.split(".")[0]
+        split = "test" if i == 0 else "train"
+        group = test_group if i == 0 else f"patient_{i // 2}"
+        entries.append(
+            {"id": cid, "images": [str(data / t["image"])], "label": str(data / t["label"]), "split": split}
+            | {"group": group}
+        )
+    path = tmp_path / "grouped.json"
+    path.write_text(json.dumps({"name": "g", "labels": {"0": "bg", "1": "a", "2": "b"}, "cases": entries}))
+    return path
+
+
+def test_folds_are_counted_in_patients_and_a_patient_across_splits_is_refused(tmp_path):
+    from medseg.data.manifest import load_manifest
+    from medseg.training.setup import choose_split
+
+    data = _msd(tmp_path / "data", _cases(7))
+    # cases 1..6 are patients 0..3 (0: one case, 1 and 2: two, 3: one); case 0 is held out as patient 0
+    leaky = _grouped_manifest(tmp_path, data, test_group="patient_0")
+    with pytest.raises(ConfigError, match=r"patient_0: group \(patient\) has cases in several splits"):
+        plan_dataset(leaky, tmp_path / "p.yaml", budget_minutes=5, probe=False, workers=1, folds=3)
+    path = _grouped_manifest(tmp_path, data, test_group="held_out_patient")
+    with pytest.raises(ConfigError, match=r"4 patient\(s\) for 5 folds \(use --folds 4\)"):
+        plan_dataset(path, tmp_path / "p.yaml", budget_minutes=5, probe=False, workers=1)
+    plan_dataset(path, tmp_path / "p.yaml", budget_minutes=5, probe=False, workers=1, folds=4)
+    config = load_pipeline(tmp_path / "p.yaml")
+    text = " ".join(line.strip(" #") for line in (tmp_path / "p.yaml").read_text().splitlines())
+    assert config.data.folds == 4 and "6 labelled, 4 patients (folds keep a patient's cases together)" in text
+    manifest = load_manifest(path)
+    group = {c.id: c.group for c in manifest.cases}
+    for fold in range(4):  # the trainer's folds keep each patient on one side
+        split = choose_split(manifest, config, fold, config.training.seed)
+        assert not {group[c] for c in split["train"]} & {group[c] for c in split["val"]}
+        assert "case_00" not in split["train"] + split["val"]

@@ -9,7 +9,7 @@ import pytest
 
 from medseg.config.schema import PipelineConfig
 from medseg.errors import ConfigError
-from medseg.planning import rules, topology
+from medseg.planning import problems, rules, topology
 from medseg.planning.planner import MIN_STEPS, TRAIN_SHARE, plan_pipeline
 from tests.planning.synthetic import make_fingerprint, side
 
@@ -29,10 +29,10 @@ def aniso_ct(**kw):
 
 
 def hippo(**kw):
+    kw.setdefault("n_cases", 40)
     return make_fingerprint(
         name="Hippocampus",
         shape=(36, 50, 35),
-        n_cases=40,
         classes={
             "1": {"name": "anterior", "volume_mm3": 1700, "centroid": [0.47, 0.7, 0.34]},
             "2": {"name": "posterior", "volume_mm3": 1500, "centroid": side(0.39, 0.45, 0.5)},
@@ -376,9 +376,61 @@ def test_cases_under_half_the_patch_are_warned_about():
     }
 
     def warn(patch_z):
-        return rules.smaller_than_patch(fp, [1.0, 1.0, 1.0], [0, 1, 2], [40, 40, patch_z])
+        return problems.smaller_than_patch(fp, [1.0, 1.0, 1.0], [0, 1, 2], [40, 40, patch_z])
 
     tail = "after resampling: the network sees mostly padding there"
     assert warn(64) == [f"axis 2: 2 of 10 cases are under half the patch (64 voxels) {tail}"]
     assert warn(96) == [f"axis 2: 10 of 10 cases are under half the patch (96 voxels) {tail}"]
     assert warn(48) == []  # 24 voxels is half of 48, not under it
+
+
+def test_undeclared_voxel_size_on_flat_volumes_plans_2d_beside_3d():
+    """LGG-like: 256 x 256 x 25 slices restacked from TIFF, NIfTI units unknown and 1 x 1 x 1. The
+    anisotropy reads 1, but the shape says thick slices: both configurations, 2D across the axis
+    with the fewest voxels, and a warning that the plan's mm are voxels."""
+    fp = make_fingerprint(shape=(256, 256, 25), spacing_declared=False, channels=(("flair", "8bit"),))
+    r = valid(plan_pipeline(fp, 30))
+    assert [c.kind for c in r.configurations] == ["3d", "2d"]
+    assert "voxel size is not recorded" in decision(r, "model.spatial_dims").reason
+    two_d = r.alternatives[0]
+    assert two_d.config["preprocessing"]["slice_axis"] == 2 and two_d.config["model"]["spatial_dims"] == 2
+    assert any("declare no voxel size" in w and "in voxels, not mm" in w for w in r.warnings)
+    # the same shape with a declared isotropic voxel size is a plain 3D volume; a cube with no
+    # declared size gives no reason for 2D either
+    assert [c.kind for c in plan_pipeline(make_fingerprint(shape=(256, 256, 25)), 30).configurations] == [
+        "3d"
+    ]
+    cube = make_fingerprint(shape=(64, 64, 60), spacing_declared=False)
+    assert [c.kind for c in plan_pipeline(cube, 30).configurations] == ["3d"]
+    # spacing declared on an anisotropic grid: the slice axis is the coarsest, not the shortest
+    assert rules.slice_axis(make_fingerprint(shape=(40, 300, 300), spacing=(1.0, 1.0, 5.0))) == 2
+
+
+def test_small_3d_patches_get_a_larger_batch_on_a_cpu():
+    """LIDC-like crops (43 x 43 x 7 voxels): batch 2 of a 48 x 48 x 7 patch would be 16k voxels a step;
+    the batch grows to the hippocampus recipe's voxels per step (2 x 40 x 56 x 40), while the
+    hippocampus itself keeps 2 (test above)."""
+    fp = make_fingerprint(shape=(43, 43, 7), spacing=(0.7, 0.7, 1.25), n_cases=400, modality="CT")
+    r = valid(plan_pipeline(fp, 30))
+    patch, batch = r.config["training"]["patch_size"], r.config["training"]["batch_size"]
+    cap = topology.CPU_BATCH_VOXELS[3]
+    assert batch == cap // math.prod(patch) and batch > 2
+    assert "voxels per step on a CPU" in decision(r, "training.batch_size").reason
+    # on few cases nnU-Net's 5 % of the dataset binds instead
+    few = valid(plan_pipeline(make_fingerprint(shape=(43, 43, 7), spacing=(0.7, 0.7, 1.25), n_cases=20), 30))
+    assert few.config["training"]["batch_size"] == 2
+
+
+def test_the_cpu_voxel_cap_keeps_the_hippocampus_batch_and_a_gpu_keeps_2_in_3d():
+    """At the real case count (260) nnU-Net's 5 % cap allows 9 patches; the CPU cap of the recipe's
+    voxels per step binds at 2. On a GPU 3D keeps nnU-Net's batch 2 (the patch grows instead)."""
+    many = hippo(n_cases=260)
+    cpu = valid(plan_pipeline(many, 28))
+    assert cpu.config["training"]["batch_size"] == 2
+    assert "voxels per step on a CPU" in decision(cpu, "training.batch_size").reason
+    lidc = make_fingerprint(shape=(43, 43, 7), spacing=(0.7, 0.7, 1.25), n_cases=400, modality="CT")
+    gpu = valid(plan_pipeline(lidc, 30, device="cuda"))
+    assert (
+        gpu.config["training"]["batch_size"] == 2
+        and "on a GPU" in decision(gpu, "training.batch_size").reason
+    )

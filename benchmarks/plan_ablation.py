@@ -1,0 +1,255 @@
+"""What each planned decision contributes: train the plan as written, then with one decision
+reverted at a time, and score every run on the held-out (``split: test``) patients.
+
+    python benchmarks/plan_ablation.py --manifest data_manifests/lidc_nodules.json --minutes 8 \\
+        --output /tmp/bench/ablation_lidc --json benchmarks/results/plan_ablation_lidc.json
+
+The plan is made once (``medseg plan --budget MINUTES``, probed with one torch thread) into
+``OUTPUT/plan``; every variant trains that YAML through ``benchmarks/train_tumour.py`` with
+``--set`` overrides (one torch thread each, ``--parallel`` runs at a time, so pairs on a 2-core
+machine), and ``--collect`` gathers the per-variant results into one JSON with the difference to
+the planned run. A revert that would not change the YAML (the plan already holds the generic
+value) is left out and listed. What "reverted" means, per decision (:data:`REVERTS`):
+
+- target spacing: no resampling, each case on its own grid;
+- normalisation: the generic per-case z-score;
+- patch and network: the hand-tuned hippocampus recipe's (patch 40 x 56 x 40, U-Net [16 ... 128]),
+  as if a recipe of another dataset were reused;
+- batch size: 2 (the fixed 3D default);
+- mirror axes: every axis (nnU-Net's and MONAI's default);
+- foreground oversampling: none (uniform patches);
+- test-time mirroring: off (no retraining: the planned model predicts again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import DEFAULT_DATA_ROOT, REPO, dump, machine
+
+HIPPOCAMPUS_RECIPE = {"patch_size": [40, 56, 40], "features": [16, 32, 64, 128]}
+
+
+def _revert_spacing(cfg: dict, fp: dict) -> list[str] | str:
+    target = cfg["preprocessing"].get("target_spacing")
+    if target is None:
+        return "the plan does not resample"
+    if all(c["spacing"][: len(target)] == list(target) for c in fp["cases"]):
+        return "every case is on the target spacing already: not resampling changes nothing"
+    return ["preprocessing.target_spacing=null"]
+
+
+def _revert_network(cfg: dict, fp: dict) -> list[str] | str:
+    if cfg["model"]["spatial_dims"] != 3:
+        return "3D configurations only (the recipe is 3D)"
+    return [
+        f"training.patch_size={HIPPOCAMPUS_RECIPE['patch_size']}",
+        f"model.params={{features: {HIPPOCAMPUS_RECIPE['features']}}}",
+    ]
+
+
+def _revert_value(key: str, generic: Any, what: str) -> Any:
+    section, field = key.split(".")
+
+    def revert(cfg: dict, fp: dict) -> list[str] | str:
+        value = generic(cfg) if callable(generic) else generic
+        planned = cfg[section].get(field)
+        if planned == value or (planned is None and value in (0, 0.0)):
+            return f"the plan already holds the generic value ({what})"
+        return [f"{key}={json.dumps(value)}"]
+
+    return revert
+
+
+#: decision -> (what the revert sets, a function (planned config, fingerprint) -> the --set
+#: overrides, or why there is nothing to revert)
+REVERTS: dict[str, tuple[str, Any]] = {
+    "target_spacing": ("no resampling", _revert_spacing),
+    "normalization": ("per-case z-score", _revert_value("preprocessing.normalization", "zscore", "z-score")),
+    "patch_and_network": ("the hippocampus recipe's patch and U-Net", _revert_network),
+    "batch_size": ("batch 2", _revert_value("training.batch_size", 2, "batch 2")),
+    "mirror_axes": (
+        "every axis",
+        _revert_value(
+            "augmentation.flip_axes", lambda c: list(range(c["model"]["spatial_dims"])), "every axis"
+        ),
+    ),
+    "foreground_oversample": (
+        "uniform patches",
+        _revert_value("training.foreground_oversample", 0.0, "uniform patches"),
+    ),
+}
+
+
+def make_plan(manifest: str, minutes: float, data_root: str, folder: Path) -> tuple[Path, float]:
+    import time
+
+    import torch
+
+    from medseg.planning.api import plan_dataset
+
+    torch.set_num_threads(1)  # the threads each run trains with
+    path = folder / "plan.yaml"
+    t0 = time.monotonic()
+    plan_dataset(manifest, path, budget_minutes=minutes, device="cpu", data_root=data_root)
+    return path, round(time.monotonic() - t0, 2)
+
+
+def variants(plan: Path) -> tuple[dict[str, tuple[Path, list[str]]], dict[str, str]]:
+    """The runs to make, ``name -> (pipeline, --set overrides)``: ``planned``, one per revert that
+    changes the YAML, and ``dimensionality`` (the planned 2D alternative) when the plan has one;
+    and the reverts left out, with why."""
+    import yaml
+
+    cfg = yaml.safe_load(plan.read_text())
+    fp = json.loads((plan.parent / "fingerprint.json").read_text())
+    runs: dict[str, tuple[Path, list[str]]] = {"planned": (plan, [])}
+    skipped = {}
+    for name, (_, make) in REVERTS.items():
+        sets = make(cfg, fp)
+        if isinstance(sets, str):
+            skipped[name] = sets
+        else:
+            runs[name] = (plan, sets)
+    alternative = plan.with_name("plan_2d.yaml")
+    if alternative.is_file():
+        runs["dimensionality"] = (alternative, [])
+    else:
+        skipped["dimensionality"] = "the plan proposes one configuration only"
+    return runs, skipped
+
+
+def run_variant(name: str, variant: tuple[Path, list[str]], args: argparse.Namespace) -> Path:
+    pipeline, sets = variant
+    out = Path(args.output) / name
+    result = Path(args.output) / "results" / f"{name}.json"
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks" / "train_tumour.py"),
+        "--pipeline",
+        str(pipeline),
+        "--minutes",
+        str(args.minutes),
+        "--threads",
+        "1",
+        "--data-root",
+        args.data_root,
+        "--output",
+        str(out),
+        "--json",
+        str(result),
+    ]
+    for s in sets:
+        cmd += ["--set", s]
+    log = Path(args.output) / f"{name}.log"
+    with log.open("w") as fh:
+        subprocess.run(
+            cmd, check=True, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}
+        )
+    return result
+
+
+def _score(result: dict) -> dict[str, Any]:
+    test = result["test"]
+    name = next(iter(test["dice"]))
+    return {
+        "dice_mean": round(test["dice"][name]["mean"], 4),
+        "dice_median": round(test["dice"][name]["median"], 4),
+        "dice_pooled": test.get("dice_pooled", {}).get(name),
+        "dice_keep_largest": round(result["test_keep_largest"]["dice"][name]["mean"], 4),
+        "steps": result["steps_done"],
+        "cases": test["cases"],
+    }
+
+
+def tta_off(args: argparse.Namespace) -> dict[str, Any]:
+    """The planned model predicting the test cases again without test-time mirroring."""
+    from benchmarks.train_tumour import predict_and_score
+    from medseg.config import load_pipeline
+
+    run = Path(args.output) / "planned"
+    config = load_pipeline(run / "config.yaml")
+    target = run / "test_no_tta"
+    import shutil
+
+    shutil.rmtree(target, ignore_errors=True)
+    (run / "test").rename(run / "test_tta")
+    try:
+        scores = predict_and_score(
+            run, Path(config.data.manifest), Path(args.data_root), None, None, tta=False
+        )
+    finally:
+        (run / "test").rename(target)
+        (run / "test_tta").rename(run / "test")
+    return scores
+
+
+def collect(args: argparse.Namespace, plan: Path, plan_seconds: float | None) -> dict[str, Any]:
+    runs, skipped = variants(plan)
+    folder = Path(args.output) / "results"
+    rows = {}
+    for name, (pipeline, sets) in runs.items():
+        path = folder / f"{name}.json"
+        if path.is_file():
+            rows[name] = {"pipeline": pipeline.name, "sets": sets, **_score(json.loads(path.read_text()))}
+    base = rows.get("planned")
+    if base:
+        for row in rows.values():
+            for key in ("dice_mean", "dice_pooled", "dice_keep_largest"):
+                if row.get(key) is not None and base.get(key) is not None:
+                    row[f"{key}_change"] = round(row[key] - base[key], 4)
+    tta = folder / "tta_off.json"
+    return {
+        "benchmark": "plan_ablation",
+        "manifest": args.manifest,
+        "budget_minutes": args.minutes,
+        "plan_seconds": plan_seconds,
+        "variants": rows,
+        "tta_off": json.loads(tta.read_text()) if tta.is_file() else None,
+        "not_run": skipped,
+        "reverts": {**{k: v[0] for k, v in REVERTS.items()}, "dimensionality": "the planned 2D alternative"},
+        "machine": machine(),
+        "command": shlex.join(["python", *sys.argv]),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--manifest", required=True)
+    ap.add_argument("--minutes", type=float, default=8.0, help="training budget of every variant")
+    ap.add_argument("--output", required=True, help="working folder (plan, runs, per-variant results)")
+    ap.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
+    ap.add_argument("--parallel", type=int, default=2, help="runs at a time (one torch thread each)")
+    ap.add_argument("--only", help="comma-separated variants to run (default: all not yet done)")
+    ap.add_argument("--collect", action="store_true", help="only gather the results made so far")
+    ap.add_argument("--json", help="write the gathered result here")
+    args = ap.parse_args()
+    out = Path(args.output)
+    plan = out / "plan" / "plan.yaml"
+    seconds_file = out / "plan" / "seconds.txt"
+    if not plan.is_file():
+        plan, seconds = make_plan(args.manifest, args.minutes, args.data_root, out / "plan")
+        seconds_file.write_text(str(seconds))
+    plan_seconds = float(seconds_file.read_text()) if seconds_file.is_file() else None
+    if not args.collect:
+        runs, _ = variants(plan)
+        wanted = args.only.split(",") if args.only else list(runs)
+        todo = [n for n in wanted if n in runs and not (out / "results" / f"{n}.json").is_file()]
+        with ThreadPoolExecutor(max(1, args.parallel)) as pool:
+            list(pool.map(lambda n: run_variant(n, runs[n], args), todo))
+        if (out / "planned" / "test").is_dir() and not (out / "results" / "tta_off.json").is_file():
+            dump(tta_off(args), str(out / "results" / "tta_off.json"))
+    dump(collect(args, plan, plan_seconds), args.json)
+
+
+if __name__ == "__main__":
+    main()
