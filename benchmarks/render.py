@@ -447,6 +447,14 @@ def render(r: dict[str, dict[str, Any]]) -> str:
         "mirroring is reverted without retraining. A change below zero means the planned decision helped.\n",
         _commands(*(r.get(k) for k, _ in render_plan.ABLATIONS)),
         render_plan.ablation(r),
+        "### 2D or 3D, chosen by cross-validation (LGG)\n",
+        "The LGG volumes record no voxel size (1 x 1 x 1, unit unknown) and are flat (256 x 256 x about "
+        "25), so the plan proposes a 3D and a 2D configuration; `benchmarks/plan_choice.py` runs the "
+        "documented commands (plan, train both with `--folds all`, `medseg crossval 3d 2d -o chosen`) and "
+        "then predicts the 6 held-out patients with the chosen configuration and with each run's fold "
+        "ensemble.\n",
+        _commands(r.get("plan_choice_lgg")),
+        render_plan.choice(r),
         "## Architecture study: every family at one budget (GPU)\n",
         render_study.study(r),
         "## Inference: backends against MONAI's sliding window\n",

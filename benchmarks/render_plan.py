@@ -126,3 +126,28 @@ def ablation(r: R) -> str:
         skipped = "; ".join(f"{k}: {v}" for k, v in (x.get("not_run") or {}).items())
         out.append("\n".join(rows) + "\n" + (f"\nNot reverted: {skipped}.\n" if skipped else ""))
     return "\n".join(out) if out else "No ablation measured yet (`benchmarks/plan_ablation.py`).\n"
+
+
+def choice(r: R) -> str:
+    x = r.get("plan_choice_lgg")
+    if not x:
+        return "Not measured yet (`benchmarks/plan_choice.py`).\n"
+    rows = [
+        f"{x['folds']} folds of the training patients, {_f(x['minutes_per_fold'], 0)} minutes per "
+        "fold, the two configurations trained at the same time (one torch thread each). "
+        f"Chosen: **{x['chosen']}**.\n",
+        "| configuration | out-of-fold cases | out-of-fold Dice | held-out Dice per case mean (pooled) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    held = x["held_out"]
+    names = {"3d": "3d", "2d": "2d"}
+    for c in x["candidates"]:
+        key = names.get(c["name"])
+        h = held.get(key) if key else (held["chosen"] if c["name"] == x["chosen"] else None)
+        score = "n/a"
+        if h:
+            name = next(iter(h["dice_mean"]))
+            score = f"{_f(h['dice_mean'][name])} ({_f(h['dice_pooled'][name])})"
+        mark = " (chosen)" if c["name"] == x["chosen"] else ""
+        rows.append(f"| {c['name']}{mark} | {c['n_cases']} | {_f(c['mean'])} | {score} |")
+    return "\n".join(rows) + "\n"

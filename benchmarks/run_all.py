@@ -59,6 +59,7 @@ DATA_SCRIPTS = {
     "backend_agreement.py",
     "predict_folder_speed.py",
     "plan_ablation.py",
+    "plan_choice.py",
 }
 
 
@@ -183,6 +184,20 @@ ENTRIES: list[Entry] = [
     _planned("plan_lidc", "data_manifests/lidc_nodules.json"),
     _ablation("plan_ablation_lgg", "data_manifests/lgg_brain_mri.json"),
     _ablation("plan_ablation_lidc", "data_manifests/lidc_nodules.json"),
+    Entry(
+        "plan_choice_lgg",
+        "plan_choice.py",
+        (
+            "--manifest",
+            "data_manifests/lgg_brain_mri.json",
+            "--minutes",
+            "3",
+            "--folds",
+            "3",
+            "--output",
+            "/tmp/medseg_bench/choice_lgg",
+        ),
+    ),
     # GPU-sized: 46 runs of 12 s each plus scoring (about 25 min on one GPU, hours on a CPU)
     Entry("architecture_study", "architecture_study.py", ("all", "--minutes", "0.2", "--workers", "3")),
     Entry("fuzz", "fuzz_readers.py", ("--findings", "/tmp/medseg_bench/fuzz-findings")),

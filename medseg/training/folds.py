@@ -141,7 +141,7 @@ def train_folds(
             record["splits"].get(str(f), {}).get("val") != s["val"] for f, s in splits.items()
         ):
             raise ConfigError(
-                f"the folds of {run} were made from other cases or another data.folds",
+                f"the folds of {run} were made from other cases, other patient groups or another data.folds",
                 hint="train into a new --output (the folds of a run cannot change)",
             )
         wanted_all = sorted(set(int(f) for f in record["folds"]) | set(wanted))
