@@ -424,37 +424,7 @@ def render(r: dict[str, dict[str, Any]]) -> str:
         "**Six cases: these figures are anecdotes, not evidence.**\n",
         _commands(*(r.get(k) for k, _ in render_tumours.BRATS_RUNS)),
         render_tumours.brats(r),
-        "## Planning: `medseg plan` on a dataset\n",
-        "Fingerprint plus plan (`medseg plan`, step time probed on the CPU), with an empty fingerprint "
-        "cache (cold) and again (warm); then the planned pipeline trained with no edits beside the "
-        "hand-tuned one, both at the same time with one torch thread each (so both score below the "
-        "two-thread figures above, measured on another machine), scored on the same held-out cases "
-        "([planning](planning.md)).\n",
-        _commands(r.get("plan_speed"), *(r.get(k) for p in render_plan.PAIRS for k in p[:2])),
-        render_plan.speed(r),
-        render_plan.runs(r),
-        "### New datasets: LGG and LIDC, planned with `--budget 30`, scored on held-out patients\n",
-        "The plan as written (`train_tumour.py --plan MANIFEST --minutes 30`, one torch thread, two runs "
-        "at a time), trained on the manifest's training patients and scored on its `split: test` "
-        "patients (LGG: 6 of 29 patients; LIDC: 122 crops of 66 of 331 patients, split by patient). "
-        "Dice per case is the mean over the test cases; pooled Dice counts every test voxel at once.\n",
-        _commands(*(r.get(k) for k, _, _ in render_plan.HELD_OUT)),
-        render_plan.held_out(r),
-        "### What each planned decision contributes\n",
-        "`benchmarks/plan_ablation.py`: the plan made for the ablation's budget, trained as written and "
-        "then with one decision reverted at a time (the revert is named in each row), each run alone "
-        "against the same held-out patients; two runs at a time, one torch thread each. Test-time "
-        "mirroring is reverted without retraining. A change below zero means the planned decision helped.\n",
-        _commands(*(r.get(k) for k, _ in render_plan.ABLATIONS)),
-        render_plan.ablation(r),
-        "### 2D or 3D, chosen by cross-validation (LGG)\n",
-        "The LGG volumes record no voxel size (1 x 1 x 1, unit unknown) and are flat (256 x 256 x about "
-        "25), so the plan proposes a 3D and a 2D configuration; `benchmarks/plan_choice.py` runs the "
-        "documented commands (plan, train both with `--folds all`, `medseg crossval 3d 2d -o chosen`) and "
-        "then predicts the 6 held-out patients with the chosen configuration and with each run's fold "
-        "ensemble.\n",
-        _commands(r.get("plan_choice_lgg")),
-        render_plan.choice(r),
+        *render_plan.section(r, _commands),
         "## Architecture study: every family at one budget (GPU)\n",
         render_study.study(r),
         "## Inference: backends against MONAI's sliding window\n",

@@ -7,6 +7,7 @@ Reads ``plan_speed`` (``benchmarks/plan_speed.py``) and the planned runs ``plan_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 R = dict[str, dict[str, Any]]
@@ -151,3 +152,40 @@ def choice(r: R) -> str:
         mark = " (chosen)" if c["name"] == x["chosen"] else ""
         rows.append(f"| {c['name']}{mark} | {c['n_cases']} | {_f(c['mean'])} | {score} |")
     return "\n".join(rows) + "\n"
+
+
+def section(r: R, commands: Callable[..., str]) -> list[str]:
+    """The planning section of docs/benchmarks.md, in order (``commands``: the page's command block)."""
+    return [
+        "## Planning: `medseg plan` on a dataset\n",
+        "Fingerprint plus plan (`medseg plan`, step time probed on the CPU), with an empty fingerprint "
+        "cache (cold) and again (warm); then the planned pipeline trained with no edits beside the "
+        "hand-tuned one, both at the same time with one torch thread each (so both score below the "
+        "two-thread figures above, measured on another machine), scored on the same held-out cases "
+        "([planning](planning.md)).\n",
+        commands(r.get("plan_speed"), *(r.get(k) for p in PAIRS for k in p[:2])),
+        speed(r),
+        runs(r),
+        "### New datasets: LGG and LIDC, planned with `--budget 30`, scored on held-out patients\n",
+        "The plan as written (`train_tumour.py --plan MANIFEST --minutes 30`, one torch thread, two runs "
+        "at a time), trained on the manifest's training patients and scored on its `split: test` "
+        "patients (LGG: 6 of 29 patients; LIDC: 122 crops of 66 of 331 patients, split by patient). "
+        "Dice per case is the mean over the test cases; pooled Dice counts every test voxel at once.\n",
+        commands(*(r.get(k) for k, _, _ in HELD_OUT)),
+        held_out(r),
+        "### What each planned decision contributes\n",
+        "`benchmarks/plan_ablation.py`: the plan made for the ablation's budget, trained as written and "
+        "then with one decision reverted at a time (the revert is named in each row), each run alone "
+        "against the same held-out patients; two runs at a time, one torch thread each. Test-time "
+        "mirroring is reverted without retraining. A change below zero means the planned decision helped.\n",
+        commands(*(r.get(k) for k, _ in ABLATIONS)),
+        ablation(r),
+        "### 2D or 3D, chosen by cross-validation (LGG)\n",
+        "The LGG volumes record no voxel size (1 x 1 x 1, unit unknown) and are flat (256 x 256 x about "
+        "25), so the plan proposes a 3D and a 2D configuration; `benchmarks/plan_choice.py` runs the "
+        "documented commands (plan, train both with `--folds all`, `medseg crossval 3d 2d -o chosen`) and "
+        "then predicts the 6 held-out patients with the chosen configuration and with each run's fold "
+        "ensemble.\n",
+        commands(r.get("plan_choice_lgg")),
+        choice(r),
+    ]
