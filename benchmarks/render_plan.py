@@ -92,7 +92,11 @@ def held_out(r: R) -> str:
             f"| {what} | {_f(x['budget_minutes'], 0)} | {x['steps_done']} | {x['test']['cases']} | "
             f"{_f(mean)} / {_f(median)} | {_f(pooled)} | {_f(kl)} | {target} |"
         )
-    return "\n".join(rows) + "\n" if found else "No held-out planned run measured yet.\n"
+    if not found:
+        return "No held-out planned run measured yet.\n"
+    missed = [what for key, what, target in HELD_OUT if r.get(key) and _dice(r[key]["test"])[0] < target]
+    verdict = f"\nBelow the target (Dice per case): {'; '.join(missed)}.\n" if missed else ""
+    return "\n".join(rows) + "\n" + verdict
 
 
 def ablation(r: R) -> str:
