@@ -1,22 +1,24 @@
 """What each planned decision contributes: train the plan as written, then with one decision
 reverted at a time, and score every run on the held-out (``split: test``) patients.
 
-    python benchmarks/plan_ablation.py --manifest data_manifests/lidc_nodules.json --minutes 8 \\
+    python benchmarks/plan_ablation.py --manifest data_manifests/lidc_nodules.json --minutes 6 \\
         --output /tmp/bench/ablation_lidc --json benchmarks/results/plan_ablation_lidc.json
 
-The plan is made once (``medseg plan --budget MINUTES``, probed with one torch thread) into
-``OUTPUT/plan``; every variant trains that YAML through ``benchmarks/train_tumour.py`` with
-``--set`` overrides (one torch thread each, ``--parallel`` runs at a time, so pairs on a 2-core
-machine), and ``--collect`` gathers the per-variant results into one JSON with the difference to
-the planned run. A revert that would not change the YAML (the plan already holds the generic
-value) is left out and listed. What "reverted" means, per decision (:data:`REVERTS`):
+The plan is made once for this budget (``medseg plan --budget MINUTES``, probed with one torch
+thread: a short budget gives a smaller plan than ``--budget 30``) into ``OUTPUT/plan``; every
+variant trains that YAML through ``benchmarks/train_tumour.py`` with ``--set`` overrides (one torch
+thread each, ``--parallel`` runs at a time: 2 on a 2-core machine, or 1 each for two datasets run
+at the same time, as measured), and ``--collect`` gathers the per-variant results into one JSON
+with the difference to the planned run. A revert that would not change the YAML (the plan already
+holds the generic value) is left out and listed. What "reverted" means, per decision (:data:`REVERTS`):
 
 - target spacing: no resampling, each case on its own grid;
 - normalisation: the generic per-case z-score;
-- patch and network: the hand-tuned hippocampus recipe's (patch 40 x 56 x 40, U-Net [16 ... 128]),
-  as if a recipe of another dataset were reused;
+- patch and network: the hand-tuned hippocampus recipe's (patch 40 x 56 x 40, U-Net [16 ... 128]
+  pooling every axis), as if a recipe of another dataset were reused (the planned batch is kept);
 - batch size: 2 (the fixed 3D default);
-- mirror axes: every axis (nnU-Net's and MONAI's default);
+- mirror axes: every axis (nnU-Net's and MONAI's default); test-time mirroring follows the trained
+  axes, so this row changes inference too;
 - foreground oversampling: none (uniform patches);
 - test-time mirroring: off (no retraining: the planned model predicts again).
 """
@@ -27,6 +29,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +46,8 @@ def _revert_spacing(cfg: dict, fp: dict) -> list[str] | str:
     target = cfg["preprocessing"].get("target_spacing")
     if target is None:
         return "the plan does not resample"
-    if all(c["spacing"][: len(target)] == list(target) for c in fp["cases"]):
+    cases = fp.get("cases") or []
+    if cases and all(c["spacing"][: len(target)] == list(target) for c in cases):
         return "every case is on the target spacing already: not resampling changes nothing"
     return ["preprocessing.target_spacing=null"]
 
@@ -152,9 +156,12 @@ def run_variant(name: str, variant: tuple[Path, list[str]], args: argparse.Names
         cmd += ["--set", s]
     log = Path(args.output) / f"{name}.log"
     with log.open("w") as fh:
-        subprocess.run(
-            cmd, check=True, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}
+        code = subprocess.run(
+            cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}
         )
+    if code.returncode:  # recorded, and the other variants go on
+        result.parent.mkdir(parents=True, exist_ok=True)
+        result.with_suffix(".failed").write_text(f"exit {code.returncode}: see {log}\n")
     return result
 
 
@@ -171,36 +178,62 @@ def _score(result: dict) -> dict[str, Any]:
     }
 
 
-def tta_off(args: argparse.Namespace) -> dict[str, Any]:
-    """The planned model predicting the test cases again without test-time mirroring."""
+def tta_off(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The planned model predicting the test cases again without test-time mirroring (into
+    ``planned/test_no_tta``); None when the plan mirrors nothing at test time."""
     from benchmarks.train_tumour import predict_and_score
     from medseg.config import load_pipeline
 
     run = Path(args.output) / "planned"
     config = load_pipeline(run / "config.yaml")
-    target = run / "test_no_tta"
-    import shutil
+    if not config.inference.tta or not config.augmentation.flip_axes:
+        return None
+    shutil.rmtree(run / "test_no_tta", ignore_errors=True)
+    manifest = Path(config.data.manifest)
+    return predict_and_score(run, manifest, Path(args.data_root), None, None, tta=False, folder="test_no_tta")
 
-    shutil.rmtree(target, ignore_errors=True)
-    (run / "test").rename(run / "test_tta")
-    try:
-        scores = predict_and_score(
-            run, Path(config.data.manifest), Path(args.data_root), None, None, tta=False
-        )
-    finally:
-        (run / "test").rename(target)
-        (run / "test_tta").rename(run / "test")
-    return scores
+
+def _planned_values(cfg: dict, sets: list[str]) -> dict[str, Any]:
+    """What the plan holds at the keys a revert sets."""
+    out = {}
+    for s in sets:
+        node: Any = cfg
+        for part in s.split("=", 1)[0].split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        out[s.split("=", 1)[0]] = node
+    return out
+
+
+def _plan_summary(cfg: dict) -> dict[str, Any]:
+    t = cfg["training"]
+    return {
+        "spatial_dims": cfg["model"]["spatial_dims"],
+        "features": cfg["model"]["params"].get("features"),
+        "patch_size": t["patch_size"],
+        "batch_size": t.get("batch_size"),
+        "target_spacing": cfg["preprocessing"].get("target_spacing"),
+        "normalization": cfg["preprocessing"].get("normalization"),
+        "flip_axes": cfg["augmentation"].get("flip_axes"),
+        "foreground_oversample": t.get("foreground_oversample"),
+    }
 
 
 def collect(args: argparse.Namespace, plan: Path, plan_seconds: float | None) -> dict[str, Any]:
+    import yaml
+
     runs, skipped = variants(plan)
     folder = Path(args.output) / "results"
+    cfg = yaml.safe_load(plan.read_text())
     rows = {}
     for name, (pipeline, sets) in runs.items():
         path = folder / f"{name}.json"
         if path.is_file():
-            rows[name] = {"pipeline": pipeline.name, "sets": sets, **_score(json.loads(path.read_text()))}
+            rows[name] = {
+                "pipeline": pipeline.name,
+                "sets": sets,
+                "planned_values": _planned_values(cfg, sets),
+                **_score(json.loads(path.read_text())),
+            }
     base = rows.get("planned")
     if base:
         for row in rows.values():
@@ -213,7 +246,9 @@ def collect(args: argparse.Namespace, plan: Path, plan_seconds: float | None) ->
         "manifest": args.manifest,
         "budget_minutes": args.minutes,
         "plan_seconds": plan_seconds,
+        "plan": _plan_summary(cfg),
         "variants": rows,
+        "failed": {p.stem: p.read_text().strip() for p in sorted(folder.glob("*.failed"))},
         "tta_off": json.loads(tta.read_text()) if tta.is_file() else None,
         "not_run": skipped,
         "reverts": {**{k: v[0] for k, v in REVERTS.items()}, "dimensionality": "the planned 2D alternative"},
@@ -236,9 +271,14 @@ def main() -> None:
     out = Path(args.output)
     plan = out / "plan" / "plan.yaml"
     seconds_file = out / "plan" / "seconds.txt"
+    made_for = out / "plan" / "made_for.json"  # a folder planned for another dataset or budget is refused
+    wanted = {"manifest": str(Path(args.manifest).resolve()), "minutes": args.minutes}
     if not plan.is_file():
         plan, seconds = make_plan(args.manifest, args.minutes, args.data_root, out / "plan")
         seconds_file.write_text(str(seconds))
+        made_for.write_text(json.dumps(wanted))
+    elif made_for.is_file() and json.loads(made_for.read_text()) != wanted:
+        sys.exit(f"{out} holds a plan for {made_for.read_text()}: use another --output")
     plan_seconds = float(seconds_file.read_text()) if seconds_file.is_file() else None
     if not args.collect:
         runs, _ = variants(plan)
@@ -247,7 +287,9 @@ def main() -> None:
         with ThreadPoolExecutor(max(1, args.parallel)) as pool:
             list(pool.map(lambda n: run_variant(n, runs[n], args), todo))
         if (out / "planned" / "test").is_dir() and not (out / "results" / "tta_off.json").is_file():
-            dump(tta_off(args), str(out / "results" / "tta_off.json"))
+            scores = tta_off(args)
+            if scores is not None:
+                dump(scores, str(out / "results" / "tta_off.json"))
     dump(collect(args, plan, plan_seconds), args.json)
 
 

@@ -39,7 +39,7 @@ def _medseg(*args: str, log: Path | None = None) -> subprocess.Popen:
     )
 
 
-def _held_out(model: Path, manifest: Path, data_root: str, folder: Path) -> dict[str, Any]:
+def _held_out(model: Path, manifest: Path, data_root: str, folder: Path, device: str) -> dict[str, Any]:
     """Predict the test cases with ``model`` (a run or a chosen configuration) and score them."""
     from benchmarks.train_tumour import pooled_dice
     from medseg.data.cases import load_case, read_label
@@ -49,7 +49,7 @@ def _held_out(model: Path, manifest: Path, data_root: str, folder: Path) -> dict
     from medseg.io import write_volume
 
     m = load_manifest(manifest, data_root)
-    predictor = load_predictor(model, device="cpu")
+    predictor = load_predictor(model, device=device)
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "pred").mkdir(parents=True)
     (folder / "ref").mkdir()
@@ -77,27 +77,41 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--output", required=True)
     ap.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
+    ap.add_argument("--device", default="cpu", help="cpu or cuda, for plan, train and crossval alike")
     ap.add_argument("--json")
     args = ap.parse_args()
     out = Path(args.output)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    t0 = time.monotonic()
     plan = out / "plan" / "plan.yaml"
     budget = ["--budget", str(args.minutes), "--folds", str(args.folds), "--data-root", args.data_root]
-    if _medseg("plan", args.manifest, "-o", str(plan), *budget).wait():
+    if _medseg("plan", args.manifest, "-o", str(plan), *budget, "--device", args.device).wait():
         sys.exit("medseg plan failed")
     if not plan.with_name("plan_2d.yaml").is_file():
         sys.exit(f"the plan of {args.manifest} proposes one configuration only: nothing to choose")
     runs = {"3d": plan, "2d": plan.with_name("plan_2d.yaml")}
+    t0 = time.monotonic()
     procs = [
-        _medseg("train", str(p), "-o", str(out / k), "--folds", "all", log=out / f"train_{k}.log")
+        _medseg(
+            "train",
+            str(p),
+            "-o",
+            str(out / k),
+            "--folds",
+            "all",
+            "--device",
+            args.device,
+            log=out / f"train_{k}.log",
+        )
         for k, p in runs.items()
     ]
-    if any(p.wait() for p in procs):
+    codes = [p.wait() for p in procs]  # both finish (or fail) before anything else happens
+    if any(codes):
         sys.exit(f"training failed: see {out}/train_*.log")
     train_minutes = (time.monotonic() - t0) / 60
-    if _medseg("crossval", str(out / "3d"), str(out / "2d"), "-o", str(out / "chosen")).wait():
+    if _medseg(
+        "crossval", str(out / "3d"), str(out / "2d"), "-o", str(out / "chosen"), "--device", args.device
+    ).wait():
         sys.exit("medseg crossval failed")
     choice = json.loads((out / "chosen" / "configuration.json").read_text())
     manifest = Path(args.manifest)
@@ -111,8 +125,8 @@ def main() -> None:
         "chosen": choice["chosen"]["name"],
         "postprocessing": choice["postprocessing"].get("options"),
         "held_out": {
-            "chosen": _held_out(out / "chosen", manifest, args.data_root, out / "test_chosen"),
-            **{k: _held_out(out / k, manifest, args.data_root, out / f"test_{k}") for k in runs},
+            "chosen": _held_out(out / "chosen", manifest, args.data_root, out / "test_chosen", args.device),
+            **{k: _held_out(out / k, manifest, args.data_root, out / f"test_{k}", args.device) for k in runs},
         },
         "machine": machine(),
         "command": shlex.join(["python", *sys.argv]),

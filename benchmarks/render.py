@@ -74,9 +74,17 @@ def _met(ok: bool | None) -> str:
     return "not measured" if ok is None else ("**met**" if ok else "not met")
 
 
+#: scripts whose --output is required: it is shown as a placeholder instead of left out
+NEEDS_OUTPUT = ("plan_ablation.py", "plan_choice.py", "train_tumour.py --plan")
+
+
 def _command(text: str) -> str:
-    """The command as a reader would type it: without the scratch --output and --json paths."""
-    return re.sub(r" --(output|json) \S+", "", text)
+    """The command as a reader would type it: without the scratch --json path, and without the
+    scratch --output (a placeholder where the script needs one)."""
+    text = re.sub(r" --json \S+", "", text)
+    if any(s in text for s in NEEDS_OUTPUT):
+        return re.sub(r" --output \S+", " --output OUT", text)
+    return re.sub(r" --output \S+", "", text)
 
 
 def _commands(*results: dict[str, Any] | None) -> str:

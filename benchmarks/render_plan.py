@@ -99,19 +99,34 @@ def held_out(r: R) -> str:
     return "\n".join(rows) + "\n" + verdict
 
 
+def _revert_text(variant: str, v: dict[str, Any], reverts: dict[str, str]) -> str:
+    """``planned value -> reverted value`` of each key a revert sets (or the revert's name)."""
+    if variant == "dimensionality":
+        return "3D -> the planned 2D alternative"
+    parts = []
+    for s in v.get("sets") or []:
+        key, value = s.split("=", 1)
+        planned = (v.get("planned_values") or {}).get(key)
+        parts.append(f"`{key.split('.')[-1]}` {planned} -> {value}")
+    return "; ".join(parts) or reverts.get(variant, "")
+
+
 def ablation(r: R) -> str:
     out = []
     for key, name in ABLATIONS:
         x = r.get(key)
         if not x:
             continue
+        plan = x.get("plan") or {}
+        shape = ", ".join(f"{k} {v}" for k, v in plan.items())
         rows = [
-            f"**{name}** ({_f(x['budget_minutes'], 0)} minutes per run, {x['manifest']}):\n",
-            "| decision | reverted to | steps | Dice per case mean | change | pooled Dice | change |",
+            f"**{name}** ({_f(x['budget_minutes'], 0)} minutes per run, {x['manifest']}; the "
+            f"{_f(x['budget_minutes'], 0)}-minute plan: {shape}):\n",
+            "| decision | planned -> reverted | steps | Dice per case mean | change | pooled Dice | change |",
             "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
         ]
         for variant, v in x["variants"].items():
-            what = "as planned" if variant == "planned" else x["reverts"].get(variant, "")
+            what = "as planned" if variant == "planned" else _revert_text(variant, v, x["reverts"])
             rows.append(
                 f"| {variant} | {what} | {v['steps']} | {_f(v['dice_mean'])} | "
                 f"{_f(v.get('dice_mean_change'))} | {_f(v.get('dice_pooled'))} | "
@@ -128,6 +143,9 @@ def ablation(r: R) -> str:
                 f"{_f(mean - base['dice_mean'])} | {_f(pooled)} | "
                 f"{_f(change)} |"
             )
+        failed = "; ".join(f"{k}: {v}" for k, v in (x.get("failed") or {}).items())
+        if failed:
+            rows.append(f"\nFailed: {failed}.")
         skipped = "; ".join(f"{k}: {v}" for k, v in (x.get("not_run") or {}).items())
         out.append("\n".join(rows) + "\n" + (f"\nNot reverted: {skipped}.\n" if skipped else ""))
     return "\n".join(out) if out else "No ablation measured yet (`benchmarks/plan_ablation.py`).\n"
@@ -179,9 +197,14 @@ def section(r: R, commands: Callable[..., str]) -> list[str]:
         held_out(r),
         "### What each planned decision contributes\n",
         "`benchmarks/plan_ablation.py`: the plan made for the ablation's budget, trained as written and "
-        "then with one decision reverted at a time (the revert is named in each row), each run alone "
-        "against the same held-out patients; two runs at a time, one torch thread each. Test-time "
-        "mirroring is reverted without retraining. A change below zero means the planned decision helped.\n",
+        "then with one decision reverted at a time (each row names the planned and the reverted value), "
+        "every run scored on the same held-out patients. The LGG and LIDC ablations ran at the same "
+        "time, one variant of each at a time, one torch thread each (the steps column shows how "
+        "evenly the two cores were shared). The short budget gives a smaller plan than `--budget 30` "
+        "above (shown per dataset). Test-time mirroring is reverted without retraining; reverting "
+        "the mirror axes changes the test-time mirroring too. A change below zero means the planned "
+        "decision helped. One run per variant: differences of a few hundredths are within run-to-run "
+        "noise.\n",
         commands(*(r.get(k) for k, _ in ABLATIONS)),
         ablation(r),
         "### 2D or 3D, chosen by cross-validation (LGG)\n",

@@ -62,7 +62,10 @@ def pooled_dice(folder: Path, labels: dict[int, str]) -> dict[str, float]:
 
     inter = {k: 0 for k in labels}
     total = {k: 0 for k in labels}
-    for ref_path in sorted((folder / "ref").glob("*.nii.gz")):
+    refs = sorted((folder / "ref").glob("*.nii.gz"))
+    if not refs:
+        raise FileNotFoundError(f"no reference label maps in {folder / 'ref'}")
+    for ref_path in refs:
         ref = np.asarray(read_volume(ref_path).array)
         pred = np.asarray(read_volume(folder / "pred" / ref_path.name).array)
         for k in labels:
@@ -78,9 +81,11 @@ def predict_and_score(
     missing: str | None,
     regions: str | None,
     tta: bool | None = None,
+    folder: str | None = None,
 ) -> dict[str, Any]:
-    """Predict the manifest's test cases with the run's model and evaluate them (``tta``: override
-    the run's test-time mirroring)."""
+    """Predict the manifest's test cases with the run's model and evaluate them into
+    ``run/<folder>`` (default ``test``, or ``test_missing``); ``tta`` overrides the run's
+    test-time mirroring."""
     import numpy as np
 
     from medseg.data.cases import load_case, read_label
@@ -97,7 +102,7 @@ def predict_and_score(
         names = [c.casefold() for c in manifest.channels]
         zeros = [names.index(missing.casefold())]
     labels = {k: v for k, v in manifest.labels.items() if k > 0}
-    tmp = run / ("test_missing" if missing else "test")  # predictions, references and evaluation
+    tmp = run / (folder or ("test_missing" if missing else "test"))  # predictions, references, evaluation
     (tmp / "pred").mkdir(parents=True)
     (tmp / "ref").mkdir()
     seconds = []
@@ -144,7 +149,7 @@ def keep_largest_scores(run: Path, regions: str | None) -> dict[str, Any]:
         out / "pred", src / "ref", labels=labels, lesions=True, regions=regions, output=out / "evaluation"
     )
     (out / "ref").unlink(missing_ok=True)
-    (out / "ref").symlink_to(src / "ref")
+    (out / "ref").symlink_to((src / "ref").resolve())
     return {"dice_pooled": pooled_dice(out, labels), **_summary(result, labels)}
 
 

@@ -153,8 +153,10 @@ def _check_arguments(runs: list[Path], out: Path) -> None:
 
     if len(runs) < 2 or len({r.resolve() for r in runs}) != len(runs):
         raise ConfigError("choosing a configuration needs at least two different cross-validation runs")
+    splits = []
     for run in runs:
-        _record(run)  # InputNotFoundError for a folder that is not a cross-validation run
+        record = _record(run)  # InputNotFoundError for a folder that is not a cross-validation run
+        splits.append({f: sorted(s.get("val", [])) for f, s in record.get("splits", {}).items()})
         if out.resolve() == run.resolve() or run.resolve() in out.resolve().parents:
             raise ConfigError(
                 f"--output {out} is inside the run {run}: the choice would overwrite its records",
@@ -162,6 +164,12 @@ def _check_arguments(runs: list[Path], out: Path) -> None:
             )
     if (out / "folds.json").is_file():
         raise ConfigError(f"--output {out} is a cross-validation run", hint="choose a new folder")
+    if any(s != splits[0] for s in splits[1:]):  # before any (slow) out-of-fold prediction
+        raise MedsegError(
+            "the runs were trained on different folds, so their Dice cannot be compared",
+            hint="train every configuration with medseg train --folds all on the same dataset (same "
+            "data.folds and training.seed)",
+        )
 
 
 def _check_runs(runs: list[Path]) -> list[dict[str, int]]:

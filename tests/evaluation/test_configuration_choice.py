@@ -114,14 +114,15 @@ def test_runs_on_different_folds_or_one_run_are_refused(tmp_path):
     (tmp_path / "2d" / "fold_1" / "validation" / "oof.json").write_text(
         json.dumps({"fold": 1, "cases": ["c"]})
     )
-    with pytest.raises(MedsegError, match="from different folds"):
+    with pytest.raises(MedsegError, match="different folds"):
         choose_configuration([tmp_path / "3d", tmp_path / "2d"], tmp_path / "chosen")
     with pytest.raises(ConfigError, match="at least two"):
         choose_configuration([tmp_path / "3d", tmp_path / "3d"], tmp_path / "chosen")
     # the same cases in other folds are refused too: the Dice would not be paired
     make_run(tmp_path / "other", "right", folds={0: ["b", "c"], 1: ["a", "d"]})
-    with pytest.raises(MedsegError, match="from different folds"):
+    with pytest.raises(MedsegError, match="different folds"):
         choose_configuration([tmp_path / "3d", tmp_path / "other"], tmp_path / "chosen")
+    assert not (tmp_path / "other" / "crossval").exists()  # refused before any evaluation
     # the output may not be (inside) one of the runs: it would overwrite its postprocessing.json
     with pytest.raises(ConfigError, match="inside the run"):
         choose_configuration([tmp_path / "3d", tmp_path / "2d"], tmp_path / "3d" / "choice")
