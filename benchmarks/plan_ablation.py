@@ -218,6 +218,10 @@ def _plan_summary(cfg: dict) -> dict[str, Any]:
     }
 
 
+def _command_file(args: argparse.Namespace) -> Path:
+    return Path(args.output) / "command.txt"
+
+
 def collect(args: argparse.Namespace, plan: Path, plan_seconds: float | None) -> dict[str, Any]:
     import yaml
 
@@ -253,7 +257,10 @@ def collect(args: argparse.Namespace, plan: Path, plan_seconds: float | None) ->
         "not_run": skipped,
         "reverts": {**{k: v[0] for k, v in REVERTS.items()}, "dimensionality": "the planned 2D alternative"},
         "machine": machine(),
-        "command": shlex.join(["python", *sys.argv]),
+        # the command that trained the variants (not a later --collect)
+        "command": _command_file(args).read_text().strip()
+        if _command_file(args).is_file()
+        else shlex.join(["python", *sys.argv]),
     }
 
 
@@ -281,6 +288,7 @@ def main() -> None:
         sys.exit(f"{out} holds a plan for {made_for.read_text()}: use another --output")
     plan_seconds = float(seconds_file.read_text()) if seconds_file.is_file() else None
     if not args.collect:
+        _command_file(args).write_text(shlex.join(["python", *sys.argv]) + "\n")
         runs, _ = variants(plan)
         wanted = args.only.split(",") if args.only else list(runs)
         todo = [n for n in wanted if n in runs and not (out / "results" / f"{n}.json").is_file()]
