@@ -29,12 +29,11 @@ from typing import Any
 import numpy as np
 
 from medseg.errors import ConfigError, InputNotFoundError, MedsegError
+from medseg.inference.choice_record import CHOICE_FILE, FORMAT, read_choice  # noqa: F401  (re-exported)
 from medseg.io.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
-CHOICE_FILE = "configuration.json"
-FORMAT = "medseg-configuration-choice/1"
 RULE = (
     "highest mean out-of-fold Dice over the classes, pooled over every case; ensembles average the "
     "runs' out-of-fold probabilities; ties (1e-6) go to fewer models"
@@ -282,25 +281,3 @@ def _chosen_postprocessing(chosen: Candidate, out: Path, oof: Path, min_gain: fl
         text = json.dumps(select_postprocessing(pairs(), run_labels(chosen.runs[0]), min_gain=gain).to_dict())
     write_text_atomic(out / POSTPROCESSING_FILE, text)
     return json.loads(text)
-
-
-def read_choice(folder: str | Path) -> dict[str, Any] | None:
-    """``folder/configuration.json`` as a dict, or None when the folder has none.
-
-    Raises:
-        CorruptFileError: a damaged record.
-    """
-    from medseg.errors import CorruptFileError
-
-    path = Path(folder) / CHOICE_FILE
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        if record.get("format") != FORMAT or not record["chosen"]["runs"] or not record["chosen"]["name"]:
-            raise ValueError(f"not a {FORMAT} record")
-        return record
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise CorruptFileError(
-            f"{path} is damaged: {exc}", hint="choose again with medseg crossval RUN_A RUN_B -o FOLDER"
-        ) from None

@@ -176,7 +176,7 @@ class EnsemblePredictor:
             InputNotFoundError: no configuration.json, or a chosen run that is gone.
             CorruptFileError: a damaged configuration.json.
         """
-        from medseg.evaluation.configuration_choice import read_choice
+        from medseg.inference.choice_record import read_choice
 
         folder = Path(path)
         record = read_choice(folder)
@@ -338,7 +338,7 @@ def load_predictor(
         ConfigError: ``folds`` given for a model that is not a cross-validation run.
         MedsegError: as :meth:`Predictor.from_run` and :meth:`EnsemblePredictor.from_run`.
     """
-    from medseg.evaluation.configuration_choice import CHOICE_FILE
+    from medseg.inference.choice_record import CHOICE_FILE
     from medseg.training.fold_layout import is_fold_run
 
     if Path(model).is_dir() and (Path(model) / CHOICE_FILE).is_file():

@@ -90,14 +90,11 @@ def spacing_declared(path: str | Path) -> bool:
     False when the spatial unit is "unknown" (``xyzt_units`` 0) *and* every voxel size is exactly 1:
     the signature of an exporter that recorded no spacing at all (e.g. slices restacked from TIFF
     or PNG), so "1 x 1 x 1" is a placeholder, not millimetres. Any other header counts as declared
-    (a unit-less header with real voxel sizes is read as mm, as nibabel and ITK do).
-    Non-NIfTI paths: True.
+    (a unit-less header with real voxel sizes is read as mm, as nibabel and ITK do), and so does
+    a file nibabel cannot read as NIfTI (the reader reports it).
     """
     import nibabel as nib
 
-    name = str(path).lower()
-    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
-        return True
     try:
         header = nib.load(str(path)).header
         unit = header.get_xyzt_units()[0]

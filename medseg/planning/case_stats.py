@@ -20,7 +20,7 @@ from medseg.data.cases import GRID_TOL_MM, load_case, read_label
 from medseg.data.manifest import CaseEntry, Manifest
 from medseg.errors import GeometryMismatchError, MedsegError
 from medseg.io import read_volume
-from medseg.io.formats import is_2d_source
+from medseg.io.formats import format_for, is_2d_source
 from medseg.io.nifti import spacing_declared
 
 #: Canonical orientation every case is measured in (the default ``preprocessing.orientation``).
@@ -50,6 +50,11 @@ def _channels(case: CaseEntry, manifest: Manifest) -> tuple[list[Grid], bool, bo
                     "or set channels_in_one_file"
                 ) from None
         return [(v.array, v.affine) for v in vols], False, is_2d_source(vols[0])
+
+
+def _is_nifti(path: str) -> bool:
+    fmt = format_for(path)
+    return fmt is not None and fmt.name == "nifti"
 
 
 def _same_grid(a: Grid, b: Grid) -> bool:
@@ -215,7 +220,9 @@ def fingerprint_case(case: CaseEntry, manifest: Manifest) -> dict[str, Any]:
         "shape": shape,
         "spacing": [float(s) for s in spacing],
         # a header with unit "unknown" and 1 x 1 x 1 records no voxel size (the affine may scale it)
-        "spacing_declared": spacing_declared(case.images[0]) or any(abs(s - 1.0) > 1e-6 for s in spacing),
+        "spacing_declared": not _is_nifti(case.images[0])
+        or spacing_declared(case.images[0])
+        or any(abs(s - 1.0) > 1e-6 for s in spacing),
         "orientation": geometry.orientation_code(first[1]),
         "label_grid_agrees": bool(label_agrees),
         "channel_grids_agree": bool(channels_agree),

@@ -108,7 +108,7 @@ def test_resume_skips_finished_folds(trained):
     assert stamps == {f: os.stat(run / f"fold_{f}" / "checkpoints" / "last.pt").st_mtime_ns for f in (0, 1)}
     changed = config.model_copy(deep=True)
     changed.data.folds = 3
-    with pytest.raises(ConfigError, match=r"other cases or another data\.folds"):
+    with pytest.raises(ConfigError, match=r"other cases, other patient groups or another data\.folds"):
         train_folds(changed, run, "all", device="cpu", resume=True)
 
 
