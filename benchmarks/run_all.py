@@ -191,7 +191,7 @@ ENTRIES: list[Entry] = [
             "--manifest",
             "data_manifests/lgg_brain_mri.json",
             "--minutes",
-            "3",
+            "1.5",
             "--folds",
             "3",
             "--output",
