@@ -12,7 +12,8 @@ at the same time, as measured), and ``--collect`` gathers the per-variant result
 with the difference to the planned run. A revert that would not change the YAML (the plan already
 holds the generic value) is left out and listed. What "reverted" means, per decision (:data:`REVERTS`):
 
-- target spacing: no resampling, each case on its own grid;
+- target spacing: no resampling, each case on its own grid (where the plan keeps every grid
+  because the label round trip costs too much: the median spacing, nnU-Net's rule);
 - normalisation: the generic per-case z-score;
 - patch and network: the hand-tuned hippocampus recipe's (patch 40 x 56 x 40, U-Net [16 ... 128]
   pooling every axis), as if a recipe of another dataset were reused (the planned batch is kept);
@@ -20,6 +21,8 @@ holds the generic value) is left out and listed. What "reverted" means, per deci
 - mirror axes: every axis (nnU-Net's and MONAI's default); test-time mirroring follows the trained
   axes, so this row changes inference too;
 - foreground oversampling: none (uniform patches);
+- channel substitution: off (no copied channels in training);
+- dimensionality: the plan's other configuration (3D for a 2D primary, or 2D);
 - test-time mirroring: off (no retraining: the planned model predicts again).
 """
 
@@ -44,9 +47,14 @@ HIPPOCAMPUS_RECIPE = {"patch_size": [40, 56, 40], "features": [16, 32, 64, 128]}
 
 def _revert_spacing(cfg: dict, fp: dict) -> list[str] | str:
     target = cfg["preprocessing"].get("target_spacing")
-    if target is None:
-        return "the plan does not resample"
     cases = fp.get("cases") or []
+    if target is None:  # the label round trip withdrew resampling: the revert resamples (nnU-Net)
+        if not cases or all(c["spacing"] == cases[0]["spacing"] for c in cases):
+            return "every case has the same spacing: nothing to resample"
+        if cfg["model"]["spatial_dims"] != 3:
+            return "3D configurations only"
+        median = [round(float(v), 5) for v in fp["summary"]["median_spacing"]]
+        return [f"preprocessing.target_spacing={json.dumps(median)}"]
     if cases and all(c["spacing"][: len(target)] == list(target) for c in cases):
         return "every case is on the target spacing already: not resampling changes nothing"
     return ["preprocessing.target_spacing=null"]
@@ -77,7 +85,7 @@ def _revert_value(key: str, generic: Any, what: str) -> Any:
 #: decision -> (what the revert sets, a function (planned config, fingerprint) -> the --set
 #: overrides, or why there is nothing to revert)
 REVERTS: dict[str, tuple[str, Any]] = {
-    "target_spacing": ("no resampling", _revert_spacing),
+    "target_spacing": ("no resampling; the median spacing where the plan keeps every grid", _revert_spacing),
     "normalization": ("per-case z-score", _revert_value("preprocessing.normalization", "zscore", "z-score")),
     "patch_and_network": ("the hippocampus recipe's patch and U-Net", _revert_network),
     "batch_size": ("batch 2", _revert_value("training.batch_size", 2, "batch 2")),
@@ -90,6 +98,10 @@ REVERTS: dict[str, tuple[str, Any]] = {
     "foreground_oversample": (
         "uniform patches",
         _revert_value("training.foreground_oversample", 0.0, "uniform patches"),
+    ),
+    "channel_substitution": (
+        "no copied channels in training",
+        _revert_value("augmentation.channel_substitution_p", 0.0, "no channel substitution"),
     ),
 }
 
@@ -110,7 +122,7 @@ def make_plan(manifest: str, minutes: float, data_root: str, folder: Path) -> tu
 
 def variants(plan: Path) -> tuple[dict[str, tuple[Path, list[str]]], dict[str, str]]:
     """The runs to make, ``name -> (pipeline, --set overrides)``: ``planned``, one per revert that
-    changes the YAML, and ``dimensionality`` (the planned 2D alternative) when the plan has one;
+    changes the YAML, and ``dimensionality`` (the planned alternative, 2D or 3D) when the plan has one;
     and the reverts left out, with why."""
     import yaml
 
@@ -124,8 +136,8 @@ def variants(plan: Path) -> tuple[dict[str, tuple[Path, list[str]]], dict[str, s
             skipped[name] = sets
         else:
             runs[name] = (plan, sets)
-    alternative = plan.with_name("plan_2d.yaml")
-    if alternative.is_file():
+    alternative = next(iter(sorted(plan.parent.glob(f"{plan.stem}_[23]d.yaml"))), None)
+    if alternative is not None:
         runs["dimensionality"] = (alternative, [])
     else:
         skipped["dimensionality"] = "the plan proposes one configuration only"

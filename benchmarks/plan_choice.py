@@ -1,9 +1,11 @@
 """2D or 3D chosen by cross-validation, end to end on a real dataset, with the commands a user runs:
 
-    medseg plan MANIFEST -o OUT/plan/plan.yaml --budget MINUTES --folds K   (3D + plan_2d.yaml)
-    medseg train OUT/plan/plan.yaml    -o OUT/3d --folds all               (both at once, one
-    medseg train OUT/plan/plan_2d.yaml -o OUT/2d --folds all                torch thread each)
-    medseg crossval OUT/3d OUT/2d -o OUT/chosen                            (configuration.json)
+    medseg plan MANIFEST -o OUT/plan/plan.yaml --budget MINUTES --folds K   (LGG: 2D + plan_3d.yaml)
+    medseg train OUT/plan/plan.yaml    -o OUT/2d --folds all               (both at once, one
+    medseg train OUT/plan/plan_3d.yaml -o OUT/3d --folds all                torch thread each)
+    medseg crossval OUT/2d OUT/3d -o OUT/chosen                            (configuration.json)
+
+(the folder of each run is named after its configuration: the primary's and the alternative's)
 
 then the chosen configuration (``medseg predict -m OUT/chosen``'s predictor) and each run's own fold
 ensemble predict the manifest's held-out ``split: test`` cases, scored with ``medseg evaluate``.
@@ -87,9 +89,13 @@ def main() -> None:
     budget = ["--budget", str(args.minutes), "--folds", str(args.folds), "--data-root", args.data_root]
     if _medseg("plan", args.manifest, "-o", str(plan), *budget, "--device", args.device).wait():
         sys.exit("medseg plan failed")
-    if not plan.with_name("plan_2d.yaml").is_file():
+    alternatives = sorted(plan.parent.glob("plan_[23]d.yaml"))
+    if not alternatives:
         sys.exit(f"the plan of {args.manifest} proposes one configuration only: nothing to choose")
-    runs = {"3d": plan, "2d": plan.with_name("plan_2d.yaml")}
+    import yaml
+
+    primary = f"{yaml.safe_load(plan.read_text())['model']['spatial_dims']}d"
+    runs = {primary: plan, alternatives[0].stem[len("plan_") :]: alternatives[0]}
     t0 = time.monotonic()
     procs = [
         _medseg(
@@ -110,7 +116,7 @@ def main() -> None:
         sys.exit(f"training failed: see {out}/train_*.log")
     train_minutes = (time.monotonic() - t0) / 60
     if _medseg(
-        "crossval", str(out / "3d"), str(out / "2d"), "-o", str(out / "chosen"), "--device", args.device
+        "crossval", *(str(out / k) for k in runs), "-o", str(out / "chosen"), "--device", args.device
     ).wait():
         sys.exit("medseg crossval failed")
     choice = json.loads((out / "chosen" / "configuration.json").read_text())

@@ -4,7 +4,7 @@ lesion-wise and (for region pipelines, or with --regions) region by region.
     python benchmarks/train_tumour.py --pipeline pipelines/lgg_unet2d.yaml --minutes 30 \
         [--set augmentation.channel_dropout_p=0.3 ...] [--missing post-contrast] [--threads 1] \
         [--json out.json]
-    python benchmarks/train_tumour.py --plan data_manifests/lidc_nodules.json [--configuration 2d] ...
+    python benchmarks/train_tumour.py --plan data_manifests/lidc_nodules.json [--configuration 2d|3d] ...
 
 ``--plan MANIFEST`` trains what ``medseg plan MANIFEST --budget MINUTES`` writes (planned here, with
 the torch threads of the run, kept in ``<output>_plan/``), unedited unless ``--set`` reverts a
@@ -165,15 +165,20 @@ def rescore(json_path: Path, regions: str | None) -> None:
 
 def _plan(args: argparse.Namespace) -> tuple[str, float]:
     """``medseg plan --plan --budget MINUTES`` into ``<output>_plan/``: the pipeline to train (the 2D
-    alternative with ``--configuration 2d``) and the seconds planning took."""
+    or 3D configuration with ``--configuration 2d|3d``, primary or alternative) and the seconds
+    planning took."""
     folder = Path(f"{args.output}_plan")
     for old in folder.glob("plan*.yaml"):  # nothing of an earlier plan may be trained
         old.unlink()
     pipeline, seconds = planned_pipeline(args.plan, args.minutes, args.data_root, str(folder))
-    if args.configuration == "2d":
-        pipeline = str(Path(pipeline).with_name("plan_2d.yaml"))
-        if not Path(pipeline).is_file():
-            sys.exit(f"the plan of {args.plan} has no 2D alternative")
+    if args.configuration != "primary":
+        import yaml
+
+        dims = int(args.configuration[0])
+        if yaml.safe_load(Path(pipeline).read_text())["model"]["spatial_dims"] != dims:
+            pipeline = str(Path(pipeline).with_name(f"plan_{args.configuration}.yaml"))
+            if not Path(pipeline).is_file():
+                sys.exit(f"the plan of {args.plan} has no {args.configuration.upper()} configuration")
     return pipeline, seconds
 
 
@@ -190,9 +195,9 @@ def main() -> None:
     ap.add_argument("--plan", metavar="MANIFEST", help="train what `medseg plan MANIFEST` writes")
     ap.add_argument(
         "--configuration",
-        choices=["primary", "2d"],
+        choices=["primary", "2d", "3d"],
         default="primary",
-        help="--plan: the planned 2D alternative",
+        help="--plan: the planned 2D or 3D configuration (primary or alternative)",
     )
     ap.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
     ap.add_argument("--minutes", type=float, default=30.0, help="training wall-clock budget")

@@ -158,6 +158,21 @@ class LossConfig(_Strict):
     )
 
 
+class ChannelSubstitutionConfig(_Strict):
+    """One way a dataset fills missing sequences: channels ``replaced`` are copies of ``source``."""
+
+    source: int = Field(ge=0, description="the channel that is copied (0-based, channel order)")
+    replaced: list[int] = Field(min_length=1, description="the channels that become copies of it")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ChannelSubstitutionConfig:
+        if self.source in self.replaced or len(set(self.replaced)) != len(self.replaced):
+            raise ValueError("replaced must list distinct channels other than source")
+        if min(self.replaced) < 0:
+            raise ValueError("channel indices are 0-based and non-negative")
+        return self
+
+
 class AugmentationConfig(_Strict):
     """Random augmentation, applied identically to image and label. Probabilities are per patch."""
 
@@ -197,6 +212,18 @@ class AugmentationConfig(_Strict):
     )
     channel_dropout_max: int | None = Field(
         None, ge=1, description="most channels dropped at once (default: all but one)"
+    )
+    channel_substitution_p: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="probability that a patch gets one of channel_substitutions (drawn uniformly): "
+        "channels replaced by a copy of another, as datasets fill missing sequences; 0 = off",
+    )
+    channel_substitutions: list[ChannelSubstitutionConfig] = Field(
+        default_factory=list,
+        description="the substitutions to train with, e.g. [{source: 1, replaced: [0, 2]}] "
+        "(medseg plan finds them in the data: channels that are exact copies in some cases)",
     )
     color_jitter_p: float = Field(
         0.0,

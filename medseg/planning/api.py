@@ -5,7 +5,8 @@
 error), the rules (:func:`~medseg.planning.planner.plan_pipeline`, with the training step time
 probed on the device), then ``PIPELINE.yaml`` with a comment on each decision and
 ``fingerprint.json`` beside it (both written atomically). When the rules propose a second
-configuration (2D for strongly anisotropic 3D data), it is written as ``PIPELINE_2d.yaml``.
+configuration (2D for strongly anisotropic 3D data, 3D beside a 2D primary for flat volumes with no
+recorded voxel size), it is written as ``PIPELINE_2d.yaml`` (``PIPELINE_3d.yaml``).
 """
 
 from __future__ import annotations
@@ -188,6 +189,8 @@ def plan_dataset(
         def step_seconds(config: dict) -> float:
             return probe_step_seconds(config, device)
 
+    from medseg.planning.round_trip import label_round_trip
+
     result = plan_pipeline(
         fingerprint,
         budget_minutes,
@@ -196,6 +199,7 @@ def plan_dataset(
         step_seconds,
         manifest_path=str(source_path.resolve()),
         folds=folds,
+        round_trip=lambda target: label_round_trip(manifest, target),
     )
     for planned in result.configurations:
         if data_root is not None:
@@ -207,7 +211,7 @@ def plan_dataset(
 
 
 def write_plan(result: Any, fingerprint: dict[str, Any], out: Path) -> None:
-    """``out`` (the primary configuration), ``<out>_2d.yaml`` for an alternative, and
+    """``out`` (the primary configuration), ``<out>_2d.yaml`` (``_3d``) for an alternative, and
     ``fingerprint.json`` beside them, each written atomically."""
     from medseg.planning.yaml_writer import render_yaml
 

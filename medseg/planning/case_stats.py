@@ -164,6 +164,22 @@ def class_stats(label: np.ndarray, spacing: tuple[float, float, float]) -> tuple
     return classes, union
 
 
+def channel_copies(channels: list[Grid]) -> list[list[int]]:
+    """Groups of channels that are exact copies of each other (same grid, same voxels), e.g.
+    ``[[0, 1, 2]]`` when a missing sequence was filled with another one (TCGA LGG copies FLAIR
+    into absent pre- and post-contrast channels). Channels are compared voxel for voxel."""
+    groups: list[list[int]] = []
+    for i, ch in enumerate(channels):
+        for group in groups:
+            first = channels[group[0]]
+            if _same_grid(first, ch) and np.array_equal(first[0], ch[0]):
+                group.append(i)
+                break
+        else:
+            groups.append([i])
+    return [g for g in groups if len(g) > 1]
+
+
 def _channel_entries(
     channels: list[Grid], label: Grid | None, foreground: np.ndarray | None
 ) -> tuple[list[dict], list[np.ndarray]]:
@@ -229,6 +245,7 @@ def fingerprint_case(case: CaseEntry, manifest: Manifest) -> dict[str, Any]:
         "is_2d": bool(from_picture or 1 in shape),
         "has_label": label is not None,
         "channels": stats,
+        "channel_copies": channel_copies(channels) if channels_agree else [],
         "classes": classes,
         "foreground_bbox_vox": bbox,
     }

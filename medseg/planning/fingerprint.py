@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 FINGERPRINT_VERSION = 1
 #: Bump when what a case's entry holds changes: older cache entries are then never used.
-_CASE_FORMAT = 2
+_CASE_FORMAT = 3
 
 _worker_manifest: Any = None  # the manifest of a worker process (set by its initializer)
 

@@ -18,9 +18,11 @@ import numpy as np
 from medseg.errors import ConfigError
 from medseg.planning import topology as tp
 from medseg.planning.problems import dataset_warnings, mm3, smaller_than_patch, sorted_decisions
+from medseg.planning.round_trip import resampling_fidelity
 from medseg.planning.rules import (
     Decision,
     PlanResult,
+    channel_substitution,
     class_weighting,
     dimensionality,
     foreground_oversample,
@@ -31,14 +33,16 @@ from medseg.planning.rules import (
     target_spacing_2d,
     target_spacing_3d,
 )
+from medseg.planning.schedule import schedule, val_pass_seconds
+
+#: What resampling the labels to a target spacing (mm) and back keeps (see :mod:`.round_trip`).
+RoundTrip = Callable[[list], dict]
 
 #: The planned minimum of training steps in the budget: the 5-minute hippocampus runs (875-1157
 #: steps) already reach 0.866 / 0.852 Dice, within 0.03 of the 28-minute recipe (4959 steps).
 MIN_STEPS = 1000
 #: Share of the budget left for training steps (validation <= 10 %, data loading, checkpoints).
 TRAIN_SHARE = 0.85
-#: Share of the budget validation may take, and the most validations per run.
-VAL_SHARE, MAX_VALIDATIONS = 0.1, 20
 _UNET_WHY = (
     "medseg's U-Net with per-axis pooling (lever study: nnU-Net's DynUNet scored the same, "
     "-0.002 / +0.001 Dice; its deep supervision cost 0.020 / 0.011)"
@@ -46,9 +50,6 @@ _UNET_WHY = (
 #: Default memory limit: 8 GB on CUDA (nnU-Net's reference GPU); a quarter of the RAM on a CPU
 #: (the rest holds the cached cases, the loader workers and the system).
 CUDA_MEMORY_GB, CPU_RAM_SHARE = 8.0, 0.25
-#: Epoch counts are planned at this multiple of the steps the budget allows: the budget, not the
-#: epoch count, ends the run, and the poly schedule follows the elapsed time (trainer ``_loop``).
-EPOCH_HEADROOM = 4
 
 
 def default_memory_gb(device: str) -> float:
@@ -274,86 +275,6 @@ def _fit(
     return fit, why
 
 
-def schedule(budget: float, fit: tp.Fit, val_pass_s: float, device: str) -> list[Decision]:
-    """Budget, epochs, iterations and validation cadence; nnU-Net's SGD + poly, stretched over time."""
-    step, steps = fit.step_seconds, fit.steps
-    ipe = int(min(250, max(25, 5 * round(30 / max(step, 1e-6) / 5))))
-    est_epochs = max(1.0, steps / ipe)
-    epochs = max(1, math.ceil(EPOCH_HEADROOM * est_epochs))
-    passes = int(min(MAX_VALIDATIONS, max(1, VAL_SHARE * budget * 60 // max(val_pass_s, 1e-6))))
-    val_every = max(1, math.ceil(est_epochs / passes))
-    ev = f"{step:.3g} s/step -> about {steps:.0f} steps, {est_epochs:.0f} epochs"
-    ev += f"; one validation about {val_pass_s:.3g} s"
-    cpu = not device.startswith("cuda")
-    out = [
-        Decision(
-            "training.max_minutes", float(budget), "the time budget: training stops when it is spent", ""
-        ),
-        Decision(
-            "training.epochs",
-            epochs,
-            f"{EPOCH_HEADROOM}x the epochs the budget allows: the budget ends the "
-            "run and the poly schedule is stretched over the elapsed time (trainer)",
-            ev,
-        ),
-        Decision("training.iterations_per_epoch", ipe, "epochs of about 30 s (a checkpoint each epoch)", ev),
-        Decision(
-            "training.val_every",
-            val_every,
-            f"at most {MAX_VALIDATIONS} validations, together under "
-            f"{100 * VAL_SHARE:g} % of the budget (and one after the last epoch)",
-            ev,
-        ),
-        Decision("training.optimizer", "sgd", "nnU-Net's optimiser: SGD with nesterov momentum", ""),
-        Decision("training.lr", 0.01, "nnU-Net's learning rate", ""),
-        Decision("training.momentum", 0.99, "nnU-Net's momentum", ""),
-        Decision(
-            "training.schedule",
-            "poly",
-            "poly decay over the budget (lever study: cosine with warm-up cost 0.007 / 0.004 Dice)",
-            "",
-        ),
-        Decision(
-            "training.num_workers",
-            _workers(device),
-            "loader processes: one per 4 CPU cores on a CPU (the steps need the cores), more on CUDA",
-            f"{os.cpu_count()} CPU cores",
-        ),
-    ]
-    if cpu:
-        out.append(
-            Decision(
-                "training.cpu_bf16",
-                True,
-                "bf16 autocast on CPUs with native bf16 (about 2x "
-                "faster steps, the hippocampus recipe); ignored elsewhere",
-                "",
-            )
-        )
-    return out
-
-
-def _workers(device: str) -> int:
-    cores = os.cpu_count() or 1
-    if device.startswith("cuda"):
-        return max(1, min(8, cores - 2))
-    return max(1, min(4, cores // 4))
-
-
-def _val_pass_seconds(fp: dict, fit: tp.Fit, median_full: list[float], patch_axes: list[int]) -> float:
-    """One validation: sliding windows (overlap 0.5) over 20 % of the labelled cases, a forward
-    pass taken as a third of a training step per patch."""
-    n_val = max(1, round(0.2 * int(fp["dataset"].get("n_labelled", fp["summary"]["n_cases"]))))
-    windows = 1.0
-    for a, p in zip(patch_axes, fit.topo.patch):
-        s = median_full[a]
-        windows *= 1 if s <= p else math.ceil((s - p) / (p / 2)) + 1
-    for a in range(len(median_full)):
-        if a not in patch_axes:
-            windows *= max(1.0, median_full[a])  # 2D: every slice
-    return n_val * windows * fit.step_seconds / (3 * fit.batch)
-
-
 def _plan_one(
     fp: dict,
     kind: str,
@@ -364,11 +285,12 @@ def _plan_one(
     step_seconds: Callable[[dict], float] | None,
     manifest: str,
     folds: int = 5,
+    round_trip: RoundTrip | None = None,
 ) -> PlanResult:
     """One configuration (``kind`` 3d or 2d) of the plan."""
     summary = fp["summary"]
     s_ax = slice_axis(fp) if kind == "2d" else None
-    decisions = _common(fp, kind, manifest, budget, device, folds) + _preprocessing(fp, s_ax)
+    decisions = _common(fp, kind, manifest, budget, device, folds) + _preprocessing(fp, s_ax, round_trip)
     full_target = _full_target(next(d.value for d in decisions if d.key == "preprocessing.target_spacing"))
     decisions.append(Decision("model.name", "unet", _UNET_WHY, ""))
     decisions.append(Decision("model.spatial_dims", 3 if kind == "3d" else 2, dims[0], dims[1]))
@@ -399,9 +321,10 @@ def _plan_one(
         ),
         class_weighting(fp),
         *mirror_axes(fp, kind, s_ax),
+        *channel_substitution(fp),
         foreground_oversample(fp, patch_vol, s_ax),
         foreground_sampling(fp, patch_vol, s_ax),
-        *schedule(budget, fit, _val_pass_seconds(fp, fit, median_full, patch_axes), device),
+        *schedule(budget, fit, val_pass_seconds(fp, fit, median_full, patch_axes), device),
         Decision("inference.overlap", 0.5, "sliding windows overlapping by half (nnU-Net)", ""),
     ]
     warnings = dataset_warnings(fp, folds) + fit.warnings
@@ -430,6 +353,23 @@ class _Trial:
         return out
 
 
+def _measured_once(round_trip: RoundTrip) -> RoundTrip:
+    """``round_trip`` measured once per target (both configurations ask for the same one)."""
+    seen: dict[tuple, dict] = {}
+
+    def measured(target: list) -> dict:
+        if tuple(target) not in seen:
+            seen[tuple(target)] = round_trip(target)
+        return seen[tuple(target)]
+
+    return measured
+
+
+def _one_spacing(fp: dict) -> bool:
+    """Every case has the same spacing (nothing to resample, nothing to measure)."""
+    return bool(np.allclose(fp["summary"]["spacing_p10"], fp["summary"]["spacing_p90"]))
+
+
 def _full_target(value: Any) -> list[float | None] | None:
     """The target spacing as 3 values (None: an axis kept)."""
     if value is None:
@@ -439,13 +379,17 @@ def _full_target(value: Any) -> list[float | None] | None:
     return [float(v) for v in value]
 
 
-def _preprocessing(fp: dict, s_ax: int | None) -> list[Decision]:
-    """Target spacing, normalisation, cropping (and the slice axis of a 2D model), in this order."""
+def _preprocessing(fp: dict, s_ax: int | None, round_trip: RoundTrip | None = None) -> list[Decision]:
+    """Target spacing (withdrawn when resampling costs the labels too much), normalisation,
+    cropping (and the slice axis of a 2D model), in this order."""
     summary = fp["summary"]
     spacing3 = target_spacing_3d(fp)
+    if round_trip is not None and spacing3.value is not None and not _one_spacing(fp):
+        spacing3 = resampling_fidelity(spacing3, round_trip(spacing3.value))
     two_d_data = bool(summary["is_2d"])
+    kept = spacing3.value is None and not _one_spacing(fp)  # resampling withdrawn: 2D keeps grids too
     out = [
-        spacing3 if s_ax is None else target_spacing_2d(fp, s_ax, spacing3.value),
+        spacing3 if s_ax is None or kept else target_spacing_2d(fp, s_ax, spacing3.value),
         normalization(fp),
         Decision(
             "preprocessing.crop_foreground",
@@ -472,6 +416,7 @@ def plan_pipeline(
     step_seconds: Callable[[dict], float] | None = None,
     manifest_path: str | None = None,
     folds: int = 5,
+    round_trip: RoundTrip | None = None,
 ) -> PlanResult:
     """Plan a pipeline for the dataset a fingerprint describes, fitted to a time budget.
 
@@ -485,10 +430,14 @@ def plan_pipeline(
             e.g. ``lambda c: probe_step_seconds(c, device)``; default: a FLOPs estimate.
         manifest_path: ``data.manifest`` (default: the fingerprint's ``source``).
         folds: Cross-validation folds (``data.folds``; fewer labelled cases lower it, with a warning).
+        round_trip: What resampling the labels to a target spacing and back keeps, e.g.
+            ``lambda t: label_round_trip(manifest, t)``
+            (:func:`~medseg.planning.round_trip.label_round_trip`); default: not measured.
 
     Returns:
         The primary configuration; for strongly anisotropic 3D data (anisotropy over 3) also the
-        2D one in ``alternatives`` (cross-validation picks, as in nnU-Net).
+        2D one in ``alternatives``, and for flat volumes with no recorded voxel size a 2D primary
+        with the 3D one there (cross-validation picks, as in nnU-Net).
 
     Raises:
         ConfigError: a fingerprint without its sections, a budget <= 0 or an unknown device.
@@ -499,9 +448,19 @@ def plan_pipeline(
     manifest = manifest_path or str(fingerprint.get("source") or "")
     if not manifest:
         raise ConfigError("no manifest path: the fingerprint has no source", hint="pass manifest_path")
+    measured = _measured_once(round_trip) if round_trip is not None else None
     results = [
         _plan_one(
-            fingerprint, k, (why, evidence), budget_minutes, device, limit, step_seconds, manifest, folds
+            fingerprint,
+            k,
+            (why, evidence),
+            budget_minutes,
+            device,
+            limit,
+            step_seconds,
+            manifest,
+            folds,
+            measured,
         )
         for k in kinds
     ]

@@ -124,6 +124,33 @@ def _problems(manifest: Any, records: list[dict], classes: dict[str, dict]) -> l
     return problems
 
 
+def _substitutions(records: list[dict]) -> list[dict[str, Any]]:
+    """How the dataset fills missing channels: one entry per ``(source, replaced)`` pattern among
+    the cases' ``channel_copies``, with the cases that show it.
+
+    A group of identical channels does not say which one was acquired. The source is the member
+    whose usual foreground mean (the median over the cases without copies, in units of its
+    interquartile range over them) is nearest the copy's: a FLAIR copy looks like FLAIR."""
+    if not any(r.get("channel_copies") for r in records):
+        return []
+    clean = [r for r in records if not r.get("channel_copies")] or records
+    means = np.array([[c["mean"] for c in r["channels"]] for r in clean], dtype=np.float64)
+    typical = np.median(means, axis=0)
+    q75, q25 = np.percentile(means, [75, 25], axis=0)
+    spread = np.maximum(q75 - q25, np.maximum(means.std(axis=0), 1e-6))
+    patterns: dict[tuple[int, tuple[int, ...]], list[str]] = {}
+    for r in records:
+        for group in r.get("channel_copies") or []:
+            value = float(r["channels"][group[0]]["mean"])
+            source = min(group, key=lambda c: abs(value - typical[c]) / spread[c])
+            key = (int(source), tuple(int(c) for c in group if c != source))
+            patterns.setdefault(key, []).append(r["id"])
+    return [
+        {"source": src, "replaced": list(rep), "cases": len(ids), "case_ids": ids[:_MAX_NAMED]}
+        for (src, rep), ids in sorted(patterns.items())
+    ]
+
+
 def _geometry(records: list[dict]) -> dict[str, Any]:
     shapes = np.array([r["shape"] for r in records], dtype=np.float64)
     spacings = np.array([r["spacing"] for r in records], dtype=np.float64)
@@ -145,13 +172,15 @@ def _geometry(records: list[dict]) -> dict[str, Any]:
 def summarise(manifest: Any, records: list[dict], samples: list[list[np.ndarray]]) -> dict[str, Any]:
     """The fingerprint's ``summary``: geometry (medians, 10th/90th spacing percentiles,
     anisotropy over non-singleton axes, median shape at the median spacing), pooled channel
-    statistics with ``looks_like``, per-class summaries and ``problems`` (strings, one per kind)."""
+    statistics with ``looks_like``, channels that some cases fill with copies of another
+    (``channel_substitutions``), per-class summaries and ``problems`` (strings, one per kind)."""
     classes = _classes(manifest, records)
     return {
         "n_cases": len(records),
         "is_2d": all(r["is_2d"] for r in records),
         **_geometry(records),
         "channels": [_pooled_channel(manifest, c, records, samples) for c in range(len(manifest.channels))],
+        "channel_substitutions": _substitutions(records),
         "classes": classes,
         "problems": _problems(manifest, records, classes),
     }

@@ -119,3 +119,23 @@ def check_channel_inputs(
             "learns 'missing' as 'dark' there",
             ", ".join(odd),
         )
+
+
+def check_channel_substitutions(substitutions: list, names: list[str]) -> None:
+    """Refuse ``augmentation.channel_substitutions`` naming a channel the manifest does not have.
+
+    Args:
+        substitutions: The :class:`~medseg.config.schema.ChannelSubstitutionConfig` entries.
+        names: The manifest's channel names, in order.
+
+    Raises:
+        ConfigError: a source or replaced channel index past the last channel (one line).
+    """
+    for entry in substitutions:
+        bad = [c for c in (entry.source, *entry.replaced) if c >= len(names)]
+        if bad:
+            raise ConfigError(
+                f"augmentation.channel_substitutions names channel {bad[0]}, but the images have "
+                f"{len(names)} channel(s) ({', '.join(names)})",
+                hint="channels are 0-based, in the manifest's channel order",
+            )

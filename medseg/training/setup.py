@@ -22,7 +22,12 @@ from medseg.data.sampling import TrainingCase
 from medseg.errors import ConfigError
 from medseg.io.atomic import write_text_atomic
 from medseg.progress import track
-from medseg.training.channel_check import check_channel_inputs, check_channels, check_resume_channels
+from medseg.training.channel_check import (
+    check_channel_inputs,
+    check_channel_substitutions,
+    check_channels,
+    check_resume_channels,
+)
 from medseg.training.config_check import check_loss_for_regions
 from medseg.training.splits import holdout, kfold
 from medseg.transforms.preprocess import Plan, PreprocessedCase
@@ -149,6 +154,7 @@ def prepare_data(
         config.augmentation.enabled,
         manifest.channels,
     )
+    check_channel_substitutions(config.augmentation.channel_substitutions, manifest.channels)
     regions = config.regions or manifest.regions  # checked before any case is read
     if regions:
         check_regions(regions, config.labels or manifest.labels, config.data.manifest)

@@ -272,3 +272,47 @@ def test_lidc_manifest_splits_by_patient():
         "train",
         "test",
     }
+
+
+def test_channels_filled_with_copies_are_found_with_their_source(tmp_path):
+    """TCGA-LGG-like: 3 sequences (typical foreground means 20, 120, 220); one case has FLAIR copied
+    into both other channels, one post-contrast replaced by FLAIR, one pre-contrast replaced by
+    post-contrast. Each copy group is found voxel for voxel, and its source is the member whose
+    usual intensity the copy has (not the lowest index)."""
+    rng = np.random.default_rng(3)
+    shape = (12, 12, 6)
+    lab = _label(shape, [(1, np.s_[3:8, 3:8, 1:4])])
+    cases = {}
+    for i in range(7):
+        chans = [rng.normal(m, 5, size=shape).astype(np.float32) for m in (20.0, 120.0, 220.0)]
+        if i == 4:
+            chans = [chans[1]] * 3
+        elif i == 5:
+            chans[2] = chans[1]
+        elif i == 6:
+            chans[0] = chans[2]
+        cases[f"c{i}"] = (np.stack(chans, axis=-1), lab, np.eye(4))
+    root = _msd(tmp_path / "msd", cases, labels={"0": "background", "1": "lesion"})
+    meta = json.loads((root / "dataset.json").read_text())
+    meta["modality"] = {"0": "pre", "1": "FLAIR", "2": "post"}
+    (root / "dataset.json").write_text(json.dumps(meta))
+    fp = compute_fingerprint(root, workers=1)
+    copies = {c["id"]: c["channel_copies"] for c in fp["cases"]}
+    assert copies == {
+        "c0": [],
+        "c1": [],
+        "c2": [],
+        "c3": [],
+        "c4": [[0, 1, 2]],
+        "c5": [[1, 2]],
+        "c6": [[0, 2]],
+    }
+    found = [
+        {k: p[k] for k in ("source", "replaced", "case_ids")} for p in fp["summary"]["channel_substitutions"]
+    ]
+    assert found == [
+        {"source": 1, "replaced": [0, 2], "case_ids": ["c4"]},
+        {"source": 1, "replaced": [2], "case_ids": ["c5"]},
+        {"source": 2, "replaced": [0], "case_ids": ["c6"]},
+    ]
+    assert case_stats.channel_copies([(np.zeros(shape), np.eye(4)), (np.ones(shape), np.eye(4))]) == []

@@ -384,16 +384,17 @@ def test_cases_under_half_the_patch_are_warned_about():
     assert warn(48) == []  # 24 voxels is half of 48, not under it
 
 
-def test_undeclared_voxel_size_on_flat_volumes_plans_2d_beside_3d():
+def test_undeclared_voxel_size_on_flat_volumes_plans_2d_first_then_3d():
     """LGG-like: 256 x 256 x 25 slices restacked from TIFF, NIfTI units unknown and 1 x 1 x 1. The
-    anisotropy reads 1, but the shape says thick slices: both configurations, 2D across the axis
-    with the fewest voxels, and a warning that the plan's mm are voxels."""
+    anisotropy reads 1, but the shape says thick slices: 2D across the axis with the fewest voxels
+    first (a 3D network would take the unknown slice spacing for isotropic), 3D as the
+    alternative, and a warning that the plan's mm are voxels."""
     fp = make_fingerprint(shape=(256, 256, 25), spacing_declared=False, channels=(("flair", "8bit"),))
     r = valid(plan_pipeline(fp, 30))
-    assert [c.kind for c in r.configurations] == ["3d", "2d"]
+    assert [c.kind for c in r.configurations] == ["2d", "3d"]
     assert "voxel size is not recorded" in decision(r, "model.spatial_dims").reason
-    two_d = r.alternatives[0]
-    assert two_d.config["preprocessing"]["slice_axis"] == 2 and two_d.config["model"]["spatial_dims"] == 2
+    assert r.config["preprocessing"]["slice_axis"] == 2 and r.config["model"]["spatial_dims"] == 2
+    assert r.alternatives[0].config["model"]["spatial_dims"] == 3
     assert any("declare no voxel size" in w and "in voxels, not mm" in w for w in r.warnings)
     # the same shape with a declared isotropic voxel size is a plain 3D volume; a cube with no
     # declared size gives no reason for 2D either
@@ -434,3 +435,56 @@ def test_the_cpu_voxel_cap_keeps_the_hippocampus_batch_and_a_gpu_keeps_2_in_3d()
         gpu.config["training"]["batch_size"] == 2
         and "on a GPU" in decision(gpu, "training.batch_size").reason
     )
+
+
+def test_channels_filled_with_copies_train_with_the_same_copies():
+    """Some cases fill missing sequences with FLAIR (TCGA-LGG): the plan trains with those copies on
+    a fifth of the patches, naming the channels and the counts; a dataset without copies gets no
+    such decision, and the default config has none."""
+    fp = make_fingerprint(channels=(("pre", "mr"), ("FLAIR", "mr"), ("post", "mr")), n_cases=20)
+    fp["summary"]["channel_substitutions"] = [
+        {"source": 1, "replaced": [0, 2], "cases": 1, "case_ids": ["case_004"]},
+        {"source": 1, "replaced": [2], "cases": 2, "case_ids": ["case_005", "case_009"]},
+    ]
+    r = valid(plan_pipeline(fp, 30))
+    d = decision(r, "augmentation.channel_substitutions")
+    assert d.value == [{"source": 1, "replaced": [0, 2]}, {"source": 1, "replaced": [2]}]
+    assert d.evidence == "pre, post = copy of FLAIR in 1 of 20 cases; post = copy of FLAIR in 2 of 20 cases"
+    assert r.config["augmentation"]["channel_substitution_p"] == rules.SUBSTITUTION_P
+    plain = valid(plan_pipeline(make_fingerprint(channels=(("pre", "mr"), ("FLAIR", "mr"))), 30))
+    assert not [d for d in plain.decisions if "substitution" in d.key]
+    assert "channel_substitutions" not in plain.config.get("augmentation", {})
+
+
+def test_resampling_withdrawn_when_the_label_round_trip_costs_too_much():
+    """LIDC-like crops at varying spacing: the target spacing stays only when resampling the labels
+    to it and back keeps over 0.98 Dice (measured by the callable); otherwise every case keeps its
+    grid, in the 3D and the 2D configuration alike. Data with one spacing is never measured."""
+    spacings = [(0.6, 0.6, 1.0), (0.7, 0.7, 1.25), (0.9, 0.9, 2.5), (0.7, 0.7, 1.25), (0.5, 0.5, 0.8)]
+    fp = make_fingerprint(shape=(44, 44, 6), spacings=spacings, modality="CT", channels=(("ct", "ct"),))
+    asked = []
+
+    def costly(target):
+        asked.append(list(target))
+        return {"dice_mean": 0.975, "dice_min": 0.83, "cases": 32}
+
+    r = valid(plan_pipeline(fp, 30, round_trip=costly))
+    d = decision(r, "preprocessing.target_spacing")
+    assert d.value is None and "no resampling" in d.reason
+    assert "keep Dice 0.975 (mean of 32 cases, lowest 0.830)" in d.evidence
+    assert asked == [[0.7, 0.7, 1.25]]  # the median, measured once
+    kept = valid(plan_pipeline(fp, 30, round_trip=lambda t: {"dice_mean": 0.99, "dice_min": 0.9, "cases": 5}))
+    assert decision(kept, "preprocessing.target_spacing").value == [0.7, 0.7, 1.25]
+    assert "keep Dice 0.990" in decision(kept, "preprocessing.target_spacing").evidence
+    assert decision(valid(plan_pipeline(fp, 30)), "preprocessing.target_spacing").value == [0.7, 0.7, 1.25]
+    # anisotropic data plans 3D and 2D: a withdrawn resampling holds for both (measured once)
+    asked.clear()
+    aniso = valid(plan_pipeline(aniso_ct(), 30, round_trip=costly))
+    assert [c.config["preprocessing"]["target_spacing"] for c in aniso.configurations] == [None, None]
+    assert len(asked) == 1
+
+    def never(target):
+        raise AssertionError("one spacing everywhere: nothing to measure")
+
+    one_grid = valid(plan_pipeline(hippo(), 30, round_trip=never))
+    assert decision(one_grid, "preprocessing.target_spacing").value == [1.0, 1.0, 1.0]

@@ -12,6 +12,7 @@ from medseg.transforms.augmentation.cutmix import BatchCutMix, CutMix, random_cu
 from medseg.transforms.augmentation.intensity import (
     Brightness,
     ChannelDropout,
+    ChannelSubstitution,
     Contrast,
     Gamma,
     GaussianBlur,
@@ -25,6 +26,7 @@ __all__ = [
     "BatchCutMix",
     "Brightness",
     "ChannelDropout",
+    "ChannelSubstitution",
     "ColorJitter",
     "Contrast",
     "CutMix",

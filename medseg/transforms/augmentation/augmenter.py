@@ -9,7 +9,11 @@ import numpy as np
 import torch
 
 from medseg.transforms.augmentation.color import random_color_jitter
-from medseg.transforms.augmentation.intensity import random_channel_dropout, random_intensity
+from medseg.transforms.augmentation.intensity import (
+    random_channel_dropout,
+    random_channel_substitution,
+    random_intensity,
+)
 from medseg.transforms.augmentation.spatial import SpatialParams, random_spatial_params, sample_patch
 
 
@@ -62,6 +66,11 @@ class Augmenter:
         )
         img, lab = sample_patch(image, label, center, self.patch_size, params, spacing)
         applied = [{"name": "Spatial", **params.to_dict()}]
+        patterns = [(s.source, tuple(s.replaced)) for s in c.channel_substitutions]
+        substitution = random_channel_substitution(rng, c.channel_substitution_p, patterns)
+        if substitution is not None:  # first: later transforms treat the copy as its source
+            img = substitution(img)
+            applied.append(substitution.to_dict())
         for t in random_intensity(
             rng,
             gamma_p=c.gamma_p,

@@ -133,6 +133,53 @@ class ChannelDropout(IntensityTransform):
         return {"name": type(self).__name__, "channels": list(self.channels)}
 
 
+@dataclass(frozen=True)
+class ChannelSubstitution(IntensityTransform):
+    """Replace the input channels ``replaced`` by copies of channel ``source`` (indices into
+    ``[C, *spatial]``): what a dataset does when it fills a missing sequence with another one.
+
+    Some exports stand in for an absent sequence with a copy of one that was acquired (the TCGA
+    LGG export of Buda et al., Comput. Biol. Med. 2019, copies FLAIR into missing pre- and
+    post-contrast channels). A network that never saw such a copy reads it as an unknown
+    contrast; training with it is modality dropout (Havaei et al., "HeMIS", MICCAI 2016) in the
+    form the data actually takes. Applied after normalisation, so a copy equals the source's
+    normalised values, exactly as a substituted case is normalised.
+
+    Raises:
+        IndexError: a channel index outside ``0..C-1``.
+    """
+
+    source: int
+    replaced: tuple[int, ...]
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        n = image.shape[0]
+        for c in (self.source, *self.replaced):
+            if not 0 <= c < n:
+                raise IndexError(f"channel {c} out of range for an image with {n} channel(s)")
+        out = image.clone()
+        for c in self.replaced:
+            out[c] = image[self.source]
+        return out
+
+    def to_dict(self) -> dict:
+        return {"name": type(self).__name__, "source": self.source, "replaced": list(self.replaced)}
+
+
+def random_channel_substitution(
+    rng: np.random.Generator, p: float, patterns: list[tuple[int, tuple[int, ...]]]
+) -> ChannelSubstitution | None:
+    """Draw the channel substitution of one patch, or None.
+
+    With probability ``p`` (and at least one pattern), one ``(source, replaced)`` pattern is drawn
+    uniformly. Draws from ``rng`` only when there is a pattern and ``p > 0``.
+    """
+    if not patterns or p <= 0 or not rng.random() < p:
+        return None
+    source, replaced = patterns[int(rng.integers(len(patterns)))]
+    return ChannelSubstitution(int(source), tuple(int(c) for c in replaced))
+
+
 def random_channel_dropout(
     rng: np.random.Generator, n_channels: int, p: float, max_dropped: int | None = None
 ) -> ChannelDropout | None:
