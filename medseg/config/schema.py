@@ -314,6 +314,12 @@ class TrainingConfig(_Strict):
     num_workers: int = Field(1, ge=0, description="data-loading worker processes")
     deep_supervision: bool = Field(False, description="train on the model's deep-supervision outputs")
     max_minutes: float | None = Field(None, gt=0, description="stop after this wall-clock budget")
+    choose_postprocessing: bool = Field(
+        False,
+        description="after training, predict the validation cases and choose per class whether keeping "
+        "the largest component or removing small ones improves their Dice (RUN/postprocessing.json, "
+        "applied by medseg predict); folds choose on out-of-fold predictions instead",
+    )
     freeze_encoder_epochs: int = Field(
         0,
         ge=0,

@@ -1,7 +1,8 @@
-"""The record of a configuration chosen by cross-validation (``configuration.json``): its name,
-format and reader. A leaf module, so that prediction (:mod:`medseg.inference.ensemble`) can read a
-choice without importing the evaluation that makes it
-(:mod:`medseg.evaluation.configuration_choice`)."""
+"""The records of what cross-validation (or a run's validation cases) chose: the configuration
+(``configuration.json``) and the post-processing (``postprocessing.json``), their names, format and
+readers. A leaf module, so that prediction (:mod:`medseg.inference.predictor`,
+:mod:`medseg.inference.ensemble`) can read a choice without importing the evaluation that makes it
+(:mod:`medseg.evaluation.configuration_choice`, :mod:`medseg.evaluation.oof`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,29 @@ from typing import Any
 
 CHOICE_FILE = "configuration.json"
 FORMAT = "medseg-configuration-choice/1"
+#: The post-processing chosen for a run (out-of-fold, or on a single run's validation cases).
+POSTPROCESSING_FILE = "postprocessing.json"
+
+
+def recorded_postprocessing(run_dir: str | Path) -> Any:
+    """The post-processing chosen for ``run_dir`` (its postprocessing.json) as
+    :class:`~medseg.inference.postprocess.PostprocessOptions`, or None when it records none.
+
+    Raises:
+        CorruptFileError: a damaged postprocessing.json.
+    """
+    from medseg.errors import CorruptFileError
+    from medseg.inference.postprocess import PostprocessOptions
+
+    path = Path(run_dir) / POSTPROCESSING_FILE
+    if not path.is_file():
+        return None
+    try:
+        return PostprocessOptions.from_dict(json.loads(path.read_text(encoding="utf-8"))["options"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptFileError(
+            f"{path} is damaged: {exc}", hint="run medseg crossval on the run to choose it again"
+        ) from None
 
 
 def read_choice(folder: str | Path) -> dict[str, Any] | None:

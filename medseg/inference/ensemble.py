@@ -19,7 +19,6 @@ other options are passed.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from medseg.errors import ConfigError, InputNotFoundError, MedsegError
+from medseg.inference.choice_record import POSTPROCESSING_FILE, recorded_postprocessing  # noqa: F401
 from medseg.inference.postprocess import PostprocessOptions, postprocess
 from medseg.inference.predictor import (
     Prediction,
@@ -42,27 +42,6 @@ from medseg.inference.predictor import (
 from medseg.volume import Volume
 
 log = logging.getLogger(__name__)
-
-POSTPROCESSING_FILE = "postprocessing.json"
-
-
-def recorded_postprocessing(run_dir: str | Path) -> PostprocessOptions | None:
-    """The post-processing cross-validation chose for ``run_dir`` (postprocessing.json), or None.
-
-    Raises:
-        CorruptFileError: a damaged postprocessing.json.
-    """
-    path = Path(run_dir) / POSTPROCESSING_FILE
-    if not path.is_file():
-        return None
-    from medseg.errors import CorruptFileError
-
-    try:
-        return PostprocessOptions.from_dict(json.loads(path.read_text(encoding="utf-8"))["options"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CorruptFileError(
-            f"{path} is damaged: {exc}", hint="run medseg crossval on the run to choose it again"
-        ) from None
 
 
 class EnsemblePredictor:

@@ -28,6 +28,7 @@ from medseg.config.schema import RegionConfig
 from medseg.data.regions import paint
 from medseg.device import resolve_device
 from medseg.errors import ConfigError, InputNotFoundError, MedsegError
+from medseg.inference.choice_record import recorded_postprocessing
 from medseg.inference.crf import CRFOptions, dense_crf, run_crf_options
 from medseg.inference.postprocess import PostprocessOptions, postprocess
 from medseg.inference.prediction import (
@@ -157,6 +158,9 @@ class Predictor:
         self.amp = amp
         self.model_name = model_name or getattr(model, "medseg_config", {}).get("name", "model")
         self.channel_names: list[str] | None = None  # from_run: the names the run recorded
+        #: from_run: the post-processing chosen on the run's validation cases (postprocessing.json),
+        #: applied by :meth:`finish` when it is given none
+        self.recorded_postprocessing: PostprocessOptions | None = None
         self.regions = list(regions) if regions else None
         values = [r.value for r in self.regions] if self.regions else []
         self.max_label = max([*self.plan.labels, *values])
@@ -223,6 +227,8 @@ class Predictor:
         )
         names = state.get("channels")  # input channel names, in order (runs since they were recorded)
         predictor.channel_names = [str(n) for n in names] if names and len(names) == plan.n_channels else None
+        if Path(path).is_dir():  # a run folder (not one checkpoint file): its chosen post-processing
+            predictor.recorded_postprocessing = recorded_postprocessing(run_dir)
         return predictor
 
     # -------------------------------------------------------------------------------------------
@@ -415,7 +421,8 @@ class Predictor:
             prepared: What :meth:`prepare` returned for the scan.
             labels: Labels ``[*S]`` on the preprocessed grid.
             probabilities: Softmax ``[K, *S]`` (region sigmoids ``[R, *S]``), or ``None``.
-            postprocessing: Component filtering and hole filling (default: none).
+            postprocessing: Component filtering and hole filling (default: the run's recorded
+                choice, ``recorded_postprocessing``, else none).
 
         Returns:
             The label map (same shape and affine as the source scan, uint8 or uint16 past 255
@@ -425,7 +432,7 @@ class Predictor:
         t0 = time.monotonic()
         image, record = prepared.image, prepared.case.record
         back = self.plan.invert(labels.numpy(), record, order=0, device=self._resample_device)
-        options = postprocessing or PostprocessOptions()
+        options = postprocessing or self.recorded_postprocessing or PostprocessOptions()
         arr = postprocess(back.array, image.spacing, options)
         dtype = np.uint8 if self.max_label < 256 else np.uint16
         out = source_grid_labels(arr.astype(dtype), image, back.meta)

@@ -326,6 +326,14 @@ def _plan_one(
         foreground_sampling(fp, patch_vol, s_ax),
         *schedule(budget, fit, val_pass_seconds(fp, fit, median_full, patch_axes), device),
         Decision("inference.overlap", 0.5, "sliding windows overlapping by half (nnU-Net)", ""),
+        Decision(
+            "training.choose_postprocessing",
+            True,
+            "after training, keeping the largest component or dropping small ones is chosen per class "
+            "on the validation cases, and medseg predict applies it (nnU-Net chooses it on out-of-fold "
+            "predictions; --folds all does that)",
+            "",
+        ),
     ]
     warnings = dataset_warnings(fp, folds) + fit.warnings
     warnings += smaller_than_patch(fp, full_target, patch_axes, list(fit.topo.patch))

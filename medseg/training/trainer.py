@@ -299,7 +299,12 @@ class Trainer:
             if self.dist.is_main:
                 write_text_atomic(self.run_dir / "config.yaml", dump_config(cfg))
             loader = self._loader(self.data)
-            return self._loop(loader, start_epoch, epochs, step, best)
+            last = self._loop(loader, start_epoch, epochs, step, best)
+            if self.dist.is_main and self.fold is None and t.choose_postprocessing:
+                from medseg.training.validation_choice import choose_validation_postprocessing
+
+                choose_validation_postprocessing(self.run_dir, self.data_root, str(self.device))
+            return last
         finally:
             cleanup(self.dist)
 

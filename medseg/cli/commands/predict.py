@@ -83,8 +83,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--chosen-postprocessing",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="apply the per-class post-processing cross-validation chose (postprocessing.json of a run "
-        "trained with --folds; default: on when there is one and none of the three flags above is given)",
+        help="apply the per-class post-processing chosen for the run (postprocessing.json: out-of-fold "
+        "for a run trained with --folds, on the validation cases with training.choose_postprocessing; "
+        "default: on when there is one and none of the three flags above is given)",
     )
     p.add_argument(
         "--crf",
@@ -205,7 +206,7 @@ def _postprocessing(args: argparse.Namespace, predictor: object):
     from medseg.inference.postprocess import PostprocessOptions
 
     flags = args.keep_largest or args.min_size is not None or args.fill_holes
-    chosen = getattr(predictor, "recorded_postprocessing", None)  # a cross-validation run's choice
+    chosen = getattr(predictor, "recorded_postprocessing", None)  # chosen out-of-fold or on validation
     if args.chosen_postprocessing and flags:
         raise ConfigError(
             "--chosen-postprocessing cannot be combined with --keep-largest, --min-size or --fill-holes"
@@ -213,7 +214,8 @@ def _postprocessing(args: argparse.Namespace, predictor: object):
     if args.chosen_postprocessing and chosen is None:
         raise ConfigError(
             f"{args.model} records no chosen post-processing",
-            hint="it is chosen for runs trained with --folds (medseg crossval RUN writes it)",
+            hint="it is chosen for runs trained with --folds (medseg crossval RUN writes it) and for "
+            "runs trained with training.choose_postprocessing (medseg plan sets it)",
         )
     if flags or args.chosen_postprocessing is False or chosen is None:
         return PostprocessOptions(args.keep_largest, args.min_size or 0.0, args.fill_holes)
