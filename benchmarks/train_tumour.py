@@ -245,6 +245,15 @@ def main() -> None:
         "val_dice_last_epoch": last.get("val_dice_mean"),
         "test": predict_and_score(run, manifest, Path(args.data_root), None, regions),
     }
+    chosen = run / "postprocessing.json"  # chosen on the validation cases; "test" applies it
+    if chosen.is_file():
+        record = json.loads(chosen.read_text())
+        result["postprocessing_chosen"] = {
+            c["name"]: {
+                k: c[k] for k in ("applied", "keep_largest", "min_size_mm3", "dice_before", "dice_after")
+            }
+            for c in record["classes"].values()
+        }
     result["test_keep_largest"] = keep_largest_scores(run, regions)
     if args.missing:
         result["test_missing"] = predict_and_score(run, manifest, Path(args.data_root), args.missing, regions)
