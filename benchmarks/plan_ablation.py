@@ -23,7 +23,9 @@ holds the generic value) is left out and listed. What "reverted" means, per deci
 - foreground oversampling: none (uniform patches);
 - channel substitution: off (no copied channels in training);
 - dimensionality: the plan's other configuration (3D for a 2D primary, or 2D);
-- test-time mirroring: off (no retraining: the planned model predicts again).
+- test-time mirroring: off (no retraining: the planned model predicts again);
+- post-processing chosen on the validation cases: off (no retraining: the planned model predicts
+  again without it).
 """
 
 from __future__ import annotations
@@ -205,6 +207,31 @@ def tta_off(args: argparse.Namespace) -> dict[str, Any] | None:
     return predict_and_score(run, manifest, Path(args.data_root), None, None, tta=False, folder="test_no_tta")
 
 
+def postprocessing_off(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The planned model predicting the test cases again without the post-processing chosen on its
+    validation cases (into ``planned/test_no_postprocessing``); None when nothing was chosen."""
+    from benchmarks.train_tumour import predict_and_score
+    from medseg.config import load_pipeline
+    from medseg.inference.choice_record import recorded_postprocessing
+    from medseg.inference.postprocess import PostprocessOptions
+
+    run = Path(args.output) / "planned"
+    chosen = recorded_postprocessing(run)
+    if chosen is None or not chosen.active:
+        return None
+    config = load_pipeline(run / "config.yaml")
+    shutil.rmtree(run / "test_no_postprocessing", ignore_errors=True)
+    return predict_and_score(
+        run,
+        Path(config.data.manifest),
+        Path(args.data_root),
+        None,
+        None,
+        folder="test_no_postprocessing",
+        postprocessing=PostprocessOptions(),
+    )
+
+
 def _planned_values(cfg: dict, sets: list[str]) -> dict[str, Any]:
     """What the plan holds at the keys a revert sets."""
     out = {}
@@ -257,6 +284,7 @@ def collect(args: argparse.Namespace, plan: Path, plan_seconds: float | None) ->
                 if row.get(key) is not None and base.get(key) is not None:
                     row[f"{key}_change"] = round(row[key] - base[key], 4)
     tta = folder / "tta_off.json"
+    no_pp = folder / "postprocessing_off.json"
     return {
         "benchmark": "plan_ablation",
         "manifest": args.manifest,
@@ -266,8 +294,9 @@ def collect(args: argparse.Namespace, plan: Path, plan_seconds: float | None) ->
         "variants": rows,
         "failed": {p.stem: p.read_text().strip() for p in sorted(folder.glob("*.failed"))},
         "tta_off": json.loads(tta.read_text()) if tta.is_file() else None,
+        "postprocessing_off": json.loads(no_pp.read_text()) if no_pp.is_file() else None,
         "not_run": skipped,
-        "reverts": {**{k: v[0] for k, v in REVERTS.items()}, "dimensionality": "the planned 2D alternative"},
+        "reverts": {**{k: v[0] for k, v in REVERTS.items()}, "dimensionality": "the planned alternative"},
         "machine": machine(),
         # the command that trained the variants (not a later --collect)
         "command": _command_file(args).read_text().strip()
@@ -306,10 +335,11 @@ def main() -> None:
         todo = [n for n in wanted if n in runs and not (out / "results" / f"{n}.json").is_file()]
         with ThreadPoolExecutor(max(1, args.parallel)) as pool:
             list(pool.map(lambda n: run_variant(n, runs[n], args), todo))
-        if (out / "planned" / "test").is_dir() and not (out / "results" / "tta_off.json").is_file():
-            scores = tta_off(args)
-            if scores is not None:
-                dump(scores, str(out / "results" / "tta_off.json"))
+        for name, again in (("tta_off", tta_off), ("postprocessing_off", postprocessing_off)):
+            if (out / "planned" / "test").is_dir() and not (out / "results" / f"{name}.json").is_file():
+                scores = again(args)
+                if scores is not None:
+                    dump(scores, str(out / "results" / f"{name}.json"))
     dump(collect(args, plan, plan_seconds), args.json)
 
 

@@ -99,10 +99,10 @@ def held_out(r: R) -> str:
     return "\n".join(rows) + "\n" + verdict
 
 
-def _revert_text(variant: str, v: dict[str, Any], reverts: dict[str, str]) -> str:
+def _revert_text(variant: str, v: dict[str, Any], reverts: dict[str, str], dims: int = 3) -> str:
     """``planned value -> reverted value`` of each key a revert sets (or the revert's name)."""
     if variant == "dimensionality":
-        return "3D -> the planned 2D alternative"
+        return f"{dims}D -> the planned {5 - dims}D alternative"
     parts = []
     for s in v.get("sets") or []:
         key, value = s.split("=", 1)
@@ -126,20 +126,24 @@ def ablation(r: R) -> str:
             "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
         ]
         for variant, v in x["variants"].items():
-            what = "as planned" if variant == "planned" else _revert_text(variant, v, x["reverts"])
+            dims = int(plan.get("spatial_dims", 3))
+            what = "as planned" if variant == "planned" else _revert_text(variant, v, x["reverts"], dims)
             rows.append(
                 f"| {variant} | {what} | {v['steps']} | {_f(v['dice_mean'])} | "
                 f"{_f(v.get('dice_mean_change'))} | {_f(v.get('dice_pooled'))} | "
                 f"{_f(v.get('dice_pooled_change'))} |"
             )
-        tta = x.get("tta_off")
         base = x["variants"].get("planned")
-        if tta and base:
-            mean, _, pooled = _dice(tta)
+        again = (("tta_off", "test-time mirroring"), ("postprocessing_off", "post-processing"))
+        for field, decision in again:
+            y = x.get(field)
+            if not (y and base):
+                continue
+            mean, _, pooled = _dice(y)
             base_pooled = base.get("dice_pooled")
             change = None if pooled is None or base_pooled is None else pooled - base_pooled
             rows.append(
-                f"| test-time mirroring | off (the planned model again) | {base['steps']} | {_f(mean)} | "
+                f"| {decision} | off (the planned model again) | {base['steps']} | {_f(mean)} | "
                 f"{_f(mean - base['dice_mean'])} | {_f(pooled)} | "
                 f"{_f(change)} |"
             )

@@ -82,10 +82,12 @@ def predict_and_score(
     regions: str | None,
     tta: bool | None = None,
     folder: str | None = None,
+    postprocessing: Any = None,
 ) -> dict[str, Any]:
     """Predict the manifest's test cases with the run's model and evaluate them into
     ``run/<folder>`` (default ``test``, or ``test_missing``); ``tta`` overrides the run's
-    test-time mirroring."""
+    test-time mirroring, ``postprocessing`` the post-processing chosen for the run (default: the
+    choice recorded in ``run/postprocessing.json``, as ``medseg predict``)."""
     import numpy as np
 
     from medseg.data.cases import load_case, read_label
@@ -112,7 +114,7 @@ def predict_and_score(
         prepared = predictor.prepare(loaded.image)
         blank_channels(prepared.case.image, zeros)
         lab, _ = predictor.infer(prepared)
-        pred = predictor.finish(prepared, lab).labels
+        pred = predictor.finish(prepared, lab, postprocessing=postprocessing).labels
         seconds.append(time.monotonic() - t0)
         write_volume(pred, tmp / "pred" / f"{case.id}.nii.gz")
         ref = read_label(case.label, None, manifest.label_map)

@@ -7,8 +7,11 @@ readers. A leaf module, so that prediction (:mod:`medseg.inference.predictor`,
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 CHOICE_FILE = "configuration.json"
 FORMAT = "medseg-configuration-choice/1"
@@ -16,9 +19,14 @@ FORMAT = "medseg-configuration-choice/1"
 POSTPROCESSING_FILE = "postprocessing.json"
 
 
-def recorded_postprocessing(run_dir: str | Path) -> Any:
+def recorded_postprocessing(run_dir: str | Path, checkpoint: str | None = None) -> Any:
     """The post-processing chosen for ``run_dir`` (its postprocessing.json) as
     :class:`~medseg.inference.postprocess.PostprocessOptions`, or None when it records none.
+
+    Args:
+        run_dir: The run (or chosen configuration) folder.
+        checkpoint: The checkpoint about to predict (``best``, ``last``); a choice made on a
+            single run's validation cases with another checkpoint is not used (None: any).
 
     Raises:
         CorruptFileError: a damaged postprocessing.json.
@@ -30,11 +38,16 @@ def recorded_postprocessing(run_dir: str | Path) -> Any:
     if not path.is_file():
         return None
     try:
-        return PostprocessOptions.from_dict(json.loads(path.read_text(encoding="utf-8"))["options"])
+        record = json.loads(path.read_text(encoding="utf-8"))
+        options = PostprocessOptions.from_dict(record["options"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise CorruptFileError(
-            f"{path} is damaged: {exc}", hint="run medseg crossval on the run to choose it again"
-        ) from None
+        hint = "train the run again, or choose again (medseg crossval RUN for a cross-validation run)"
+        raise CorruptFileError(f"{path} is damaged: {exc}", hint=hint) from None
+    made_for = record.get("checkpoint")
+    if checkpoint is not None and made_for is not None and made_for != checkpoint:
+        log.info("%s was chosen for the %s checkpoint, not %s: not applied", path, made_for, checkpoint)
+        return None
+    return options
 
 
 def read_choice(folder: str | Path) -> dict[str, Any] | None:

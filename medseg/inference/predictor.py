@@ -227,8 +227,8 @@ class Predictor:
         )
         names = state.get("channels")  # input channel names, in order (runs since they were recorded)
         predictor.channel_names = [str(n) for n in names] if names and len(names) == plan.n_channels else None
-        if Path(path).is_dir():  # a run folder (not one checkpoint file): its chosen post-processing
-            predictor.recorded_postprocessing = recorded_postprocessing(run_dir)
+        # the post-processing chosen for this run, when it was chosen with this checkpoint
+        predictor.recorded_postprocessing = recorded_postprocessing(run_dir, ckpt.stem)
         return predictor
 
     # -------------------------------------------------------------------------------------------

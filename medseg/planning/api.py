@@ -216,6 +216,9 @@ def write_plan(result: Any, fingerprint: dict[str, Any], out: Path) -> None:
     from medseg.planning.yaml_writer import render_yaml
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    for kind in ("2d", "3d"):  # an alternative of an earlier plan into this folder is not this plan's
+        for stale in out.parent.glob(f"{out.stem}_{kind}*{out.suffix}"):
+            stale.unlink()
     write_text_atomic(out.parent / "fingerprint.json", json.dumps(fingerprint, indent=1) + "\n")
     write_text_atomic(out, render_yaml(result))
     for i, alternative in enumerate(result.alternatives):

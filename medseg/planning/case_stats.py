@@ -167,9 +167,12 @@ def class_stats(label: np.ndarray, spacing: tuple[float, float, float]) -> tuple
 def channel_copies(channels: list[Grid]) -> list[list[int]]:
     """Groups of channels that are exact copies of each other (same grid, same voxels), e.g.
     ``[[0, 1, 2]]`` when a missing sequence was filled with another one (TCGA LGG copies FLAIR
-    into absent pre- and post-contrast channels). Channels are compared voxel for voxel."""
+    into absent pre- and post-contrast channels). Channels are compared voxel for voxel; constant
+    channels (a sequence filled with zeros) are not copies of anything."""
     groups: list[list[int]] = []
     for i, ch in enumerate(channels):
+        if ch[0].size == 0 or np.all(ch[0] == ch[0].flat[0]):
+            continue
         for group in groups:
             first = channels[group[0]]
             if _same_grid(first, ch) and np.array_equal(first[0], ch[0]):

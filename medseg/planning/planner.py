@@ -374,7 +374,8 @@ def _measured_once(round_trip: RoundTrip) -> RoundTrip:
 
 
 def _one_spacing(fp: dict) -> bool:
-    """Every case has the same spacing (nothing to resample, nothing to measure)."""
+    """The 10th and 90th percentile spacings agree: (nearly) every case has one spacing, so there is
+    nothing to resample and nothing to measure (the rule ``target_spacing_2d`` uses too)."""
     return bool(np.allclose(fp["summary"]["spacing_p10"], fp["summary"]["spacing_p90"]))
 
 

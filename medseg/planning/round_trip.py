@@ -7,7 +7,7 @@ boundary voxels twice. :func:`label_round_trip` measures it before any training,
 preprocessing's own resampling (edge-aligned, labels nearest): each sampled label is resampled to
 the target and back, and compared with itself. The planner keeps every case on its own grid when
 the round trip alone costs more Dice than the planning rules' own effects
-(:func:`medseg.planning.rules.resampling_fidelity`).
+(:func:`resampling_fidelity`).
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def round_trip_dice(label: np.ndarray, spacing: Sequence[float], target: Sequenc
 def label_round_trip(
     manifest: Any, target: Sequence[float | None], max_cases: int = MAX_CASES
 ) -> dict[str, Any]:
-    """The round-trip Dice of up to ``max_cases`` labelled cases of ``manifest`` at ``target``.
+    """The round-trip Dice of up to ``max_cases`` labelled training cases of ``manifest`` at
+    ``target`` (``split: test`` cases are never read: nothing of the held-out data shapes a plan).
 
     Args:
         manifest: A loaded :class:`~medseg.data.manifest.Manifest` (absolute paths).
@@ -72,7 +73,7 @@ def label_round_trip(
     from medseg.data.cases import read_label
     from medseg.planning.case_stats import ORIENTATION
 
-    labelled = [c for c in manifest.cases if c.label]
+    labelled = [c for c in manifest.cases if c.label and getattr(c, "split", None) != "test"]
     step = max(1, len(labelled) / max(1, max_cases))
     picked = [labelled[int(i * step)] for i in range(min(max_cases, len(labelled)))]
     scores = []
@@ -121,7 +122,7 @@ def resampling_fidelity(decision: Any, measured: dict[str, Any] | None) -> Any:
         decision.key,
         None,
         f"no resampling: the labelled structures are too small for it, as the round trip to the "
-        f"median spacing and back alone costs over {MAX_ROUND_TRIP_LOSS:g} Dice; every case is "
-        "trained and predicted on its own grid",
+        f"planned target spacing and back alone costs over {MAX_ROUND_TRIP_LOSS:g} Dice; every case "
+        "is trained and predicted on its own grid",
         f"{decision.evidence}; {ev}",
     )

@@ -129,11 +129,17 @@ def _substitutions(records: list[dict]) -> list[dict[str, Any]]:
     the cases' ``channel_copies``, with the cases that show it.
 
     A group of identical channels does not say which one was acquired. The source is the member
-    whose usual foreground mean (the median over the cases without copies, in units of its
-    interquartile range over them) is nearest the copy's: a FLAIR copy looks like FLAIR."""
+    whose usual foreground mean (the median over the cases without copies whose statistics cover
+    a labelled foreground, in units of the larger of its interquartile range and standard deviation
+    over them) is nearest the copy's: a FLAIR copy looks like FLAIR."""
     if not any(r.get("channel_copies") for r in records):
         return []
-    clean = [r for r in records if not r.get("channel_copies")] or records
+
+    def foreground(r: dict) -> bool:
+        return all(c.get("foreground", False) for c in r["channels"])
+
+    clean = [r for r in records if not r.get("channel_copies") and foreground(r)]
+    clean = clean or [r for r in records if not r.get("channel_copies")] or records
     means = np.array([[c["mean"] for c in r["channels"]] for r in clean], dtype=np.float64)
     typical = np.median(means, axis=0)
     q75, q25 = np.percentile(means, [75, 25], axis=0)

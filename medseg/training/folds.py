@@ -205,6 +205,7 @@ def predict_out_of_fold(
     from medseg.config import load_pipeline
     from medseg.data.cases import load_case
     from medseg.data.manifest import load_manifest
+    from medseg.inference.postprocess import PostprocessOptions
     from medseg.inference.predictor import Predictor
     from medseg.io import write_volume
     from medseg.progress import track
@@ -223,7 +224,7 @@ def predict_out_of_fold(
         if target.is_file() and ref_path.is_file() and prob_path.is_file():
             continue
         case = load_case(by_id[cid], manifest)
-        prediction = predictor.predict(case.image, probabilities=True)
+        prediction = predictor.predict(case.image, probabilities=True, postprocessing=PostprocessOptions())
         assert case.label is not None and prediction.probabilities is not None
         write_volume(case.label, ref_path)
         write_volume(prediction.probabilities, prob_path)

@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+#: Fewer validation cases than this choose nothing: one or two cases are too few to decide on.
+MIN_CASES = 3
 
 
 def choose_validation_postprocessing(
@@ -35,30 +39,41 @@ def choose_validation_postprocessing(
 
     Returns:
         The :class:`~medseg.inference.postprocess_selection.PostprocessSelection`, or None when the
-        run has no validation case (nothing is written then, and an earlier choice is removed).
+        run has fewer than :data:`MIN_CASES` validation cases (nothing is written then, and an
+        earlier choice, made for an earlier checkpoint, is removed).
 
     Raises:
-        MedsegError: a validation case that no longer reads, or no checkpoint.
+        MedsegError: a validation case that is no longer in the manifest or no longer reads, or
+            no checkpoint.
     """
     from medseg.config import load_pipeline
     from medseg.data.cases import load_case
     from medseg.data.manifest import load_manifest
+    from medseg.errors import MedsegError
     from medseg.inference.choice_record import POSTPROCESSING_FILE
+    from medseg.inference.postprocess import PostprocessOptions
     from medseg.inference.postprocess_selection import select_postprocessing
     from medseg.inference.predictor import Predictor
     from medseg.io.atomic import write_text_atomic
     from medseg.progress import track
 
     run = Path(run_dir)
-    (run / POSTPROCESSING_FILE).unlink(missing_ok=True)  # the validation predictions are made without it
     config = load_pipeline(run / "config.yaml")
     val = [str(c) for c in json.loads((run / "splits.json").read_text(encoding="utf-8"))["val"]]
-    if not val:
-        log.info("no validation cases: no post-processing chosen")
+    if len(val) < MIN_CASES:
+        (run / POSTPROCESSING_FILE).unlink(missing_ok=True)
+        log.info("%d validation case(s), under %d: no post-processing chosen", len(val), MIN_CASES)
         return None
     manifest = load_manifest(config.data.manifest, data_root or config.data.data_root)
     by_id = {c.id: c for c in manifest.cases}
+    gone = [cid for cid in val if cid not in by_id]
+    if gone:
+        raise MedsegError(
+            f"validation case(s) {', '.join(gone[:5])} of {run} are no longer in {config.data.manifest}",
+            hint="restore the manifest the run was trained with",
+        )
     predictor = Predictor.from_run(run, device=device, checkpoint=checkpoint)
+    t0 = time.monotonic()
     if config.regions:
         labels = {int(r.value): r.name for r in config.regions}
     else:
@@ -68,7 +83,7 @@ def choose_validation_postprocessing(
         for cid in track(val, "choosing post-processing on the validation cases"):
             case = load_case(by_id[cid], manifest)
             assert case.label is not None
-            prediction = predictor.predict(case.image)
+            prediction = predictor.predict(case.image, postprocessing=PostprocessOptions())  # raw
             yield prediction.labels.array, case.label.array, case.image.spacing
 
     selection = select_postprocessing(pairs(), labels)
@@ -82,5 +97,10 @@ def choose_validation_postprocessing(
         for c in selection.classes.values()
         if c.chosen.active
     ]
-    log.info("post-processing chosen on %d validation case(s): %s", len(val), "; ".join(chosen) or "none")
+    log.info(
+        "post-processing chosen on %d validation case(s) in %.0f s: %s",
+        len(val),
+        time.monotonic() - t0,
+        "; ".join(chosen) or "none",
+    )
     return selection

@@ -316,3 +316,6 @@ def test_channels_filled_with_copies_are_found_with_their_source(tmp_path):
         {"source": 2, "replaced": [0], "case_ids": ["c6"]},
     ]
     assert case_stats.channel_copies([(np.zeros(shape), np.eye(4)), (np.ones(shape), np.eye(4))]) == []
+    # sequences filled with zeros (or any constant) are missing, not copies: channel dropout's case
+    zeros = [(chans[0], np.eye(4)), (np.zeros(shape), np.eye(4)), (np.zeros(shape), np.eye(4))]
+    assert case_stats.channel_copies(zeros) == []

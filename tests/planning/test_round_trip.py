@@ -35,8 +35,8 @@ def test_round_trip_by_hand():
 
 
 def test_label_round_trip_over_a_manifest(tmp_path):
-    """Cases are read from disk in RAS (an LPS file's x axis is flipped first), sampled evenly, and
-    summarised as mean and lowest Dice."""
+    """Training cases are read from disk in RAS (an LPS file's x axis is flipped first), sampled
+    evenly, and summarised as mean and lowest Dice; held-out (``split: test``) labels are never read."""
     cases = []
     for i, (lo, hi) in enumerate([(2, 6), (1, 5), (2, 6), (1, 5)]):
         path = tmp_path / f"c{i}.nii.gz"
@@ -45,7 +45,10 @@ def test_label_round_trip_over_a_manifest(tmp_path):
         if i == 3:  # LPS on disk: the same RAS square as case 1
             lab = lab[::-1, ::-1, :].copy()
         nib.save(nib.Nifti1Image(lab, affine), str(path))
-        cases.append(SimpleNamespace(id=f"c{i}", label=str(path), images=[str(path)]))
+        cases.append(SimpleNamespace(id=f"c{i}", label=str(path), images=[str(path)], split="train"))
+    held_out = tmp_path / "held_out.nii.gz"  # unreadable: reading it would fail the test
+    held_out.write_bytes(b"not a nifti")
+    cases.append(SimpleNamespace(id="t0", label=str(held_out), images=[str(held_out)], split="test"))
     manifest = SimpleNamespace(cases=cases, label_map=None)
     out = label_round_trip(manifest, [2.0, 2.0, None])
     assert out == {

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from medseg.config.load import config_from_dict
+from medseg.errors import MedsegError
 from medseg.inference.choice_record import POSTPROCESSING_FILE
 from medseg.inference.postprocess import PostprocessOptions
 from medseg.inference.predictor import Predictor
@@ -20,10 +21,17 @@ from medseg.training.trainer import Trainer
 from medseg.training.validation_choice import choose_validation_postprocessing
 from tests.fixtures.synthetic_dataset import pipeline_dict, write_3d_dataset
 
+VAL = ["case3", "case4", "case5"]
+
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    return write_3d_dataset(tmp_path_factory.mktemp("vcdata"), n=4, shape=(20, 20, 14))
+    manifest = write_3d_dataset(tmp_path_factory.mktemp("vcdata"), n=6, shape=(20, 20, 14))
+    record = json.loads(manifest.read_text())
+    for case in record["cases"]:
+        case["split"] = "val" if case["id"] in VAL else "train"
+    manifest.write_text(json.dumps(record))
+    return manifest
 
 
 def _train(data: Path, run: Path, choose: bool) -> Path:
@@ -42,18 +50,25 @@ def run(data, tmp_path_factory) -> Path:
 def test_training_records_the_choice_on_its_validation_cases(run, data, tmp_path):
     record = json.loads((run / POSTPROCESSING_FILE).read_text())
     val = json.loads((run / "splits.json").read_text())["val"]
-    assert record["chosen_on"] == "validation cases" and record["n_cases"] == len(val) == 1
+    assert record["chosen_on"] == "validation cases" and record["n_cases"] == len(val) == 3
     assert set(record["classes"]) == {"1", "2"}  # both classes were decided
     plain = _train(data, tmp_path / "plain", choose=False)
     assert not (plain / POSTPROCESSING_FILE).exists()
 
 
 def _noisy_reference(data: Path, spurious: bool):
-    """A stand-in prediction of the validation case (case3): its reference, plus a far blob of class 1."""
-    ref = np.asarray(nib.load(str(data.parent / "case3_seg.nii.gz")).dataobj).astype(np.uint8)
+    """A stand-in prediction of each validation case: its reference, plus a far blob of class 1
+    (the case is recognised by its image)."""
+    refs = {
+        read_volume(data.parent / f"{c}.nii.gz").array.tobytes(): np.asarray(
+            nib.load(str(data.parent / f"{c}_seg.nii.gz")).dataobj
+        ).astype(np.uint8)
+        for c in VAL
+    }
 
     def predict(self, image, probabilities=False, postprocessing=None):
-        out = ref.copy()
+        assert postprocessing is not None and not postprocessing.active  # raw predictions are compared
+        out = refs[image.array.tobytes()].copy()
         if spurious:
             assert not out[:3, :3, :3].any()
             out[:3, :3, :3] = 1
@@ -72,7 +87,7 @@ def test_keep_largest_is_chosen_exactly_when_it_helps_and_predict_applies_it(run
     predictor = Predictor.from_run(run, device="cpu")
     assert predictor.recorded_postprocessing == selection.options
     assert predictor.recorded_postprocessing.for_class(1).keep_largest
-    scan = read_volume(data.parent / "case3.nii.gz")
+    scan = read_volume(data.parent / "case4.nii.gz")
     assert predictor.predict(scan).info["postprocess"] == selection.options.to_dict()  # by default
     explicit = predictor.predict(scan, postprocessing=PostprocessOptions())  # the caller's options win
     assert explicit.info["postprocess"] == PostprocessOptions().to_dict()
@@ -82,3 +97,37 @@ def test_keep_largest_is_chosen_exactly_when_it_helps_and_predict_applies_it(run
     assert not clean.options.active
     monkeypatch.undo()
     assert not Predictor.from_run(run, device="cpu").recorded_postprocessing.active
+
+
+def test_too_few_validation_cases_choose_nothing_and_a_failure_keeps_the_run(run, tmp_path, caplog):
+    """Under 3 validation cases nothing is chosen (and an earlier choice goes); a choice that fails
+    after training leaves the trained run, without a stale choice, and says so."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    splits = json.loads((copy / "splits.json").read_text())
+    (copy / "splits.json").write_text(json.dumps({**splits, "val": splits["val"][:2]}))
+    assert (copy / POSTPROCESSING_FILE).is_file()
+    assert choose_validation_postprocessing(copy, device="cpu") is None
+    assert not (copy / POSTPROCESSING_FILE).exists()
+    (copy / "splits.json").write_text(json.dumps({**splits, "val": ["nobody", "case4", "case5"]}))
+    with pytest.raises(MedsegError, match="nobody"):
+        choose_validation_postprocessing(copy, device="cpu")
+    trainer = Trainer.__new__(Trainer)  # the hook alone, on a run whose choice fails
+    trainer.run_dir, trainer.fold, trainer.data_root, trainer.device = copy, None, None, "cpu"
+    (copy / POSTPROCESSING_FILE).write_text("{}")
+    trainer._choose_postprocessing()
+    assert "post-processing not chosen" in caplog.text and not (copy / POSTPROCESSING_FILE).exists()
+
+
+def test_a_choice_is_used_only_with_the_checkpoint_it_was_made_for(run):
+    record = json.loads((run / POSTPROCESSING_FILE).read_text())
+    assert record["checkpoint"] == "best"
+    from medseg.inference.choice_record import recorded_postprocessing
+
+    assert recorded_postprocessing(run, "best") is not None and recorded_postprocessing(run) is not None
+    assert recorded_postprocessing(run, "last") is None
+    assert Predictor.from_run(run, device="cpu", checkpoint="last").recorded_postprocessing is None
+    ckpt = run / "checkpoints" / "best.pt"
+    assert Predictor.from_run(ckpt, device="cpu").recorded_postprocessing is not None

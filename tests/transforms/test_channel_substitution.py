@@ -52,26 +52,30 @@ def test_draw_uses_only_the_given_patterns_each_of_them_and_p():
     ]
 
 
-def test_augmenter_applies_it_before_the_intensity_transforms_and_records_it():
+def test_augmenter_applies_it_after_noise_and_jitter_so_copies_stay_exact():
+    """Real copies are identical voxel for voxel; per-channel noise or jitter after the copy would
+    make them differ, so the substitution comes after them (and before channel dropout)."""
     cfg = AugmentationConfig(
         channel_substitution_p=1.0,
         channel_substitutions=[{"source": 1, "replaced": [0, 2]}],
         gamma_p=0,
-        noise_p=0,
+        noise_p=1,
         blur_p=0,
         brightness_p=0,
         contrast_p=0,
+        color_jitter_p=1,
         elastic_p=0,
         rotation_p=0,
         scaling_p=0,
         flip_p=0,
     )
     img, _, applied = Augmenter(cfg, 3, (4, 4, 4))(_image(3), None, (3, 3, 2), np.random.default_rng(1))
-    assert [a["name"] for a in applied] == ["Spatial", "ChannelSubstitution"]
+    assert [a["name"] for a in applied] == ["Spatial", "GaussianNoise", "ColorJitter", "ChannelSubstitution"]
     assert torch.equal(img[0], img[1]) and torch.equal(img[2], img[1])
     plain = AugmentationConfig(**{**cfg.model_dump(), "channel_substitution_p": 0.0})
     img0, _, applied0 = Augmenter(plain, 3, (4, 4, 4))(_image(3), None, (3, 3, 2), np.random.default_rng(1))
-    assert [a["name"] for a in applied0] == ["Spatial"] and not torch.equal(img0[0], img0[1])
+    assert [a["name"] for a in applied0] == ["Spatial", "GaussianNoise", "ColorJitter"]
+    assert not torch.equal(img0[0], img0[1])
     assert torch.equal(img[1], img0[1])  # the source itself is what the unsubstituted patch holds
 
 

@@ -66,11 +66,6 @@ class Augmenter:
         )
         img, lab = sample_patch(image, label, center, self.patch_size, params, spacing)
         applied = [{"name": "Spatial", **params.to_dict()}]
-        patterns = [(s.source, tuple(s.replaced)) for s in c.channel_substitutions]
-        substitution = random_channel_substitution(rng, c.channel_substitution_p, patterns)
-        if substitution is not None:  # first: later transforms treat the copy as its source
-            img = substitution(img)
-            applied.append(substitution.to_dict())
         for t in random_intensity(
             rng,
             gamma_p=c.gamma_p,
@@ -92,6 +87,11 @@ class Augmenter:
         if jitter is not None:  # per channel, after the transforms that change every channel alike
             img = jitter(img)
             applied.append(jitter.to_dict())
+        patterns = [(s.source, tuple(s.replaced)) for s in c.channel_substitutions]
+        substitution = random_channel_substitution(rng, c.channel_substitution_p, patterns)
+        if substitution is not None:  # after noise and jitter: copies stay exact, as in the data
+            img = substitution(img)
+            applied.append(substitution.to_dict())
         dropout = random_channel_dropout(rng, img.shape[0], c.channel_dropout_p, c.channel_dropout_max)
         if dropout is not None:  # last: dropped channels stay exactly 0 (the normalised mean)
             img = dropout(img)
