@@ -180,7 +180,7 @@ ENTRIES: list[Entry] = [
     Entry("plan_isbi", "train_isbi.py", ("--plan", "data_manifests/isbi2012_em.json")),
     Entry("plan_pair_isbi", "train_isbi.py", ("--output", "/tmp/medseg_bench/isbi_pair")),
     # the new datasets, planned with --budget 30 and scored on their held-out patients (as a pair)
-    _planned("plan_lgg_3d", "data_manifests/lgg_brain_mri.json"),
+    _planned("plan_lgg", "data_manifests/lgg_brain_mri.json"),
     _planned("plan_lidc", "data_manifests/lidc_nodules.json"),
     _ablation("plan_ablation_lgg", "data_manifests/lgg_brain_mri.json"),
     _ablation("plan_ablation_lidc", "data_manifests/lidc_nodules.json"),
