@@ -120,7 +120,9 @@ def test_region_dataset_is_planned_with_the_region_loss(tmp_path):
     meta["labels"] = {"background": 0, "whole": [1, 2], "inner": 2}
     meta["regions_class_order"] = [1, 2]
     (data / "dataset.json").write_text(json.dumps(meta))
+    (tmp_path / "p_2d.yaml").write_text("an alternative of an earlier plan into this folder\n")
     plan_dataset(data, tmp_path / "p.yaml", budget_minutes=5, probe=False, workers=1)
+    assert not (tmp_path / "p_2d.yaml").exists()  # this plan has one configuration: nothing stale stays
     config = load_pipeline(tmp_path / "p.yaml")
     assert config.loss.name == "region_dice_bce" and config.loss.class_weighting == "none"
     assert "the dataset defines regions" in (tmp_path / "p.yaml").read_text()
