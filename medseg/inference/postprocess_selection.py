@@ -216,7 +216,7 @@ def select_postprocessing(
     }
     for c in choices.values():
         log.info(
-            "post-processing of %s (%d): %s (out-of-fold Dice %.4f -> %.4f over %d cases)",
+            "post-processing of %s (%d): %s (mean Dice %.4f -> %.4f over %d cases)",
             c.name, c.label, c.chosen.to_dict() if c.chosen.active else "none", c.dice_before,
             c.dice_after, n,
         )  # fmt: skip
