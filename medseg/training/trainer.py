@@ -301,31 +301,12 @@ class Trainer:
             loader = self._loader(self.data)
             last = self._loop(loader, start_epoch, epochs, step, best)
             if self.dist.is_main and t.choose_postprocessing:
-                self._choose_postprocessing()
+                from medseg.training.validation_choice import choose_after_training
+
+                choose_after_training(self.run_dir, self.fold, self.data_root, str(self.device))
             return last
         finally:
             cleanup(self.dist)
-
-    def _choose_postprocessing(self) -> None:
-        """The post-processing of a single run, chosen on its validation cases (a fold of a
-        cross-validation run chooses out-of-fold, with the other folds). A failure leaves the
-        trained run as it is, with a warning."""
-        from medseg.training.fold_layout import is_fold_run
-        from medseg.training.validation_choice import choose_validation_postprocessing
-
-        if self.fold is not None or is_fold_run(self.run_dir.parent):
-            return
-        try:
-            choose_validation_postprocessing(self.run_dir, self.data_root, str(self.device))
-        except Exception as exc:
-            from medseg.inference.choice_record import POSTPROCESSING_FILE
-
-            (self.run_dir / POSTPROCESSING_FILE).unlink(missing_ok=True)  # made for an earlier checkpoint
-            log.warning(
-                "post-processing not chosen (%s); predictions are not post-processed unless asked "
-                "(medseg predict --keep-largest / --min-size)",
-                str(exc).splitlines()[0][:200],
-            )
 
     def _loop(self, loader, start_epoch: int, epochs: int, step: int, best: float) -> dict[str, Any]:
         from medseg.progress import track

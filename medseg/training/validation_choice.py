@@ -104,3 +104,24 @@ def choose_validation_postprocessing(
         "; ".join(chosen) or "none",
     )
     return selection
+
+
+def choose_after_training(run_dir: str | Path, fold: int | None, data_root: str | None, device: str) -> None:
+    """The trainer's last step with ``training.choose_postprocessing``: the choice for a single
+    run (a fold of a cross-validation run chooses out-of-fold, with the other folds). A failure
+    leaves the trained run as it is, without a choice made for an earlier checkpoint, and warns."""
+    from medseg.inference.choice_record import POSTPROCESSING_FILE
+    from medseg.training.fold_layout import is_fold_run
+
+    run = Path(run_dir)
+    if fold is not None or is_fold_run(run.parent):
+        return
+    try:
+        choose_validation_postprocessing(run, data_root, device)
+    except Exception as exc:
+        (run / POSTPROCESSING_FILE).unlink(missing_ok=True)
+        log.warning(
+            "post-processing not chosen (%s); predictions are not post-processed unless asked "
+            "(medseg predict --keep-largest / --min-size)",
+            str(exc).splitlines()[0][:200],
+        )

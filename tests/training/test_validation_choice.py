@@ -18,7 +18,7 @@ from medseg.inference.postprocess import PostprocessOptions
 from medseg.inference.predictor import Predictor
 from medseg.io import read_volume
 from medseg.training.trainer import Trainer
-from medseg.training.validation_choice import choose_validation_postprocessing
+from medseg.training.validation_choice import choose_after_training, choose_validation_postprocessing
 from tests.fixtures.synthetic_dataset import pipeline_dict, write_3d_dataset
 
 VAL = ["case3", "case4", "case5"]
@@ -114,10 +114,10 @@ def test_too_few_validation_cases_choose_nothing_and_a_failure_keeps_the_run(run
     (copy / "splits.json").write_text(json.dumps({**splits, "val": ["nobody", "case4", "case5"]}))
     with pytest.raises(MedsegError, match="nobody"):
         choose_validation_postprocessing(copy, device="cpu")
-    trainer = Trainer.__new__(Trainer)  # the hook alone, on a run whose choice fails
-    trainer.run_dir, trainer.fold, trainer.data_root, trainer.device = copy, None, None, "cpu"
     (copy / POSTPROCESSING_FILE).write_text("{}")
-    trainer._choose_postprocessing()
+    choose_after_training(copy, 0, None, "cpu")  # a fold of a cross-validation run: chosen out-of-fold
+    assert (copy / POSTPROCESSING_FILE).read_text() == "{}"
+    choose_after_training(copy, None, None, "cpu")  # the trainer's hook, on a run whose choice fails
     assert "post-processing not chosen" in caplog.text and not (copy / POSTPROCESSING_FILE).exists()
 
 
