@@ -26,12 +26,16 @@ class PreparedCase:
             ``case.record``, which inverts the preprocessing.
         seconds: Time spent on this case so far (each stage adds its own), in seconds.
         crf: What the dense CRF did (options, voxels, seconds), when it ran.
+        softmax: The softmax ``[K, *S]`` kept by :meth:`Predictor.infer` for a case it predicted on
+            a resampled grid, which :meth:`Predictor.finish` resamples (not the labels) to the
+            source grid, then drops.
     """
 
     image: Volume
     case: PreprocessedCase
     seconds: float = 0.0
     crf: dict[str, Any] | None = None
+    softmax: Any = None
 
 
 @dataclass

@@ -10,6 +10,13 @@ outputs are held one window deep along the last axis and turned into labels slab
 (:func:`~medseg.inference.sliding_window.sliding_window_labels`); asking for probabilities holds
 the whole ``[K, *S]`` output, as does the dense CRF (:mod:`medseg.inference.crf`), which refines
 the softmax on the network's grid before the arg-max (softmax models only).
+
+A scan the plan resampled goes back to its own grid as nnU-Net exports it: the softmax is
+resampled linearly, slab by slab, and the arg-max taken there
+(:meth:`~medseg.transforms.preprocess.plan.Plan.invert_argmax`), so a boundary the network put
+between two coarse voxels stays there instead of becoming a step of the coarse grid. That holds
+the softmax ``[K, *S]`` on the network's grid, up to :data:`SMOOTH_INVERSION_MAX_BYTES`; a larger
+one (many classes on a large scan) maps the labels back by nearest neighbour.
 """
 
 from __future__ import annotations
@@ -50,6 +57,10 @@ from medseg.transforms.preprocess import Plan
 from medseg.volume import Volume
 
 log = logging.getLogger(__name__)
+
+#: A case predicted on a resampled grid goes back to its own grid through its softmax when the
+#: softmax ``[K, *S]`` (float32) takes at most this much memory; past it, through its labels.
+SMOOTH_INVERSION_MAX_BYTES = 2**30
 
 
 def trained_flip_axes(config: dict[str, Any], n_axes: int) -> list[int]:
@@ -385,12 +396,33 @@ class Predictor:
             MedsegError: the backend cannot be built (e.g. the network does not export to ONNX).
         """
         t0 = time.monotonic()
-        lab, prob = self._infer(torch.from_numpy(prepared.case.image), probabilities or self.crf is not None)
+        smooth = self._smooth_inversion(prepared)
+        lab, prob = self._infer(
+            torch.from_numpy(prepared.case.image), probabilities or smooth or self.crf is not None
+        )
         if self.crf is not None and prob is not None:
             prob = self._refine(prepared, prob)
             lab = prob.argmax(0).to(lab.dtype)
+        prepared.softmax = prob if smooth else None
         prepared.seconds += time.monotonic() - t0
         return lab, (prob if probabilities else None)
+
+    def _smooth_inversion(self, prepared: PreparedCase) -> bool:
+        """Whether :meth:`finish` maps this case back through its softmax (nnU-Net's export): a
+        softmax model, a case resampled by the plan, and a softmax ``[K, *S]`` under
+        :data:`SMOOTH_INVERSION_MAX_BYTES` (else its labels, nearest neighbour)."""
+        record = prepared.case.record
+        crop = [b - a for a, b in zip(record.crop_start, record.crop_stop)]
+        if self.regions or list(record.resampled_shape) == crop:
+            return False
+        nbytes = 4 * (self.max_label + 1) * int(np.prod(record.resampled_shape))
+        if nbytes > SMOOTH_INVERSION_MAX_BYTES:
+            log.info(
+                "labels mapped back to the scan's grid by nearest neighbour: its softmax would take %.1f GB",
+                nbytes / 2**30,
+            )
+            return False
+        return True
 
     def _refine(self, prepared: PreparedCase, probabilities: torch.Tensor) -> torch.Tensor:
         """The dense CRF's marginals ``[K, *S]`` of the softmax ``[K, *S]`` on the network's grid
@@ -431,7 +463,13 @@ class Predictor:
         """
         t0 = time.monotonic()
         image, record = prepared.image, prepared.case.record
-        back = self.plan.invert(labels.numpy(), record, order=0, device=self._resample_device)
+        if prepared.softmax is not None:
+            back = self.plan.invert_argmax(
+                prepared.softmax.numpy(), record, dtype=labels.numpy().dtype, device=self._resample_device
+            )
+            prepared.softmax = None
+        else:
+            back = self.plan.invert(labels.numpy(), record, order=0, device=self._resample_device)
         options = postprocessing or self.recorded_postprocessing or PostprocessOptions()
         arr = postprocess(back.array, image.spacing, options)
         dtype = np.uint8 if self.max_label < 256 else np.uint16

@@ -26,9 +26,18 @@ __all__ = ["OPSET", "cache_folder", "exported_onnx", "weights_digest"]
 OPSET = 17
 
 
+#: Attribute types of a module that shape its graph besides its weights (e.g. a threshold).
+_PLAIN = (bool, int, float, str, tuple, type(None))
+
+
 def weights_digest(model: torch.nn.Module) -> str:
-    """A 16-hex digest of the model's config and weights (what identifies an export)."""
+    """A 16-hex digest of what identifies an export: the model's config, each submodule's class
+    and plain attributes (numbers, strings, tuples: constants of the graph that are not weights)
+    and its weights and buffers."""
     h = hashlib.sha256(repr(getattr(model, "medseg_config", {})).encode())
+    for name, module in model.named_modules():
+        plain = sorted((k, v) for k, v in vars(module).items() if k != "training" and isinstance(v, _PLAIN))
+        h.update(f"{name}:{type(module).__module__}.{type(module).__qualname__}:{plain!r}".encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())

@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medseg import geometry
-from medseg.transforms.preprocess.resample import resample_array, resampled_affine, resampled_shape
+from medseg.transforms.preprocess.resample import (
+    resample_argmax,
+    resample_array,
+    resampled_affine,
+    resampled_shape,
+)
 from medseg.volume import Volume, VolumeMeta
 
 if TYPE_CHECKING:
@@ -365,7 +370,42 @@ class Plan:
         arr = np.moveaxis(array, 0, -1) if channels_first else array
         shape_c = [b - a for a, b in zip(record.crop_start, record.crop_stop)]
         back = resample_array(arr, shape_c, order=order, device=device)
-        full_shape = list(record.reoriented_shape) + list(arr.shape[3:])
+        out = self._on_source_grid(back, record, fill)
+        if channels_first:
+            out = np.moveaxis(out, -1, 0)
+        arr_out = out if channels_first else np.ascontiguousarray(out)
+        return Volume(arr_out, np.array(record.source_affine), VolumeMeta())
+
+    def invert_argmax(
+        self,
+        probabilities: np.ndarray,
+        record: CaseRecord,
+        dtype: np.dtype | type = np.uint8,
+        device: torch.device | str | None = None,
+    ) -> Volume:
+        """The labels of class probabilities on the preprocessed grid, on the case's source grid:
+        the probabilities resampled linearly to the source spacing, then the arg-max
+        (:func:`~medseg.transforms.preprocess.resample.resample_argmax`, nnU-Net's export), so
+        boundaries fall between the coarse grid's voxels where the network put them.
+
+        Args:
+            probabilities: ``[K, *S]`` softmax on the preprocessed grid ``S`` (class 0 background).
+            record: The case's record from :meth:`apply`.
+            dtype: Of the labels.
+            device: Where the resampling runs (None: the CPU).
+
+        Returns:
+            A Volume of labels ``[X, Y, Z]`` on the source grid (0 outside the cropped region).
+        """
+        shape_c = [b - a for a, b in zip(record.crop_start, record.crop_stop)]
+        back = resample_argmax(probabilities, shape_c, dtype=dtype, device=device)
+        out = self._on_source_grid(back, record, 0)
+        return Volume(np.ascontiguousarray(out), np.array(record.source_affine), VolumeMeta())
+
+    def _on_source_grid(self, back: np.ndarray, record: CaseRecord, fill: float) -> np.ndarray:
+        """``back`` ``[*crop, *extra]`` put into the reoriented grid (``fill`` outside the crop)
+        and turned back to the source orientation ``[*source, *extra]``."""
+        full_shape = list(record.reoriented_shape) + list(back.shape[3:])
         full = np.full(full_shape, fill, dtype=back.dtype)
         sl = tuple(slice(a, b) for a, b in zip(record.crop_start, record.crop_stop))
         full[sl] = back
@@ -377,6 +417,4 @@ class Plan:
         out, out_affine = geometry.reorient_array(full, reoriented_affine, source_codes)
         if not geometry.same_grid(out_affine, out.shape, source_affine, record.source_shape, 1e-3):
             raise RuntimeError("inverse preprocessing did not land on the source grid (bug)")
-        if channels_first:
-            out = np.moveaxis(out, -1, 0)
-        return Volume(np.ascontiguousarray(out) if not channels_first else out, source_affine, VolumeMeta())
+        return out

@@ -170,6 +170,63 @@ def resample_tensor(x: torch.Tensor, shape: Sequence[int], order: int) -> torch.
     return x
 
 
+def resample_argmax(
+    probabilities: np.ndarray,
+    shape: Sequence[int],
+    dtype: np.dtype | type = np.uint8,
+    device: torch.device | str | None = None,
+    max_bytes: int = 2**27,
+) -> np.ndarray:
+    """Labels ``[*shape]``: the arg-max over classes of ``probabilities`` resampled linearly to
+    ``shape`` (edge-aligned, as :func:`resample_array` with order 1), one slab of the last spatial
+    axis at a time, so that the resampled probabilities never exist whole.
+
+    This is how nnU-Net brings a prediction made at a target spacing back to a scan's own grid
+    (Isensee et al., Nature Methods 2021: the softmax is resampled, then the arg-max taken); it
+    keeps the boundary the network placed between voxels of the coarse grid, which a
+    nearest-neighbour resampling of the labels turns into steps of the coarse grid.
+
+    Args:
+        probabilities: ``[K, *S]`` class probabilities (or logits: the arg-max is the same only for
+            probabilities, which interpolate linearly without changing their order).
+        shape: The new spatial shape ``[*shape]`` (one entry per spatial axis of ``probabilities``).
+        dtype: Of the returned labels.
+        device: Where the resampling runs (None: the CPU).
+        max_bytes: Size of one slab of resampled probabilities (float32), in bytes.
+
+    Returns:
+        ``[*shape]`` class indices, ``dtype``; ties go to the lower class, as ``argmax``.
+
+    Raises:
+        ValueError: ``shape`` does not have one entry per spatial axis.
+    """
+    import torch
+
+    nd = probabilities.ndim - 1
+    if len(shape) != nd:
+        raise ValueError(f"shape {list(shape)} needs {nd} entries for probabilities {probabilities.shape}")
+    k, n, m = probabilities.shape[0], probabilities.shape[-1], int(shape[-1])
+    lo, hi, weight = axis_taps(n, m, 1) if n != m else (np.arange(m), np.arange(m), np.zeros(m))
+    per_plane = k * int(np.prod([int(v) for v in shape[:-1]])) * 4
+    step = max(1, int(max_bytes // max(per_plane, 1)))
+    out = np.empty([int(v) for v in shape], dtype=dtype)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    for j0 in range(0, m, step):
+        j1 = min(m, j0 + step)
+        a, b = int(lo[j0:j1].min()), int(hi[j0:j1].max()) + 1
+        block = np.ascontiguousarray(probabilities[..., a:b], dtype=np.float32)
+        x = torch.from_numpy(block).to(dev).movedim(0, -1)  # [*S', b - a, K]
+        w = torch.from_numpy(weight[j0:j1]).to(device=dev, dtype=x.dtype).view([1] * (nd - 1) + [-1, 1])
+        x = torch.lerp(
+            x.index_select(nd - 1, torch.from_numpy(lo[j0:j1] - a).to(dev)),
+            x.index_select(nd - 1, torch.from_numpy(hi[j0:j1] - a).to(dev)),
+            w,
+        )
+        x = resample_tensor(x, [*[int(v) for v in shape[:-1]], j1 - j0], 1)
+        out[..., j0:j1] = x.argmax(-1).cpu().numpy().astype(dtype, copy=False)
+    return out
+
+
 def _resample_torch_numpy(
     array: np.ndarray, shape: Sequence[int], order: int, device: torch.device | str
 ) -> np.ndarray:

@@ -189,3 +189,18 @@ def test_an_export_that_does_not_reproduce_the_network_is_refused(tmp_path):
     with pytest.raises(MedsegError, match="does not reproduce"):
         build_runner(BACKENDS["onnxruntime"], request)
     assert not list(tmp_path.glob("*.onnx"))  # the wrong file is not left for later runs
+
+
+def test_models_differing_only_in_a_constant_get_their_own_export(tmp_path):
+    """Two weightless models that differ in a constant (a threshold) share no cached export."""
+    from tests.fixtures.models import Threshold
+
+    low, high = Threshold(0.0), Threshold(0.5)
+    assert weights_digest(low) != weights_digest(high)
+    assert weights_digest(low) == weights_digest(Threshold(0.0))
+    spec = BACKENDS["onnxruntime"]
+    if not spec.available():
+        pytest.skip("onnxruntime is not installed")
+    x = torch.full((1, 1, 8, 8, 8), 0.25)
+    outs = [build_runner(spec, _request(m, "fp32", (1, 8, 8, 8), tmp_path))(x) for m in (low, high)]
+    assert outs[0].argmax(1).eq(1).all() and outs[1].argmax(1).eq(0).all()
