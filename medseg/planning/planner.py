@@ -11,11 +11,13 @@ import math
 import os
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from medseg.errors import ConfigError
+from medseg.planning import resolution as rs
 from medseg.planning import topology as tp
 from medseg.planning.problems import dataset_warnings, mm3, smaller_than_patch, sorted_decisions
 from medseg.planning.round_trip import resampling_fidelity
@@ -286,11 +288,14 @@ def _plan_one(
     manifest: str,
     folds: int = 5,
     round_trip: RoundTrip | None = None,
+    coarse: Decision | None = None,
 ) -> PlanResult:
-    """One configuration (``kind`` 3d or 2d) of the plan."""
+    """One configuration (``kind`` 3d or 2d) of the plan (``coarse``: its target spacing decided
+    by :mod:`.resolution`, when the budget is too small for the full resolution)."""
     summary = fp["summary"]
     s_ax = slice_axis(fp) if kind == "2d" else None
-    decisions = _common(fp, kind, manifest, budget, device, folds) + _preprocessing(fp, s_ax, round_trip)
+    decisions = _common(fp, kind, manifest, budget, device, folds)
+    decisions += _preprocessing(fp, s_ax, round_trip, coarse)
     full_target = _full_target(next(d.value for d in decisions if d.key == "preprocessing.target_spacing"))
     decisions.append(Decision("model.name", "unet", _UNET_WHY, ""))
     decisions.append(Decision("model.spatial_dims", 3 if kind == "3d" else 2, dims[0], dims[1]))
@@ -308,8 +313,18 @@ def _plan_one(
         return float(step_seconds(build_config(decisions + trial.decisions())))
 
     fit, why_batch = _fit(fp, kind, spacing, median, device, limit_gb, time_of, budget * 60, n_in, n_cls)
+    passes = rs.training_passes(fp, fit, median_full)
+    if coarse is None and round_trip is not None and passes < rs.MIN_PASSES:
+        target = rs.coarser_target(fp, full_target, median_full, patch_axes)
+        measured = round_trip(target) if target is not None else None
+        if target is not None and measured is not None and rs.coarse_enough(measured):
+            decision = rs.coarse_decision(target, s_ax, passes, measured)
+            args = (fp, kind, dims, budget, device, limit_gb, step_seconds, manifest, folds, round_trip)
+            return _plan_one(*args, coarse=decision)
     mem = tp.training_memory_bytes(fit.topo, fit.batch, n_in, n_cls, device.startswith("cuda")) / 2**30
     net = _network_decisions(fit, kind, device, median, limit_gb, why_batch, mem, step_seconds is not None)
+    patch = net[-2]  # training.patch_size: the passes the budget gives join its evidence
+    net[-2] = replace(patch, evidence=f"{patch.evidence}; about {passes:.0f} passes over the training voxels")
     decisions += net
     patch_vol = mm3(list(fit.topo.patch), spacing)
     decisions += [
@@ -388,17 +403,24 @@ def _full_target(value: Any) -> list[float | None] | None:
     return [float(v) for v in value]
 
 
-def _preprocessing(fp: dict, s_ax: int | None, round_trip: RoundTrip | None = None) -> list[Decision]:
-    """Target spacing (withdrawn when resampling costs the labels too much), normalisation,
-    cropping (and the slice axis of a 2D model), in this order."""
+def _preprocessing(
+    fp: dict, s_ax: int | None, round_trip: RoundTrip | None = None, coarse: Decision | None = None
+) -> list[Decision]:
+    """Target spacing (withdrawn when resampling costs the labels too much; ``coarse`` when the
+    budget asks for a coarser grid), normalisation, cropping (and the slice axis of a 2D model),
+    in this order."""
     summary = fp["summary"]
     spacing3 = target_spacing_3d(fp)
     if round_trip is not None and spacing3.value is not None and not _one_spacing(fp):
         spacing3 = resampling_fidelity(spacing3, round_trip(spacing3.value))
     two_d_data = bool(summary["is_2d"])
     kept = spacing3.value is None and not _one_spacing(fp)  # resampling withdrawn: 2D keeps grids too
+    if coarse is not None:
+        spacing = coarse
+    else:
+        spacing = spacing3 if s_ax is None or kept else target_spacing_2d(fp, s_ax, spacing3.value)
     out = [
-        spacing3 if s_ax is None or kept else target_spacing_2d(fp, s_ax, spacing3.value),
+        spacing,
         normalization(fp),
         Decision(
             "preprocessing.crop_foreground",

@@ -241,13 +241,37 @@ _SCHEMES = {
 }
 
 
+#: Cases whose median field of view is under this along every axis (mm) are crops around their
+#: structures (LIDC nodule crops: 31 x 31 x 7.5 mm), not scans of a body region (>= 150 mm).
+CROP_FOV_MM = 100.0
+_CT_CROP_WHY = (
+    "CT crops around the labelled structures: per-case z-score (the crop's own statistics set "
+    "each lesion's contrast against its surroundings; on the LIDC nodule crops it beat nnU-Net's "
+    "CT scheme by +0.035 and +0.039 Dice in 6-minute runs and by +0.011 in 30 minutes)"
+)
+
+
+def crop_field_of_view(fp: dict) -> list[float] | None:
+    """The median field of view (mm per axis) when it is under :data:`CROP_FOV_MM` along every
+    axis (the cases are crops), else None; None too when the voxel size is not recorded."""
+    s = fp["summary"]
+    if spacing_undeclared(fp):
+        return None
+    fov = [float(n) * float(sp) for n, sp in zip(s["median_shape"], s["median_spacing"])]
+    return fov if max(fov) < CROP_FOV_MM else None
+
+
 def normalization(fp: dict) -> Decision:
-    """One scheme per channel from its ``looks_like``: ct -> ``ct``, mr -> ``zscore``, 8bit ->
-    ``percentile``, other -> ``zscore``; a single scheme when every channel agrees."""
+    """One scheme per channel from its ``looks_like``: ct -> ``ct`` (``zscore`` for crops, see
+    :func:`crop_field_of_view`), mr -> ``zscore``, 8bit -> ``percentile``, other -> ``zscore``;
+    a single scheme when every channel agrees."""
     chans = fp["summary"]["channels"]
+    crops = crop_field_of_view(fp)
     schemes, reasons, ev = [], [], []
     for c in chans:
         scheme, why = _SCHEMES.get(c.get("looks_like", "other"), _SCHEMES["other"])
+        if scheme == "ct" and crops is not None:
+            scheme, why = "zscore", f"{_CT_CROP_WHY}; median field of view {_fmt(crops, 'mm')}"
         schemes.append(scheme)
         if why not in reasons:
             reasons.append(why)
