@@ -314,7 +314,8 @@ def _plan_one(
 
     fit, why_batch = _fit(fp, kind, spacing, median, device, limit_gb, time_of, budget * 60, n_in, n_cls)
     passes = rs.training_passes(fp, fit, median_full)
-    if coarse is None and round_trip is not None and passes < rs.MIN_PASSES:
+    withdrawn = full_target is None and not _one_spacing(fp)  # too small structures to resample
+    if coarse is None and round_trip is not None and passes < rs.MIN_PASSES and not withdrawn:
         target = rs.coarser_target(fp, full_target, median_full, patch_axes)
         measured = round_trip(target) if target is not None else None
         if target is not None and measured is not None and rs.coarse_enough(measured):

@@ -1,11 +1,12 @@
 """A coarser grid when the budget cannot train at the full resolution.
 
 A time budget buys a number of training steps; what a network learns from them depends on how
-many times it sees the training voxels (*passes*). The shipped recipes and the plans that reached
-their reported Dice saw 68 (hippocampus), 75 (ISBI) and 85 (LIDC) passes; LGG's 256 x 256 slices at
-full resolution get about 15 in 30 CPU minutes, and its planned 2D U-Net scored 0.479 Dice per
-patient (pooled 0.592). Halving the in-plane resolution (nnU-Net's low-resolution stage plays the
-same part for scans too large for one patch) gave 4x the passes and 0.540 (pooled 0.597).
+many times it sees the training voxels (*passes*). The hippocampus plan, which matched the
+hand-tuned recipe, saw 57 (3325 steps in 28 minutes), ISBI's 81 and LIDC's 85, while the 5-minute
+hippocampus runs (about 15 passes) stayed 0.03 Dice short. LGG's 256 x 256 slices get about 14 passes in 30 CPU
+minutes; with its in-plane resolution halved (4x the passes; nnU-Net's low-resolution stage plays
+the same part for scans too large for one patch) its 2D U-Net scored 0.540 Dice per held-out
+patient instead of 0.479 (30-minute runs, ``docs/benchmarks.md``).
 
 The rule: when the budget gives fewer than :data:`MIN_PASSES` passes, every patch axis with at
 least ``2 * MIN_COARSE_VOXELS`` voxels gets a voxel :data:`COARSE_FACTOR` times larger, provided
@@ -22,7 +23,9 @@ from typing import Any
 from medseg.planning import topology as tp
 from medseg.planning.rules import Decision
 
-#: Fewer passes over the training voxels than this in the budget ask for a coarser grid.
+#: Fewer passes over the training voxels than this in the budget ask for a coarser grid: between
+#: LGG's 14, which a coarser grid improved, and the hippocampus plan's 57, which matched the
+#: hand-tuned recipe.
 MIN_PASSES = 40.0
 #: The coarser voxel, per coarsened axis.
 COARSE_FACTOR = 2.0
@@ -47,22 +50,20 @@ def training_passes(fp: dict, fit: tp.Fit, median_full: list[float]) -> float:
 
 def coarser_target(
     fp: dict, target: list[float | None] | None, median_full: list[float], patch_axes: list[int]
-) -> list[float | None] | None:
-    """The target spacing (3 values, None: an axis kept) with each patch axis of at least
-    ``2 * MIN_COARSE_VOXELS`` median voxels :data:`COARSE_FACTOR` times coarser; None when no
-    axis qualifies."""
+) -> list[float] | None:
+    """The target spacing (3 values; an axis the plan kept on each case's own grid takes the
+    median spacing) with each patch axis of at least ``2 * MIN_COARSE_VOXELS`` median voxels
+    :data:`COARSE_FACTOR` times coarser; None when no axis qualifies."""
     med = [float(v) for v in fp["summary"]["median_spacing"]]
-    out: list[float | None] = list(target) if target else [None, None, None]
-    changed = False
-    for a in patch_axes:
-        if median_full[a] >= 2 * MIN_COARSE_VOXELS:
-            out[a] = round(COARSE_FACTOR * float(out[a] if out[a] is not None else med[a]), 5)
-            changed = True
-    return out if changed else None
+    out = [float(t) if t is not None else m for t, m in zip(target or [None] * 3, med)]
+    big = [a for a in patch_axes if median_full[a] >= 2 * MIN_COARSE_VOXELS]
+    for a in big:
+        out[a] = round(COARSE_FACTOR * out[a], 5)
+    return list(out) if big else None
 
 
 def coarse_decision(
-    target: list[float | None], s_ax: int | None, passes_full: float, measured: dict[str, Any]
+    target: list[float], s_ax: int | None, passes_full: float, measured: dict[str, Any]
 ) -> Decision:
     """The ``preprocessing.target_spacing`` decision of a coarsened plan (2D models with slices
     along axis 2 give the two in-plane values, as :func:`~.rules.target_spacing_2d`)."""

@@ -292,12 +292,30 @@ def test_isotropic_3d_mr_mirrors_left_right_only():
 # -- intensities ----------------------------------------------------------------------------
 def test_mixed_modalities_get_one_scheme_per_channel():
     fp = make_fingerprint(
-        modality=None, channels=(("ct", "ct"), ("t2", "mr"), ("us", "8bit"), ("pet", "other"))
+        modality=None,
+        channels=(("ct", "ct"), ("t2", "mr"), ("us", "8bit"), ("pet", "other")),
+        shape=(128, 128, 96),
+        spacing=(1.5, 1.5, 2.0),
     )
     d = decision(valid(plan_pipeline(fp, 20)), "preprocessing.normalization")
     assert d.value == ["ct", "zscore", "percentile", "zscore"]
     assert "one scheme per channel" in d.reason and "CT:" in d.reason and "8-bit" in d.reason
     assert "ct: looks like ct" in d.evidence and "t2: looks like mr" in d.evidence
+
+
+def test_ct_crops_are_z_scored_per_case_and_ct_scans_are_not():
+    """CT crops a few cm wide around their lesions (LIDC: 31 x 31 x 7.5 mm) get per-case z-scores;
+    a CT scan of a body region (here 192 x 192 x 150 mm) keeps nnU-Net's CT scheme."""
+    crops = make_fingerprint(
+        modality="CT", channels=(("ct", "ct"),), shape=(44, 44, 6), spacing=(0.7, 0.7, 1.25)
+    )
+    d = decision(valid(plan_pipeline(crops, 30)), "preprocessing.normalization")
+    assert d.value == "zscore" and "CT crops" in d.reason and "30.8 x 30.8 x 7.5 mm" in d.reason
+    scan = make_fingerprint(
+        modality="CT", channels=(("ct", "ct"),), shape=(128, 128, 60), spacing=(1.5, 1.5, 2.5)
+    )
+    d = decision(valid(plan_pipeline(scan, 30)), "preprocessing.normalization")
+    assert d.value == "ct" and "CT crops" not in d.reason
     r = valid(plan_pipeline(make_fingerprint(channels=(("t1", "mr"), ("t2", "mr"))), 20))
     assert decision(r, "preprocessing.normalization").value == "zscore"
     assert r.config["data"]["channels"] == ["t1", "t2"]
