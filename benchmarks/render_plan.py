@@ -61,9 +61,14 @@ def runs(r: R) -> str:
 
 
 #: held-out runs of what `medseg plan --budget 30` wrote (train_tumour.py --plan), and their targets
-HELD_OUT = [
-    ("plan_lgg", "LGG FLAIR abnormality (3 MR sequences), as planned (2D)", 0.82),
-    ("plan_lidc", "LIDC nodules (CT crops), as planned (3D)", 0.82),
+HELD_OUT: list[tuple[str, str, float | None]] = [
+    ("plan_lgg", "LGG FLAIR abnormality (3 MR sequences), as planned (2D, 2x coarser in-plane)", 0.82),
+    ("plan_lidc", "LIDC nodules (CT crops), as planned (3D, per-case z-score)", 0.82),
+    # the same budget with one decision reverted (target None: not a planned run)
+    ("plan_lgg_fullres", "LGG, revert: full resolution (256 x 256, batch 4; session 8's plan)", None),
+    ("plan_lgg_coarse_b4", "LGG, as planned but batch 4 (more, smaller steps)", None),
+    ("plan_lidc_ct", "LIDC, revert: nnU-Net's CT scheme (session 8's plan)", None),
+    ("plan_lidc_rerun", "LIDC, as planned, a second run", None),
 ]
 ABLATIONS = [("plan_ablation_lgg", "LGG"), ("plan_ablation_lidc", "LIDC")]
 
@@ -106,11 +111,13 @@ def held_out(r: R) -> str:
         kl = _dice(x["test_keep_largest"])[0] if x.get("test_keep_largest") else None
         rows.append(
             f"| {what} | {_f(x['budget_minutes'], 0)} | {x['steps_done']} | {x['test']['cases']} | "
-            f"{_f(mean)} / {_f(median)} | {_f(pooled)} | {_f(kl)} | {_chosen(x)} | {target} |"
+            f"{_f(mean)} / {_f(median)} | {_f(pooled)} | {_f(kl)} | {_chosen(x)} | {target or ''} |"
         )
     if not found:
         return "No held-out planned run measured yet.\n"
-    missed = [what for key, what, target in HELD_OUT if r.get(key) and _dice(r[key]["test"])[0] < target]
+    missed = [
+        what for key, what, target in HELD_OUT if target and r.get(key) and _dice(r[key]["test"])[0] < target
+    ]
     verdict = f"\nBelow the target (Dice per case): {'; '.join(missed)}.\n" if missed else ""
     return "\n".join(rows) + "\n" + verdict
 

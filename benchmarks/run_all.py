@@ -69,10 +69,11 @@ def _tumour(key: str, pipeline: str, minutes: int, *extra: str) -> Entry:
     return Entry(key, "train_tumour.py", (*args, "--output", f"/tmp/medseg_bench/{key}", *extra))
 
 
-def _planned(key: str, manifest: str) -> Entry:
-    """What `medseg plan MANIFEST --budget 30` writes, trained and scored on the held-out patients."""
+def _planned(key: str, manifest: str, *sets: str) -> Entry:
+    """What `medseg plan MANIFEST --budget 30` writes, trained and scored on the held-out patients
+    (``sets``: ``key=value`` overrides that revert a planned decision at the full budget)."""
     args = ("--plan", manifest, "--minutes", "30", "--threads", "1", "--output", f"/tmp/medseg_bench/{key}")
-    return Entry(key, "train_tumour.py", args)
+    return Entry(key, "train_tumour.py", args + tuple(a for v in sets for a in ("--set", v)))
 
 
 def _ablation(key: str, manifest: str) -> Entry:
@@ -182,6 +183,18 @@ ENTRIES: list[Entry] = [
     # the new datasets, planned with --budget 30 and scored on their held-out patients (as a pair)
     _planned("plan_lgg", "data_manifests/lgg_brain_mri.json"),
     _planned("plan_lidc", "data_manifests/lidc_nodules.json"),
+    # the two decisions made this way in session 9, reverted alone at the full budget (as a pair)
+    _planned(
+        "plan_lgg_fullres",
+        "data_manifests/lgg_brain_mri.json",
+        "preprocessing.target_spacing=null",
+        "training.patch_size=[256,256]",
+        "training.batch_size=4",
+        "model.params.features=[16,32,64,128,256,512,512]",
+    ),
+    _planned("plan_lidc_ct", "data_manifests/lidc_nodules.json", "preprocessing.normalization=ct"),
+    _planned("plan_lgg_coarse_b4", "data_manifests/lgg_brain_mri.json", "training.batch_size=4"),
+    _planned("plan_lidc_rerun", "data_manifests/lidc_nodules.json"),
     _ablation("plan_ablation_lgg", "data_manifests/lgg_brain_mri.json"),
     _ablation("plan_ablation_lidc", "data_manifests/lidc_nodules.json"),
     Entry(

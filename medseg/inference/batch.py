@@ -111,15 +111,17 @@ def predict_folder(
     A user error (:class:`~medseg.errors.MedsegError`, or an ``OSError`` writing an output)
     fails its case only; the results keep the input order.
 
-    With ``overlap_io`` (the default) the cases flow through three threads joined by two
-    queues of ``queue_size`` cases: a reader (read the scan, :meth:`Predictor.prepare`), the
-    calling thread (:meth:`Predictor.infer`, the network) and a writer (:meth:`Predictor.finish`,
-    the mask, the exports and the sidecar), so reading the next case and writing the previous
-    one overlap with the network. Memory stays bounded: at most ``queue_size + 1`` prepared
-    cases wait ahead of the network, and ``queue_size + 1`` predicted ones (source scan and
-    labels; the preprocessed voxels are dropped after the network) wait for or are in the
-    writer, so at most ``2 * queue_size + 3`` cases are held at once (5 by default) instead of
-    one. ``overlap_io=False`` runs the same stages one case at a time.
+    With ``overlap_io`` (the default) the cases flow through three threads joined by two queues of
+    ``queue_size`` cases: a reader (read the scan, :meth:`Predictor.prepare`), the calling thread
+    (:meth:`Predictor.infer`, the network) and a writer (:meth:`Predictor.finish`, the mask, the
+    exports and the sidecar), so reading the next case and writing the previous one overlap with
+    the network. Memory stays bounded: at most ``queue_size + 1`` prepared cases wait ahead of the
+    network, and ``queue_size + 1`` predicted ones (source scan and labels, and for a case the
+    plan resampled its softmax on the network's grid, up to
+    :data:`~medseg.inference.inversion.SMOOTH_INVERSION_MAX_BYTES`; the preprocessed voxels are
+    dropped after the network) wait for or are in the writer, so at most ``2 * queue_size + 3``
+    cases are held at once (5 by default) instead of one. ``overlap_io=False`` runs the same
+    stages one case at a time.
 
     For a multi-channel model, ``channels`` (default: the names the predictor carries, else
     ``channel_0``..., missing channels refused) names the channels in order: the files of one case

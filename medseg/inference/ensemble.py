@@ -220,6 +220,7 @@ class EnsemblePredictor:
         for i, predictor in enumerate(self.predictors):
             own = prepared if i == 0 else self._prepared_for(i, prepared)
             _, probs = predictor.infer(own, probabilities=True)
+            own.softmax = None  # the folds are averaged on the source grid below, not through it
             assert probs is not None
             acc = _add_on_source_grid(predictor, own, probs, acc, self.weights[i])
             if i:

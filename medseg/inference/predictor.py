@@ -11,12 +11,9 @@ outputs are held one window deep along the last axis and turned into labels slab
 the whole ``[K, *S]`` output, as does the dense CRF (:mod:`medseg.inference.crf`), which refines
 the softmax on the network's grid before the arg-max (softmax models only).
 
-A scan the plan resampled goes back to its own grid as nnU-Net exports it: the softmax is
-resampled linearly, slab by slab, and the arg-max taken there
-(:meth:`~medseg.transforms.preprocess.plan.Plan.invert_argmax`), so a boundary the network put
-between two coarse voxels stays there instead of becoming a step of the coarse grid. That holds
-the softmax ``[K, *S]`` on the network's grid, up to :data:`SMOOTH_INVERSION_MAX_BYTES`; a larger
-one (many classes on a large scan) maps the labels back by nearest neighbour.
+A scan the plan resampled goes back to its own grid through its softmax (nnU-Net's export), when
+the logits and softmax fit in memory; otherwise, and for region models, its labels go back by
+nearest neighbour, with the memory of labels-only prediction (:mod:`medseg.inference.inversion`).
 """
 
 from __future__ import annotations
@@ -37,6 +34,7 @@ from medseg.device import resolve_device
 from medseg.errors import ConfigError, InputNotFoundError, MedsegError
 from medseg.inference.choice_record import recorded_postprocessing
 from medseg.inference.crf import CRFOptions, dense_crf, run_crf_options
+from medseg.inference.inversion import keeps_softmax, source_labels, source_probabilities
 from medseg.inference.postprocess import PostprocessOptions, postprocess
 from medseg.inference.prediction import (
     Prediction,
@@ -57,10 +55,6 @@ from medseg.transforms.preprocess import Plan
 from medseg.volume import Volume
 
 log = logging.getLogger(__name__)
-
-#: A case predicted on a resampled grid goes back to its own grid through its softmax when the
-#: softmax ``[K, *S]`` (float32) takes at most this much memory; past it, through its labels.
-SMOOTH_INVERSION_MAX_BYTES = 2**30
 
 
 def trained_flip_axes(config: dict[str, Any], n_axes: int) -> list[int]:
@@ -396,7 +390,7 @@ class Predictor:
             MedsegError: the backend cannot be built (e.g. the network does not export to ONNX).
         """
         t0 = time.monotonic()
-        smooth = self._smooth_inversion(prepared)
+        smooth = keeps_softmax(self, prepared)
         lab, prob = self._infer(
             torch.from_numpy(prepared.case.image), probabilities or smooth or self.crf is not None
         )
@@ -406,23 +400,6 @@ class Predictor:
         prepared.softmax = prob if smooth else None
         prepared.seconds += time.monotonic() - t0
         return lab, (prob if probabilities else None)
-
-    def _smooth_inversion(self, prepared: PreparedCase) -> bool:
-        """Whether :meth:`finish` maps this case back through its softmax (nnU-Net's export): a
-        softmax model, a case resampled by the plan, and a softmax ``[K, *S]`` under
-        :data:`SMOOTH_INVERSION_MAX_BYTES` (else its labels, nearest neighbour)."""
-        record = prepared.case.record
-        crop = [b - a for a, b in zip(record.crop_start, record.crop_stop)]
-        if self.regions or list(record.resampled_shape) == crop:
-            return False
-        nbytes = 4 * (self.max_label + 1) * int(np.prod(record.resampled_shape))
-        if nbytes > SMOOTH_INVERSION_MAX_BYTES:
-            log.info(
-                "labels mapped back to the scan's grid by nearest neighbour: its softmax would take %.1f GB",
-                nbytes / 2**30,
-            )
-            return False
-        return True
 
     def _refine(self, prepared: PreparedCase, probabilities: torch.Tensor) -> torch.Tensor:
         """The dense CRF's marginals ``[K, *S]`` of the softmax ``[K, *S]`` on the network's grid
@@ -463,26 +440,14 @@ class Predictor:
         """
         t0 = time.monotonic()
         image, record = prepared.image, prepared.case.record
-        if prepared.softmax is not None:
-            back = self.plan.invert_argmax(
-                prepared.softmax.numpy(), record, dtype=labels.numpy().dtype, device=self._resample_device
-            )
-            prepared.softmax = None
-        else:
-            back = self.plan.invert(labels.numpy(), record, order=0, device=self._resample_device)
+        soft = source_probabilities(self, probabilities, record) if probabilities is not None else None
+        back = source_labels(self, prepared, labels, soft)
         options = postprocessing or self.recorded_postprocessing or PostprocessOptions()
         arr = postprocess(back.array, image.spacing, options)
         dtype = np.uint8 if self.max_label < 256 else np.uint16
         out = source_grid_labels(arr.astype(dtype), image, back.meta)
         prob_vol = None
-        if probabilities is not None:
-            soft = self.plan.invert(
-                probabilities.numpy(), record, order=1, fill=0.0, device=self._resample_device
-            )
-            outside = np.ones(soft.array.shape[1:], dtype=bool)  # voxels cropped away: background
-            outside[self.plan.source_crop_box(record)] = False
-            if not self.regions:  # softmax: background is certain there (regions: 0 everywhere)
-                soft.array[0][outside] = 1.0
+        if soft is not None:
             prob_vol = Volume(np.moveaxis(soft.array, 0, -1).astype(np.float32), image.affine.copy())
         prepared.seconds += time.monotonic() - t0
         info = prediction_record(self, self.model_name, options, prepared)

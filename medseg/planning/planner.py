@@ -316,7 +316,7 @@ def _plan_one(
     passes = rs.training_passes(fp, fit, median_full)
     withdrawn = full_target is None and not _one_spacing(fp)  # too small structures to resample
     if coarse is None and round_trip is not None and passes < rs.MIN_PASSES and not withdrawn:
-        target = rs.coarser_target(fp, full_target, median_full, patch_axes)
+        target = rs.coarser_target(fp, full_target, median_full, patch_axes, 2 if s_ax == 2 else None)
         measured = round_trip(target) if target is not None else None
         if target is not None and measured is not None and rs.coarse_enough(measured):
             decision = rs.coarse_decision(target, s_ax, passes, measured)
@@ -324,8 +324,12 @@ def _plan_one(
             return _plan_one(*args, coarse=decision)
     mem = tp.training_memory_bytes(fit.topo, fit.batch, n_in, n_cls, device.startswith("cuda")) / 2**30
     net = _network_decisions(fit, kind, device, median, limit_gb, why_batch, mem, step_seconds is not None)
-    patch = net[-2]  # training.patch_size: the passes the budget gives join its evidence
-    net[-2] = replace(patch, evidence=f"{patch.evidence}; about {passes:.0f} passes over the training voxels")
+    net = [  # the passes the budget gives join the patch size's evidence
+        replace(d, evidence=f"{d.evidence}; about {passes:.0f} passes over the training voxels")
+        if d.key == "training.patch_size"
+        else d
+        for d in net
+    ]
     decisions += net
     patch_vol = mm3(list(fit.topo.patch), spacing)
     decisions += [

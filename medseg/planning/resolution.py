@@ -1,11 +1,11 @@
 """A coarser grid when the budget cannot train at the full resolution.
 
-A time budget buys a number of training steps; what a network learns from them depends on how
-many times it sees the training voxels (*passes*). The hippocampus plan, which matched the
-hand-tuned recipe, saw 57 (3325 steps in 28 minutes), ISBI's 81 and LIDC's 85, while the 5-minute
-hippocampus runs (about 15 passes) stayed 0.03 Dice short. LGG's 256 x 256 slices get about 14 passes in 30 CPU
-minutes; with its in-plane resolution halved (4x the passes; nnU-Net's low-resolution stage plays
-the same part for scans too large for one patch) its 2D U-Net scored 0.540 Dice per held-out
+A time budget buys a number of training steps; what a network learns from them depends on how many
+times it sees the training voxels (*passes*). The hippocampus plan, which matched the hand-tuned
+recipe, saw 57 (3325 steps in 28 minutes), ISBI's 81 and LIDC's 85, while the 5-minute hippocampus
+runs (about 15 passes) stayed 0.03 Dice short. LGG's 256 x 256 slices get about 14 passes in 30
+CPU minutes; with its in-plane resolution halved (4x the passes; nnU-Net's low-resolution stage
+plays the same part for scans too large for one patch) its 2D U-Net scored 0.540 Dice per held-out
 patient instead of 0.479 (30-minute runs, ``docs/benchmarks.md``).
 
 The rule: when the budget gives fewer than :data:`MIN_PASSES` passes, every patch axis with at
@@ -49,21 +49,28 @@ def training_passes(fp: dict, fit: tp.Fit, median_full: list[float]) -> float:
 
 
 def coarser_target(
-    fp: dict, target: list[float | None] | None, median_full: list[float], patch_axes: list[int]
-) -> list[float] | None:
-    """The target spacing (3 values; an axis the plan kept on each case's own grid takes the
-    median spacing) with each patch axis of at least ``2 * MIN_COARSE_VOXELS`` median voxels
-    :data:`COARSE_FACTOR` times coarser; None when no axis qualifies."""
+    fp: dict,
+    target: list[float | None] | None,
+    median_full: list[float],
+    patch_axes: list[int],
+    kept_axis: int | None = None,
+) -> list[float | None] | None:
+    """The target spacing (3 values; ``kept_axis``, the slices of a 2D model that keep their own
+    spacing, None; any other axis the plan kept on each case's grid takes the median spacing) with
+    each patch axis of at least ``2 * MIN_COARSE_VOXELS`` median voxels :data:`COARSE_FACTOR`
+    times coarser; None when no axis qualifies."""
     med = [float(v) for v in fp["summary"]["median_spacing"]]
-    out = [float(t) if t is not None else m for t, m in zip(target or [None] * 3, med)]
+    out: list[float | None] = [float(t) if t is not None else m for t, m in zip(target or [None] * 3, med)]
     big = [a for a in patch_axes if median_full[a] >= 2 * MIN_COARSE_VOXELS]
     for a in big:
-        out[a] = round(COARSE_FACTOR * out[a], 5)
-    return list(out) if big else None
+        out[a] = round(COARSE_FACTOR * float(out[a] or med[a]), 5)
+    if kept_axis is not None:
+        out[kept_axis] = None
+    return out if big else None
 
 
 def coarse_decision(
-    target: list[float], s_ax: int | None, passes_full: float, measured: dict[str, Any]
+    target: list[float | None], s_ax: int | None, passes_full: float, measured: dict[str, Any]
 ) -> Decision:
     """The ``preprocessing.target_spacing`` decision of a coarsened plan (2D models with slices
     along axis 2 give the two in-plane values, as :func:`~.rules.target_spacing_2d`)."""

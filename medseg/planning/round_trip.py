@@ -1,13 +1,15 @@
 """What resampling to a target spacing does to a dataset's labels, measured on the labels.
 
-A model trained at a target spacing predicts on that grid, and its labels go back to each scan's
-own grid (nearest neighbour, :meth:`~medseg.transforms.preprocess.plan.Plan.invert`). For small
-structures that round trip alone loses Dice: a lung nodule of a few hundred voxels loses its
-boundary voxels twice. :func:`label_round_trip` measures it before any training, with the
-preprocessing's own resampling (edge-aligned, labels nearest): each sampled label is resampled to
+A model trained at a target spacing learns labels resampled to that grid (nearest neighbour) and
+predicts there; its prediction goes back to each scan's own grid through its softmax
+(:mod:`medseg.inference.inversion`). For small structures the resampling alone loses Dice: a lung
+nodule of a few hundred voxels loses its boundary voxels on the way. :func:`label_round_trip`
+measures it before any training, with the preprocessing's own resampling (edge-aligned, labels
+nearest both ways: a bound, as the softmax way back keeps more): each sampled label is resampled to
 the target and back, and compared with itself. The planner keeps every case on its own grid when
 the round trip alone costs more Dice than the planning rules' own effects
-(:func:`resampling_fidelity`).
+(:func:`resampling_fidelity`), and coarsens a grid for the budget only within a larger loss
+(:mod:`.resolution`).
 """
 
 from __future__ import annotations

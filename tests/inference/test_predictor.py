@@ -70,7 +70,7 @@ def test_a_resampled_case_goes_back_through_its_softmax(monkeypatch):
     """A ball predicted at 2 mm on a 1 mm scan: the softmax resampled to the scan's grid (then the
     arg-max) keeps the boundary between coarse voxels; the labels resampled by nearest neighbour
     (the fallback past SMOOTH_INVERSION_MAX_BYTES) turn it into 2 mm steps."""
-    from medseg.inference import predictor as predictor_module
+    from medseg.inference import inversion
 
     shape, centre, radius = (40, 44, 36), np.array([19.3, 22.6, 17.1]), 8.3
     dist = np.linalg.norm(np.indices(shape).transpose(1, 2, 3, 0) - centre, axis=-1)
@@ -81,14 +81,20 @@ def test_a_resampled_case_goes_back_through_its_softmax(monkeypatch):
         [(scan, None)], {0: "bg", 1: "ball"}, target_spacing=[2.0, 2.0, 2.0], normalization="none"
     )
 
-    def dice():
-        pred = Predictor(Threshold(0.0), plan, (16, 16, 16)).predict(scan).labels.array == 1
-        assert pred.shape == shape
+    def dice(through_softmax):
+        predictor = Predictor(Threshold(0.0), plan, (16, 16, 16))
+        prepared = predictor.prepare(scan)
+        labels, _ = predictor.infer(prepared)
+        pred = predictor.finish(prepared, labels).labels.array == 1
+        assert pred.shape == shape and prepared.softmax is None  # dropped once used
+        if through_softmax:  # the mask written beside the probabilities is their arg-max
+            with_probs = predictor.predict(scan, probabilities=True)
+            np.testing.assert_array_equal(with_probs.probabilities.array.argmax(-1), with_probs.labels.array)
         return 2 * np.sum(pred & truth) / (pred.sum() + truth.sum())
 
-    smooth = dice()
-    monkeypatch.setattr(predictor_module, "SMOOTH_INVERSION_MAX_BYTES", 0)
-    nearest = dice()
+    smooth = dice(True)
+    monkeypatch.setattr(inversion, "SMOOTH_INVERSION_MAX_BYTES", 0)
+    nearest = dice(False)
     assert smooth > 0.97  # measured 0.978; nearest neighbour 0.920
     assert smooth > nearest + 0.04
 

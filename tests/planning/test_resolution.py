@@ -41,7 +41,7 @@ def test_a_small_budget_trains_on_a_coarser_grid_when_the_labels_survive_it():
     r = valid(plan_pipeline(lgg_like(), 30, round_trip=round_trip))
     assert r.kind == "2d"
     d = decision(r, "preprocessing.target_spacing")
-    assert d.value == [2.0, 2.0] and asked == [[2.0, 2.0, 1.0]]
+    assert d.value == [2.0, 2.0] and asked == [[2.0, 2.0, None]]  # the slices keep their spacing
     assert "passes over the training voxels, under 40" in d.reason and "keep Dice 0.961" in d.evidence
     assert r.config["training"]["patch_size"] == [128, 128]
     assert "passes over the training voxels" in decision(r, "training.patch_size").evidence
@@ -69,3 +69,4 @@ def test_small_images_are_never_coarsened():
     fp = make_fingerprint(shape=(36, 50, 35), n_cases=40)
     assert rs.coarser_target(fp, [1.0, 1.0, 1.0], [36.0, 50.0, 35.0], [0, 1, 2]) is None
     assert rs.coarser_target(fp, None, [256.0, 256.0, 25.0], [0, 1]) == [2.0, 2.0, 1.0]
+    assert rs.coarser_target(fp, None, [256.0, 256.0, 25.0], [0, 1], kept_axis=2) == [2.0, 2.0, None]

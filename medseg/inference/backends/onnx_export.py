@@ -27,16 +27,23 @@ OPSET = 17
 
 
 #: Attribute types of a module that shape its graph besides its weights (e.g. a threshold).
-_PLAIN = (bool, int, float, str, tuple, type(None))
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _plain(value: object) -> bool:
+    """A number, string, None, or a tuple of them (not a cache holding tensors)."""
+    return isinstance(value, _PLAIN) or (isinstance(value, tuple) and all(_plain(v) for v in value))
 
 
 def weights_digest(model: torch.nn.Module) -> str:
     """A 16-hex digest of what identifies an export: the model's config, each submodule's class
-    and plain attributes (numbers, strings, tuples: constants of the graph that are not weights)
-    and its weights and buffers."""
+    and public plain attributes (numbers, strings, tuples of them: constants of the graph that are
+    not weights; not private caches) and its weights and buffers."""
     h = hashlib.sha256(repr(getattr(model, "medseg_config", {})).encode())
     for name, module in model.named_modules():
-        plain = sorted((k, v) for k, v in vars(module).items() if k != "training" and isinstance(v, _PLAIN))
+        plain = sorted(
+            (k, v) for k, v in vars(module).items() if k != "training" and not k.startswith("_") and _plain(v)
+        )
         h.update(f"{name}:{type(module).__module__}.{type(module).__qualname__}:{plain!r}".encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())

@@ -192,7 +192,7 @@ def resample_argmax(
         shape: The new spatial shape ``[*shape]`` (one entry per spatial axis of ``probabilities``).
         dtype: Of the returned labels.
         device: Where the resampling runs (None: the CPU).
-        max_bytes: Size of one slab of resampled probabilities (float32), in bytes.
+        max_bytes: Memory of one slab (float32 probabilities, read and interpolated), bytes.
 
     Returns:
         ``[*shape]`` class indices, ``dtype``; ties go to the lower class, as ``argmax``.
@@ -205,12 +205,29 @@ def resample_argmax(
     nd = probabilities.ndim - 1
     if len(shape) != nd:
         raise ValueError(f"shape {list(shape)} needs {nd} entries for probabilities {probabilities.shape}")
+    out = np.empty([int(v) for v in shape], dtype=dtype)
+    if device is not None and torch.device(device).type != "cpu":
+        try:
+            return _argmax_slabs(probabilities, out, torch.device(device), max_bytes)
+        except torch.OutOfMemoryError:  # the GPU is busy with the network: the CPU does it
+            log.warning("not enough GPU memory to resample a softmax %s: on the CPU", probabilities.shape)
+            torch.cuda.empty_cache()
+    return _argmax_slabs(probabilities, out, torch.device("cpu"), max_bytes)
+
+
+def _argmax_slabs(
+    probabilities: np.ndarray, out: np.ndarray, dev: torch.device, max_bytes: int
+) -> np.ndarray:
+    """The slab loop of :func:`resample_argmax` on ``dev``, into ``out`` ``[*shape]``."""
+    import torch
+
+    nd, shape = probabilities.ndim - 1, out.shape
     k, n, m = probabilities.shape[0], probabilities.shape[-1], int(shape[-1])
     lo, hi, weight = axis_taps(n, m, 1) if n != m else (np.arange(m), np.arange(m), np.zeros(m))
-    per_plane = k * int(np.prod([int(v) for v in shape[:-1]])) * 4
-    step = max(1, int(max_bytes // max(per_plane, 1)))
-    out = np.empty([int(v) for v in shape], dtype=dtype)
-    dev = torch.device(device) if device is not None else torch.device("cpu")
+    # one plane of the last axis, at the larger of the two grids, three times (the block read and
+    # the two sides of the interpolation)
+    plane = max(int(np.prod(shape[:-1])), int(np.prod(probabilities.shape[1:-1])))
+    step = max(1, int(max_bytes // max(3 * 4 * k * plane, 1)))
     for j0 in range(0, m, step):
         j1 = min(m, j0 + step)
         a, b = int(lo[j0:j1].min()), int(hi[j0:j1].max()) + 1
@@ -223,7 +240,7 @@ def resample_argmax(
             w,
         )
         x = resample_tensor(x, [*[int(v) for v in shape[:-1]], j1 - j0], 1)
-        out[..., j0:j1] = x.argmax(-1).cpu().numpy().astype(dtype, copy=False)
+        out[..., j0:j1] = x.argmax(-1).cpu().numpy().astype(out.dtype, copy=False)
     return out
 
 
