@@ -14,7 +14,11 @@ holds the generic value) is left out and listed. What "reverted" means, per deci
 
 - target spacing: no resampling, each case on its own grid (where the plan keeps every grid
   because the label round trip costs too much: the median spacing, nnU-Net's rule);
-- normalisation: the generic per-case z-score;
+- resolution (a plan coarsened for the budget, ``medseg.planning.resolution``): the plan made
+  again at the full resolution (patch, network and batch planned there), in place of the target
+  spacing revert;
+- normalisation: the generic per-case z-score (where the plan z-scores CT crops: nnU-Net's CT
+  scheme);
 - patch and network: the hand-tuned hippocampus recipe's (patch 40 x 56 x 40, U-Net [16 ... 128]
   pooling every axis), as if a recipe of another dataset were reused (the planned batch is kept);
 - batch size: 2 (the fixed 3D default);
@@ -62,6 +66,16 @@ def _revert_spacing(cfg: dict, fp: dict) -> list[str] | str:
     return ["preprocessing.target_spacing=null"]
 
 
+def _revert_normalization(cfg: dict, fp: dict) -> list[str] | str:
+    planned = cfg["preprocessing"].get("normalization")
+    ct = any(c.get("looks_like") == "ct" for c in fp["summary"]["channels"])
+    if planned == "zscore" and ct:  # CT crops z-scored per case: back to nnU-Net's CT scheme
+        return ['preprocessing.normalization="ct"']
+    if planned == "zscore":
+        return "the plan already holds the generic value (z-score)"
+    return ['preprocessing.normalization="zscore"']
+
+
 def _revert_network(cfg: dict, fp: dict) -> list[str] | str:
     if cfg["model"]["spatial_dims"] != 3:
         return "3D configurations only (the recipe is 3D)"
@@ -88,7 +102,7 @@ def _revert_value(key: str, generic: Any, what: str) -> Any:
 #: overrides, or why there is nothing to revert)
 REVERTS: dict[str, tuple[str, Any]] = {
     "target_spacing": ("no resampling; the median spacing where the plan keeps every grid", _revert_spacing),
-    "normalization": ("per-case z-score", _revert_value("preprocessing.normalization", "zscore", "z-score")),
+    "normalization": ("per-case z-score (CT crops: nnU-Net's CT scheme)", _revert_normalization),
     "patch_and_network": ("the hippocampus recipe's patch and U-Net", _revert_network),
     "batch_size": ("batch 2", _revert_value("training.batch_size", 2, "batch 2")),
     "mirror_axes": (
@@ -119,7 +133,32 @@ def make_plan(manifest: str, minutes: float, data_root: str, folder: Path) -> tu
     path = folder / "plan.yaml"
     t0 = time.monotonic()
     plan_dataset(manifest, path, budget_minutes=minutes, device="cpu", data_root=data_root)
-    return path, round(time.monotonic() - t0, 2)
+    seconds = round(time.monotonic() - t0, 2)
+    full_resolution_plan(manifest, minutes, data_root, path)
+    return path, seconds
+
+
+def full_resolution_plan(manifest: str, minutes: float, data_root: str, plan: Path) -> None:
+    """``<plan folder>/full_resolution/plan.yaml``: the plan made again with the budget's
+    coarsening off, kept only when the plan was coarsened (the ``resolution`` revert)."""
+    import shutil
+
+    import yaml
+
+    from medseg.planning import resolution
+    from medseg.planning.api import plan_dataset
+
+    folder = plan.parent / "full_resolution"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    saved, resolution.MIN_PASSES = resolution.MIN_PASSES, 0.0
+    try:
+        plan_dataset(manifest, folder / "plan.yaml", budget_minutes=minutes, data_root=data_root)
+    finally:
+        resolution.MIN_PASSES = saved
+    planned, full = (yaml.safe_load(p.read_text())["preprocessing"] for p in (plan, folder / "plan.yaml"))
+    if planned["target_spacing"] == full["target_spacing"]:
+        shutil.rmtree(folder)
 
 
 def variants(plan: Path) -> tuple[dict[str, tuple[Path, list[str]]], dict[str, str]]:
@@ -138,6 +177,13 @@ def variants(plan: Path) -> tuple[dict[str, tuple[Path, list[str]]], dict[str, s
             skipped[name] = sets
         else:
             runs[name] = (plan, sets)
+    full = plan.parent / "full_resolution" / "plan.yaml"
+    if full.is_file():
+        runs["resolution"] = (full, [])
+        runs.pop("target_spacing", None)
+        skipped["target_spacing"] = "the plan was coarsened for the budget: see resolution"
+    else:
+        skipped["resolution"] = "the plan was not coarsened for the budget"
     alternative = next(iter(sorted(plan.parent.glob(f"{plan.stem}_[23]d.yaml"))), None)
     if alternative is not None:
         runs["dimensionality"] = (alternative, [])
@@ -296,7 +342,11 @@ def collect(args: argparse.Namespace, plan: Path, plan_seconds: float | None) ->
         "tta_off": json.loads(tta.read_text()) if tta.is_file() else None,
         "postprocessing_off": json.loads(no_pp.read_text()) if no_pp.is_file() else None,
         "not_run": skipped,
-        "reverts": {**{k: v[0] for k, v in REVERTS.items()}, "dimensionality": "the planned alternative"},
+        "reverts": {
+            **{k: v[0] for k, v in REVERTS.items()},
+            "dimensionality": "the planned alternative",
+            "resolution": "the full resolution, planned again",
+        },
         "machine": machine(),
         # the command that trained the variants (not a later --collect)
         "command": _command_file(args).read_text().strip()
