@@ -32,7 +32,8 @@ def test_equals_the_argmax_of_the_whole_linear_resampling(rng, shape):
     whole = resample_array(np.moveaxis(probs, 0, -1), shape, order=1).argmax(-1)
     one = resample_argmax(probs, shape)
     slabs = resample_argmax(probs, shape, max_bytes=1)  # one plane of the last axis at a time
-    pairs = resample_argmax(probs, shape, max_bytes=3 * 4 * 3 * 20 * 17 * 2)  # two planes at a time
+    plane = max(np.prod(shape[:-1]), np.prod(probs.shape[1:-1]))
+    pairs = resample_argmax(probs, shape, max_bytes=int(3 * 4 * 3 * plane * 2))  # two planes at a time
     np.testing.assert_array_equal(one, slabs)
     np.testing.assert_array_equal(one, pairs)
     assert one.dtype == np.uint8 and one.shape == shape

@@ -223,7 +223,7 @@ def _argmax_slabs(
 
     nd, shape = probabilities.ndim - 1, out.shape
     k, n, m = probabilities.shape[0], probabilities.shape[-1], int(shape[-1])
-    lo, hi, weight = axis_taps(n, m, 1) if n != m else (np.arange(m), np.arange(m), np.zeros(m))
+    lo, hi, weight = axis_taps(n, m, 1)  # n == m: every voxel reads itself, weight 0
     # one plane of the last axis, at the larger of the two grids, three times (the block read and
     # the two sides of the interpolation)
     plane = max(int(np.prod(shape[:-1])), int(np.prod(probabilities.shape[1:-1])))
