@@ -64,6 +64,9 @@ def runs(r: R) -> str:
 HELD_OUT: list[tuple[str, str, float | None]] = [
     ("plan_lgg", "LGG FLAIR abnormality (3 MR sequences), as planned (2D, 2x coarser in-plane)", 0.82),
     ("plan_lidc", "LIDC nodules (CT crops), as planned (3D, per-case z-score)", 0.82),
+    # the same plans, each run alone on the machine: torch's two threads (planned for them)
+    ("plan_lgg_alone", "LGG, as planned, run alone (both cores)", 0.82),
+    ("plan_lidc_alone", "LIDC, as planned, run alone (both cores)", 0.82),
     # the same budget with one decision reverted (target None: not a planned run)
     ("plan_lgg_fullres", "LGG, revert: full resolution (256 x 256, batch 4; session 8's plan)", None),
     ("plan_lgg_coarse_b4", "LGG, 2x coarser in-plane as planned but batch 4 (set by hand)", None),
@@ -97,9 +100,10 @@ def _chosen(x: dict[str, Any]) -> str:
 
 def held_out(r: R) -> str:
     rows = [
-        "| dataset, configuration | budget (min) | steps | test cases | Dice per case: mean / median | "
-        "pooled Dice | keep-largest mean | post-processing chosen on validation | target |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+        "| dataset, configuration | budget (min) | torch threads | steps | test cases | "
+        "Dice per case: mean / median | pooled Dice | keep-largest mean | "
+        "post-processing chosen on validation | target |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     found = False
     for key, what, target in HELD_OUT:
@@ -110,7 +114,8 @@ def held_out(r: R) -> str:
         mean, median, pooled = _dice(x["test"])
         kl = _dice(x["test_keep_largest"])[0] if x.get("test_keep_largest") else None
         rows.append(
-            f"| {what} | {_f(x['budget_minutes'], 0)} | {x['steps_done']} | {x['test']['cases']} | "
+            f"| {what} | {_f(x['budget_minutes'], 0)} | {x['machine'].get('torch_threads', 'n/a')} | "
+            f"{x['steps_done']} | {x['test']['cases']} | "
             f"{_f(mean)} / {_f(median)} | {_f(pooled)} | {_f(kl)} | {_chosen(x)} | {target or ''} |"
         )
     if not found:
@@ -120,6 +125,28 @@ def held_out(r: R) -> str:
     ]
     verdict = f"\nBelow the target (Dice per case): {'; '.join(missed)}.\n" if missed else ""
     return "\n".join(rows) + "\n" + verdict
+
+
+def label_coverage(r: R) -> str:
+    """Each held-out LGG patient's errors against the slices its reference labels."""
+    x = r.get("lgg_label_coverage")
+    if not x:
+        return "Not measured yet (`benchmarks/label_coverage.py`).\n"
+    rows = [
+        f"Run `{x['run']}`, slices along axis {x['axis']}:\n",
+        "| patient | Dice | Dice without predictions on unlabelled slices | predicted voxels on "
+        "unlabelled slices | recall | precision | labelled slices |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for case, c in x["cases"].items():
+        share = c["pred_voxels_unlabelled_slices"] / max(c["pred_voxels"], 1)
+        first_last = "-".join(map(str, c["labelled_slices"] or ["none"]))
+        rows.append(
+            f"| {case} | {_f(c['dice'])} | {_f(c['dice_labelled_slices'])} | "
+            f"{c['pred_voxels_unlabelled_slices']} ({share:.0%}) | {_f(c['recall'], 2)} | "
+            f"{_f(c['precision'], 2)} | {first_last} |"
+        )
+    return "\n".join(rows) + "\n"
 
 
 def _revert_text(variant: str, v: dict[str, Any], reverts: dict[str, str], dims: int = 3) -> str:

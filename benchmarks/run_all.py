@@ -69,10 +69,12 @@ def _tumour(key: str, pipeline: str, minutes: int, *extra: str) -> Entry:
     return Entry(key, "train_tumour.py", (*args, "--output", f"/tmp/medseg_bench/{key}", *extra))
 
 
-def _planned(key: str, manifest: str, *sets: str) -> Entry:
+def _planned(key: str, manifest: str, *sets: str, alone: bool = False) -> Entry:
     """What `medseg plan MANIFEST --budget 30` writes, trained and scored on the held-out patients
-    (``sets``: ``key=value`` overrides that revert a planned decision at the full budget)."""
-    args = ("--plan", manifest, "--minutes", "30", "--threads", "1", "--output", f"/tmp/medseg_bench/{key}")
+    (``sets``: ``key=value`` overrides that revert a planned decision at the full budget). One torch
+    thread, for two runs at a time; ``alone``: torch's threads, the run alone on the machine."""
+    threads = () if alone else ("--threads", "1")
+    args = ("--plan", manifest, "--minutes", "30", *threads, "--output", f"/tmp/medseg_bench/{key}")
     return Entry(key, "train_tumour.py", args + tuple(a for v in sets for a in ("--set", v)))
 
 
@@ -195,6 +197,10 @@ ENTRIES: list[Entry] = [
     _planned("plan_lidc_ct", "data_manifests/lidc_nodules.json", "preprocessing.normalization=ct"),
     _planned("plan_lgg_coarse_b4", "data_manifests/lgg_brain_mri.json", "training.batch_size=4"),
     _planned("plan_lidc_rerun", "data_manifests/lidc_nodules.json"),
+    # the planned runs again, each alone on the machine (not beside another run)
+    _planned("plan_lidc_alone", "data_manifests/lidc_nodules.json", alone=True),
+    _planned("plan_lgg_alone", "data_manifests/lgg_brain_mri.json", alone=True),
+    Entry("lgg_label_coverage", "label_coverage.py", ("--run", "/tmp/medseg_bench/plan_lgg_alone")),
     _ablation("plan_ablation_lgg", "data_manifests/lgg_brain_mri.json"),
     _ablation("plan_ablation_lidc", "data_manifests/lidc_nodules.json"),
     Entry(

@@ -42,9 +42,13 @@ DATA_ROOT_ENV = "MEDSEG_DATA_ROOT"
 
 
 class CaseEntry(BaseModel):
-    """One case: its image file(s) (one per channel) and optional label."""
+    """One case: its image file(s) (one per channel) and optional label.
 
-    model_config = ConfigDict(extra="forbid")
+    ``id`` and ``group`` may be written as numbers (patient numbers often are): they are read as
+    their text, so ``group: 1007`` and ``group: "1007"`` are the same patient.
+    """
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
     id: str = Field(min_length=1)
     images: list[str] = Field(min_length=1)
     label: str | None = None

@@ -46,6 +46,15 @@ def test_malformed_manifests_are_config_errors(tmp_path):
         load_manifest(p)
 
 
+def test_numeric_ids_and_groups_read_as_text(tmp_path):
+    p = tmp_path / "m.json"
+    cases = [{"id": 7, "images": ["a.nii"], "group": 1007}, {"id": "8", "images": ["b.nii"], "group": "1007"}]
+    p.write_text(json.dumps({"labels": {"0": "bg", "1": "x"}, "cases": cases}))
+    m = load_manifest(p)
+    assert [c.id for c in m.cases] == ["7", "8"]
+    assert {c.group for c in m.cases} == {"1007"}  # one patient, however it was written
+
+
 def test_every_problem_is_reported(tmp_path):
     manifest = write_3d_dataset(tmp_path / "d", n=4)
     data = json.loads(manifest.read_text())
