@@ -12,6 +12,9 @@ For each held-out case that ``train_tumour.py`` wrote into ``RUN/test/pred`` and
   between the two;
 - the recall and precision, so under- and over-segmentation are told apart.
 
+It also reads the run's validation curve (``RUN/metrics.csv``): the best validation Dice, and the
+first step within 0.02 of it, which tells whether the budget or the data limited the run.
+
 It reads no image. ``--figure`` draws, for the case with most predicted voxels on unlabelled slices,
 its slices with the reference (green) and the prediction (red) over the image channel ``--channel``;
 the figure shows patient images, so it is written only where asked and never into the repository.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,8 +32,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import dump, machine  # noqa: E402
-from medseg.evaluation.metrics import dice  # noqa: E402
+from benchmarks._common import dump, machine
+from medseg.evaluation.metrics import dice
 
 log = logging.getLogger("label_coverage")
 
@@ -61,7 +65,9 @@ def coverage(pred: np.ndarray, ref: np.ndarray, axis: int) -> dict[str, Any]:
     }
 
 
-def _draw(case: str, image: Path, pred: np.ndarray, ref: np.ndarray, axis: int, channel: int, out: Path) -> None:
+def _draw(
+    case: str, image: Path, pred: np.ndarray, ref: np.ndarray, axis: int, channel: int, out: Path
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,6 +91,30 @@ def _draw(case: str, image: Path, pred: np.ndarray, ref: np.ndarray, axis: int, 
     fig.tight_layout()
     fig.savefig(out, dpi=80)
     plt.close(fig)
+
+
+def validation_curve(run: Path, within: float = 0.02) -> dict[str, Any] | None:
+    """The run's validation Dice over its steps (``RUN/metrics.csv``): the best, the last, the
+    step it was reached at, and the first step within ``within`` of the best (None: no validation)."""
+    import csv
+
+    path = run / "metrics.csv"
+    if not path.is_file():
+        return None
+    with path.open() as f:
+        rows = [(int(r["step"]), float(r["val_dice_mean"])) for r in csv.DictReader(f) if r["val_dice_mean"]]
+    if not rows:
+        return None
+    best_step, best = max(rows, key=lambda r: r[1])
+    near = next(step for step, d in rows if d >= best - within)
+    return {
+        "steps": rows[-1][0],
+        "best": best,
+        "best_step": best_step,
+        "last": rows[-1][1],
+        "first_step_within": near,
+        "within": within,
+    }
 
 
 def measure(run: Path, axis: int) -> dict[str, dict[str, Any]]:
@@ -129,7 +159,8 @@ def main() -> None:
         image = Path(args.images) / f"{case}.nii.gz"
         _draw(case, image, pred, ref, args.axis, args.channel, Path(args.figure))
         log.info("drew %s into %s", case, args.figure)
-    dump({"run": run.name, "axis": args.axis, "cases": cases, "machine": machine()}, args.json)
+    result = {"run": run.name, "axis": args.axis, "cases": cases, "validation": validation_curve(run)}
+    dump({**result, "machine": machine(), "command": shlex.join(["python", *sys.argv])}, args.json)
 
 
 if __name__ == "__main__":
