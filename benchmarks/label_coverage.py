@@ -13,11 +13,13 @@ For each held-out case that ``train_tumour.py`` wrote into ``RUN/test/pred`` and
 - the recall and precision, so under- and over-segmentation are told apart.
 
 It also reads the run's validation curve (``RUN/metrics.csv``): the best validation Dice, and the
-first step within 0.02 of it, which tells whether the budget or the data limited the run.
+step from which every later validation stays within 0.02 of it (where the curve levelled off),
+which tells whether the budget or the data limited the run.
 
-It reads no image. ``--figure`` draws, for the case with most predicted voxels on unlabelled slices,
-its slices with the reference (green) and the prediction (red) over the image channel ``--channel``;
-the figure shows patient images, so it is written only where asked and never into the repository.
+The measurements read no image. ``--figure`` draws, for the case with most predicted voxels on
+unlabelled slices, its slices with the reference (green) and the prediction (red) over the image
+channel ``--channel``; the figure shows patient images, so it is written only where asked, never
+into the repository.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def coverage(pred: np.ndarray, ref: np.ndarray, axis: int) -> dict[str, Any]:
     Returns:
         ``dice``, ``dice_labelled_slices`` (predicted voxels on slices without reference label left
         out), ``pred_voxels_unlabelled_slices``, ``pred_voxels``, ``ref_voxels``, ``recall``,
-        ``precision`` and the first and last labelled slice.
+        ``precision`` and the first and last labelled slice. With an empty reference every slice is
+        unlabelled: ``dice_labelled_slices``, ``recall`` and ``labelled_slices`` are None.
     """
     other = tuple(a for a in range(ref.ndim) if a != axis)
     labelled = ref.any(axis=other)
@@ -55,11 +58,11 @@ def coverage(pred: np.ndarray, ref: np.ndarray, axis: int) -> dict[str, Any]:
     index = np.flatnonzero(labelled)
     return {
         "dice": dice(pred, ref),
-        "dice_labelled_slices": dice(inside, ref),
+        "dice_labelled_slices": dice(inside, ref) if index.size else None,
         "pred_voxels": int(pred.sum()),
         "pred_voxels_unlabelled_slices": int(pred.sum() - inside.sum()),
         "ref_voxels": int(ref.sum()),
-        "recall": hit / max(int(ref.sum()), 1),
+        "recall": hit / int(ref.sum()) if index.size else None,
         "precision": hit / max(int(pred.sum()), 1),
         "labelled_slices": [int(index[0]), int(index[-1])] if index.size else None,
     }
@@ -95,24 +98,31 @@ def _draw(
 
 def validation_curve(run: Path, within: float = 0.02) -> dict[str, Any] | None:
     """The run's validation Dice over its steps (``RUN/metrics.csv``): the best, the last, the
-    step it was reached at, and the first step within ``within`` of the best (None: no validation)."""
+    step it was reached at, and ``levelled_step``, the first validation from which every later one
+    stays within ``within`` of the best (None: no finite validation)."""
     import csv
+    import math
 
     path = run / "metrics.csv"
     if not path.is_file():
         return None
     with path.open() as f:
         rows = [(int(r["step"]), float(r["val_dice_mean"])) for r in csv.DictReader(f) if r["val_dice_mean"]]
+    rows = [(step, d) for step, d in rows if math.isfinite(d)]
     if not rows:
         return None
     best_step, best = max(rows, key=lambda r: r[1])
-    near = next(step for step, d in rows if d >= best - within)
+    near = rows[-1][0]
+    for step, d in reversed(rows):
+        if d < best - within:
+            break
+        near = step
     return {
         "steps": rows[-1][0],
         "best": best,
         "best_step": best_step,
         "last": rows[-1][1],
-        "first_step_within": near,
+        "levelled_step": near,
         "within": within,
     }
 

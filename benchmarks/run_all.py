@@ -199,6 +199,7 @@ ENTRIES: list[Entry] = [
     _planned("plan_lidc_rerun", "data_manifests/lidc_nodules.json"),
     # the planned runs again, each alone on the machine (not beside another run)
     _planned("plan_lidc_alone", "data_manifests/lidc_nodules.json", alone=True),
+    _planned("plan_lidc_alone_rerun", "data_manifests/lidc_nodules.json", alone=True),
     _planned("plan_lgg_alone", "data_manifests/lgg_brain_mri.json", alone=True),
     Entry("lgg_label_coverage", "label_coverage.py", ("--run", "/tmp/medseg_bench/plan_lgg_alone")),
     _ablation("plan_ablation_lgg", "data_manifests/lgg_brain_mri.json"),

@@ -31,7 +31,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from medseg.config.schema import RegionConfig, check_region_list
 from medseg.errors import ConfigError, InputNotFoundError
@@ -44,11 +44,13 @@ DATA_ROOT_ENV = "MEDSEG_DATA_ROOT"
 class CaseEntry(BaseModel):
     """One case: its image file(s) (one per channel) and optional label.
 
-    ``id`` and ``group`` may be written as numbers (patient numbers often are): they are read as
-    their text, so ``group: 1007`` and ``group: "1007"`` are the same patient.
+    ``id`` and ``group`` may be written as whole numbers (patient numbers often are): they are read as
+    their decimal text, so ``group: 1007`` and ``group: "1007"`` are the same patient. Other numbers
+    (``1007.0``, NaN from a spreadsheet's empty cell) and booleans are refused, as they would name
+    patients ambiguously; quote ids with leading zeros (YAML reads ``0012`` as octal).
     """
 
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    model_config = ConfigDict(extra="forbid")
     id: str = Field(min_length=1)
     images: list[str] = Field(min_length=1)
     label: str | None = None
@@ -59,6 +61,13 @@ class CaseEntry(BaseModel):
         description="the patient (or other unit) the case belongs to: validation splits and folds keep "
         "a group's cases together, so no patient is on both sides",
     )
+
+    @field_validator("id", "group", mode="before")
+    @classmethod
+    def _whole_number_as_text(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
 
 
 class Manifest(BaseModel):

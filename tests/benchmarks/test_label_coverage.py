@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.label_coverage import coverage
+from benchmarks.label_coverage import coverage, validation_curve
 
 
 def test_predictions_on_unlabelled_slices_are_counted_apart():
@@ -20,3 +20,29 @@ def test_predictions_on_unlabelled_slices_are_counted_apart():
     assert (c["recall"], c["precision"]) == (1.0, 48 / 80)
     # along another axis every slice of the square is labelled: nothing is set apart
     assert coverage(pred, ref, axis=0)["pred_voxels_unlabelled_slices"] == 0
+
+
+def test_empty_reference_has_no_labelled_slices():
+    ref = np.zeros((4, 4, 3), bool)
+    pred = ref.copy()
+    pred[0, 0, 1] = True
+    c = coverage(pred, ref, axis=2)
+    assert c["dice"] == 0.0 and c["pred_voxels_unlabelled_slices"] == 1
+    assert c["dice_labelled_slices"] is None and c["recall"] is None and c["labelled_slices"] is None
+
+
+def test_validation_curve_levels_off_where_it_stays_near_its_best(tmp_path):
+    rows = [
+        "epoch,step,val_dice_mean",
+        "0,10,",
+        "1,20,0.80",
+        "2,30,0.60",
+        "3,40,0.81",
+        "4,50,nan",
+        "5,60,0.79",
+    ]
+    (tmp_path / "metrics.csv").write_text("\n".join(rows) + "\n")
+    v = validation_curve(tmp_path)
+    # an early spike (step 20) does not count: the dip at step 30 comes after it
+    assert (v["best"], v["best_step"], v["levelled_step"], v["last"], v["steps"]) == (0.81, 40, 40, 0.79, 60)
+    assert validation_curve(tmp_path / "missing") is None

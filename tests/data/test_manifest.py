@@ -53,6 +53,13 @@ def test_numeric_ids_and_groups_read_as_text(tmp_path):
     m = load_manifest(p)
     assert [c.id for c in m.cases] == ["7", "8"]
     assert {c.group for c in m.cases} == {"1007"}  # one patient, however it was written
+    # numbers that would name a patient ambiguously are refused, not turned into "1007.0" or "nan"
+    for bad in (1007.0, float("nan"), True):
+        p.write_text(
+            json.dumps({"labels": {"0": "bg"}, "cases": [{"id": "a", "images": ["a"], "group": bad}]})
+        )
+        with pytest.raises(ConfigError, match="group"):
+            load_manifest(p)
 
 
 def test_every_problem_is_reported(tmp_path):
