@@ -12,9 +12,9 @@ For each held-out case that ``train_tumour.py`` wrote into ``RUN/test/pred`` and
   between the two;
 - the recall and precision, so under- and over-segmentation are told apart.
 
-It also reads the run's validation curve (``RUN/metrics.csv``): the best validation Dice, and the
-step from which every later validation stays within 0.02 of it (where the curve levelled off),
-which tells whether the budget or the data limited the run.
+It also reads the run's validation curve (``RUN/metrics.csv``): the best validation Dice, the first
+step within 0.01 of it and the range of the validations after that step, which tells whether the
+budget or the data limited the run.
 
 The measurements read no image. ``--figure`` draws, for the case with most predicted voxels on
 unlabelled slices, its slices with the reference (green) and the prediction (red) over the image
@@ -96,10 +96,10 @@ def _draw(
     plt.close(fig)
 
 
-def validation_curve(run: Path, within: float = 0.02) -> dict[str, Any] | None:
-    """The run's validation Dice over its steps (``RUN/metrics.csv``): the best, the last, the
-    step it was reached at, and ``levelled_step``, the first validation from which every later one
-    stays within ``within`` of the best (None: no finite validation)."""
+def validation_curve(run: Path, within: float = 0.01) -> dict[str, Any] | None:
+    """The run's validation Dice over its steps (``RUN/metrics.csv``): the best and its step, the
+    last, ``near_step`` (the first validation within ``within`` of the best) and ``after_range``,
+    the lowest and highest validation after it (None: no finite validation)."""
     import csv
     import math
 
@@ -112,17 +112,15 @@ def validation_curve(run: Path, within: float = 0.02) -> dict[str, Any] | None:
     if not rows:
         return None
     best_step, best = max(rows, key=lambda r: r[1])
-    near = rows[-1][0]
-    for step, d in reversed(rows):
-        if d < best - within:
-            break
-        near = step
+    near = next(i for i, (_, d) in enumerate(rows) if d >= best - within)
+    after = [d for _, d in rows[near + 1 :]] or [rows[near][1]]
     return {
         "steps": rows[-1][0],
         "best": best,
         "best_step": best_step,
         "last": rows[-1][1],
-        "levelled_step": near,
+        "near_step": rows[near][0],
+        "after_range": [min(after), max(after)],
         "within": within,
     }
 

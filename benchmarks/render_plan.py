@@ -135,9 +135,10 @@ def label_coverage(r: R) -> str:
         return "Not measured yet (`benchmarks/label_coverage.py`).\n"
     v = x.get("validation")
     curve = (
-        f"Its validation Dice stayed within {v['within']} of its best ({_f(v['best'])}, step "
-        f"{v['best_step']}) from step {v['levelled_step']} of {v['steps']} on, and ended at "
-        f"{_f(v['last'])}. "
+        f"Its validation Dice first came within {v['within']} of its best ({_f(v['best'])}, step "
+        f"{v['best_step']}) at step {v['near_step']} of {v['steps']} ({v['near_step'] / v['steps']:.0%} "
+        f"of the run); the validations after that ranged {_f(v['after_range'][0])} to "
+        f"{_f(v['after_range'][1])}, the last {_f(v['last'])}. "
         if v
         else ""
     )

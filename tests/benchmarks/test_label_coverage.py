@@ -31,18 +31,10 @@ def test_empty_reference_has_no_labelled_slices():
     assert c["dice_labelled_slices"] is None and c["recall"] is None and c["labelled_slices"] is None
 
 
-def test_validation_curve_levels_off_where_it_stays_near_its_best(tmp_path):
-    rows = [
-        "epoch,step,val_dice_mean",
-        "0,10,",
-        "1,20,0.80",
-        "2,30,0.60",
-        "3,40,0.81",
-        "4,50,nan",
-        "5,60,0.79",
-    ]
-    (tmp_path / "metrics.csv").write_text("\n".join(rows) + "\n")
+def test_validation_curve_reports_where_it_neared_its_best_and_what_followed(tmp_path):
+    rows = ["epoch,step,val_dice_mean", "0,10,", "1,20,0.70", "2,30,0.805", "3,40,0.75", "4,50,nan"]
+    (tmp_path / "metrics.csv").write_text("\n".join([*rows, "5,60,0.81", "6,70,0.79"]) + "\n")
     v = validation_curve(tmp_path)
-    # an early spike (step 20) does not count: the dip at step 30 comes after it
-    assert (v["best"], v["best_step"], v["levelled_step"], v["last"], v["steps"]) == (0.81, 40, 40, 0.79, 60)
+    assert (v["best"], v["best_step"], v["near_step"], v["last"], v["steps"]) == (0.81, 60, 30, 0.79, 70)
+    assert v["after_range"] == [0.75, 0.81]  # the NaN validation is left out
     assert validation_curve(tmp_path / "missing") is None
