@@ -10,8 +10,8 @@
 then the chosen configuration (``medseg predict -m OUT/chosen``'s predictor) and each run's own fold
 ensemble predict the manifest's held-out ``split: test`` cases, scored with ``medseg evaluate``.
 
-    python benchmarks/plan_choice.py --manifest data_manifests/lgg_brain_mri.json --minutes 3 \\
-        --folds 3 --output /tmp/bench/choice_lgg --json benchmarks/results/plan_choice_lgg.json
+    python benchmarks/plan_choice.py --manifest data_manifests/lgg_brain_mri.json --minutes 6 \\
+        --folds 5 --output /tmp/bench/choice_lgg --json benchmarks/results/plan_choice_lgg.json
 
 ``--minutes`` is the budget per fold (so each configuration trains ``K x MINUTES``).
 """
@@ -41,7 +41,7 @@ def _medseg(*args: str, log: Path | None = None) -> subprocess.Popen:
     )
 
 
-def _held_out(model: Path, manifest: Path, data_root: str, folder: Path, device: str) -> dict[str, Any]:
+def held_out(model: Path, manifest: Path, data_root: str, folder: Path, device: str) -> dict[str, Any]:
     """Predict the test cases with ``model`` (a run or a chosen configuration) and score them."""
     from benchmarks.train_tumour import pooled_dice
     from medseg.data.cases import load_case, read_label
@@ -69,6 +69,11 @@ def _held_out(model: Path, manifest: Path, data_root: str, folder: Path, device:
         "dice_mean": {n: round(float(d["mean"]), 4) for n, d in dice.items()},
         "dice_median": {n: round(float(d["median"]), 4) for n, d in dice.items()},
         "dice_pooled": pooled_dice(folder, labels),
+        "per_case": {
+            f"{r.case} {labels[r.class_id]}": round(float(r.dice), 4)
+            for r in result.rows
+            if r.class_id in labels
+        },
     }
 
 
@@ -131,8 +136,8 @@ def main() -> None:
         "chosen": choice["chosen"]["name"],
         "postprocessing": choice["postprocessing"].get("options"),
         "held_out": {
-            "chosen": _held_out(out / "chosen", manifest, args.data_root, out / "test_chosen", args.device),
-            **{k: _held_out(out / k, manifest, args.data_root, out / f"test_{k}", args.device) for k in runs},
+            "chosen": held_out(out / "chosen", manifest, args.data_root, out / "test_chosen", args.device),
+            **{k: held_out(out / k, manifest, args.data_root, out / f"test_{k}", args.device) for k in runs},
         },
         "machine": machine(),
         "command": shlex.join(["python", *sys.argv]),

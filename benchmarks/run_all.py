@@ -49,6 +49,7 @@ DEVICE_SCRIPTS = {
     "predict_memory.py",
     "predict_folder_speed.py",
     "train_tumour.py",
+    "fold_ensemble.py",
 }
 DATA_SCRIPTS = {
     "plan_speed.py",
@@ -60,6 +61,7 @@ DATA_SCRIPTS = {
     "predict_folder_speed.py",
     "plan_ablation.py",
     "plan_choice.py",
+    "fold_ensemble.py",
 }
 
 
@@ -201,6 +203,7 @@ ENTRIES: list[Entry] = [
     _planned("plan_lidc_alone", "data_manifests/lidc_nodules.json", alone=True),
     _planned("plan_lidc_alone_rerun", "data_manifests/lidc_nodules.json", alone=True),
     _planned("plan_lgg_alone", "data_manifests/lgg_brain_mri.json", alone=True),
+    _planned("plan_lgg_alone_rerun", "data_manifests/lgg_brain_mri.json", alone=True),
     Entry("lgg_label_coverage", "label_coverage.py", ("--run", "/tmp/medseg_bench/plan_lgg_alone")),
     _ablation("plan_ablation_lgg", "data_manifests/lgg_brain_mri.json"),
     _ablation("plan_ablation_lidc", "data_manifests/lidc_nodules.json"),
@@ -211,12 +214,19 @@ ENTRIES: list[Entry] = [
             "--manifest",
             "data_manifests/lgg_brain_mri.json",
             "--minutes",
-            "1.5",
+            "6",
             "--folds",
-            "3",
+            "5",
             "--output",
             "/tmp/medseg_bench/choice_lgg",
         ),
+    ),
+    # the 30-minute budget spent on 5 folds of 6 minutes, alone on the machine
+    Entry(
+        "fold_ensemble_lgg",
+        "fold_ensemble.py",
+        ("--manifest", "data_manifests/lgg_brain_mri.json", "--minutes", "30", "--folds", "5")
+        + ("--output", "/tmp/medseg_bench/ensemble_lgg", "--target", "0.82"),
     ),
     # GPU-sized: 46 runs of 12 s each plus scoring (about 25 min on one GPU, hours on a CPU)
     Entry("architecture_study", "architecture_study.py", ("all", "--minutes", "0.2", "--workers", "3")),

@@ -1,0 +1,57 @@
+"""benchmarks/fold_ensemble.py: out-of-fold Dice, fold summaries and the chance of a target."""
+
+from __future__ import annotations
+
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.fold_ensemble import chance_of_target, fold_summaries, oof_dice
+
+
+def test_chance_of_target_matches_the_exact_share_of_subsets():
+    values = [0.9, 0.85, 0.8, 0.6, 0.3, 0.95]
+    exact = np.mean([np.mean(c) >= 0.8 for c in combinations(values, 3)])  # 20 subsets
+    assert 0 < exact < 1
+    assert chance_of_target(values, 3, 0.8, draws=200_000) == pytest.approx(exact, abs=0.01)
+    # the one subset of all six: its mean is 0.7333
+    assert chance_of_target(values, 6, 0.73) == 1.0
+    assert chance_of_target(values, 6, 0.74) == 0.0
+    with pytest.raises(ValueError, match="subsets of 7"):
+        chance_of_target(values, 7, 0.8)
+
+
+def test_oof_dice_takes_the_first_foreground_class(tmp_path: Path):
+    (tmp_path / "metrics.csv").write_text(
+        "case,class_id,class_name,dice\na,1,tumour,0.5\na,2,oedema,0.9\nb,1,tumour,0.25\n"
+    )
+    assert oof_dice(tmp_path) == {"a": 0.5, "b": 0.25}
+
+
+def test_fold_summaries_read_steps_and_best_validation(tmp_path: Path):
+    for k, rows in enumerate(["100,0.4\n200,0.7\n300,0.6\n", "50,\n"]):
+        (tmp_path / f"fold_{k}").mkdir()
+        (tmp_path / f"fold_{k}" / "metrics.csv").write_text("step,val_dice_mean\n" + rows)
+    assert fold_summaries(tmp_path) == [
+        {"fold": "fold_0", "steps": 300, "best_val_dice": 0.7},
+        {"fold": "fold_1", "steps": 50, "best_val_dice": None},
+    ]
+
+
+def test_oof_dice_after_the_chosen_postprocessing(tmp_path: Path):
+    from benchmarks.fold_ensemble import oof_dice_postprocessed
+    from medseg.io import write_volume
+    from medseg.volume import Volume
+
+    ref = np.zeros((12, 12, 6), np.uint8)
+    ref[2:7, 2:7, 1:4] = 1  # 75 voxels
+    pred = ref.copy()
+    pred[10:12, 10:12, 4:6] = 1  # a stray 8-voxel component
+    for folder, array in (("crossval/oof", pred), ("references", ref)):
+        (tmp_path / folder).mkdir(parents=True)
+        write_volume(Volume(array, np.diag([2.0, 2.0, 3.0, 1.0])), tmp_path / folder / "a.nii.gz")
+    keep = {"per_class": {"1": {"keep_largest": True}}}
+    assert oof_dice_postprocessed(tmp_path, None) == {"a": pytest.approx(2 * 75 / (83 + 75))}
+    assert oof_dice_postprocessed(tmp_path, keep) == {"a": 1.0}
