@@ -139,7 +139,7 @@ def main() -> None:
             "chosen": held_out(out / "chosen", manifest, args.data_root, out / "test_chosen", args.device),
             **{k: held_out(out / k, manifest, args.data_root, out / f"test_{k}", args.device) for k in runs},
         },
-        "machine": machine(),
+        "machine": {**machine(), "torch_threads": 1},  # each medseg process: OMP_NUM_THREADS=1
         "command": shlex.join(["python", *sys.argv]),
     }
     dump(result, args.json)

@@ -169,14 +169,16 @@ def fold_ensemble(r: R) -> str:
     oof, held, chance = x["oof"], x["held_out"], x["chance_of_target"]
     name = next(iter(held["dice_mean"]))
     per_case = ", ".join(f"{k.split()[0]} {_f(v)}" for k, v in sorted((held.get("per_case") or {}).items()))
+    raw = oof.get("before_postprocessing")
     return (
         f"{x['folds']} folds of {_f(x['minutes_per_fold'], 1)} minutes ({_f(x['budget_minutes'], 0)} "
         f"in all, {_f(x['wall_minutes_plan_and_training'], 1)} minutes of planning and training), "
         f"steps and best validation Dice per fold: {folds}.\n\n"
         "| | cases | Dice per case mean / median | pooled |\n| --- | ---: | --- | ---: |\n"
         + (
-            f"| out of fold, raw | {oof['cases']} | {_f(raw['dice_mean'])} | n/a |\n"
-            if (raw := oof.get("before_postprocessing"))
+            f"| out of fold, raw | {oof['cases']} | {_f(raw['dice_mean'])} / "
+            f"{_f(raw['dice_median'])} | n/a |\n"
+            if raw
             else ""
         )
         + f"| out of fold, with the post-processing chosen there | {oof['cases']} | "
@@ -184,36 +186,52 @@ def fold_ensemble(r: R) -> str:
         f"| held out, the fold ensemble (`medseg predict -m RUN`) | {held['cases']} | "
         f"**{_f(held['dice_mean'][name])}** / {_f(held['dice_median'][name])} | "
         f"{_f(held['dice_pooled'][name])} |\n\n"
+        "The out-of-fold rows are single fold models, not the ensemble, and both are optimistic: each "
+        "fold keeps the checkpoint that scored best on those patients, and the post-processing is "
+        "chosen on them. "
         + (f"Held-out Dice per patient: {per_case}. " if per_case else "")
-        + f"Of random sets of {chance['subset_size']} of the {oof['cases']} out-of-fold patients "
-        f"(post-processed), {chance['share']:.1%} have a mean Dice of {_f(x['target'], 2)} or more.\n"
+        + f"If new patients scored like the {oof['cases']} post-processed out-of-fold values, "
+        f"{chance['share']:.0%} of test sets of {chance['subset_size']} would reach a mean of "
+        f"{_f(x['target'], 2)} (bootstrap, drawn with replacement; optimistic, as said).\n"
         + _worst_patient(r)
     )
 
 
 def _worst_patient(r: R) -> str:
-    """The held-out patient every LGG model scores lowest on, and what it leaves the others to do."""
+    """The held-out patient the fold ensemble scores lowest on, its Dice under the other LGG
+    models, and the mean the other patients would then need for the target."""
     x = r.get("fold_ensemble_lgg")
     cases = {k.split()[0]: v for k, v in ((x or {}).get("held_out", {}).get("per_case") or {}).items()}
-    if not cases:
+    if len(cases) < 2:
         return ""
     worst = min(cases, key=cases.get)
     seen = []
     cov = (r.get("lgg_label_coverage") or {}).get("cases", {})
     if worst in cov:
-        seen.append(f"{_f(cov[worst]['dice'])} (the single run alone)")
-    for key, v in ((r.get("plan_choice_lgg") or {}).get("held_out") or {}).items():
+        seen.append(f"{_f(cov[worst]['dice'])} (the single 30-minute run alone)")
+    choice = r.get("plan_choice_lgg") or {}
+    for key, v in (choice.get("held_out") or {}).items():
         d = {c.split()[0]: s for c, s in (v.get("per_case") or {}).items()}
         if key in ("2d", "3d") and worst in d:
-            seen.append(f"{_f(d[worst])} (the {key} 6-minute fold ensemble, one thread)")
+            threads = (choice.get("machine") or {}).get("torch_threads")
+            how = f", {threads} torch thread{'s' if threads != 1 else ''}" if threads else ""
+            seen.append(
+                f"{_f(d[worst])} (the {key} {_f(choice['minutes_per_fold'], 0)}-minute fold ensemble{how})"
+            )
     seen.append(f"{_f(cases[worst])} (this ensemble)")
     n, target = len(cases), x["target"]
     need = (target * n - cases[worst]) / (n - 1)
+    if need <= target:
+        return ""
+    reach = (
+        "more than a Dice of 1 allows"
+        if need > 1
+        else f"a mean Dice of {_f(need)}"
+        + (", above the agreement of two expert readers on this data (0.84)" if need > 0.84 else "")
+    )
     return (
-        f"\nThe held-out patients are a harder draw than the out-of-fold ones. {worst} scored "
-        f"{', '.join(seen)}; with it at {_f(cases[worst], 2)}, the other {n - 1} would need a mean Dice "
-        f"of {_f(need)} for the {n} to reach {_f(target, 2)}, above the agreement of two expert "
-        "readers on this data (0.84).\n"
+        f"\n{worst} scored {', '.join(seen)}. With it at {_f(cases[worst], 2)}, for the {n} held-out "
+        f"patients to reach {_f(target, 2)} the other {n - 1} would need {reach}.\n"
     )
 
 
@@ -315,11 +333,17 @@ def _choice_note(x: dict[str, Any]) -> str:
         for k in ("2d", "3d")
         if (cases := x["held_out"][k].get("per_case"))
     )
+    swings = [
+        abs(v - x["held_out"]["3d"]["per_case"].get(c, v)) / n_held
+        for c, v in (x["held_out"]["2d"].get("per_case") or {}).items()
+    ]
+    swing = f" (one patient alone moves it by {_f(max(swings), 2)})" if swings else ""
     return (
         f"\nThe {n_held} held-out patients rank the two the other way round from the {n_oof} "
-        "out-of-fold patients; with so few, one patient moves the mean by a tenth"
-        + (f" (per patient, {per_case})" if per_case else "")
-        + ", so the choice rests on the out-of-fold figures, as designed.\n"
+        f"out-of-fold patients{swing}"
+        + (f"; per patient, {per_case}" if per_case else "")
+        + ". Six patients are too few to rank configurations: the choice rests on the out-of-fold "
+        "figures, as designed.\n"
     )
 
 
@@ -377,10 +401,9 @@ def section(r: R, commands: Callable[..., str]) -> list[str]:
         "(their mean probabilities). `benchmarks/fold_ensemble.py` plans with `--budget 6 --folds 5`, "
         "trains `--folds all` (5 x 6 = 30 minutes, alone on the machine), chooses the post-processing "
         "out of fold (`medseg crossval`) and predicts the held-out patients with the ensemble. Every "
-        "labelled patient now trains in 4 of the 5 folds, and each is also predicted by the fold that "
-        "did not see it (one fold model, not the ensemble): the out-of-fold Dice over 23 patients is a "
-        "steadier measure of the recipe than 6 held-out patients, and tells how often 6 patients "
-        "would reach the target.\n",
+        "training patient now trains in 4 of the 5 folds, and each is also predicted by the fold "
+        "model that did not train on it: out-of-fold Dice over the 23 training patients, beside the "
+        "6 held-out ones.\n",
         commands(r.get("fold_ensemble_lgg")),
         fold_ensemble(r),
         "### What each planned decision contributes\n",

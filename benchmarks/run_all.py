@@ -225,8 +225,10 @@ ENTRIES: list[Entry] = [
     Entry(
         "fold_ensemble_lgg",
         "fold_ensemble.py",
-        ("--manifest", "data_manifests/lgg_brain_mri.json", "--minutes", "30", "--folds", "5")
-        + ("--output", "/tmp/medseg_bench/ensemble_lgg", "--target", "0.82"),
+        (
+            *("--manifest", "data_manifests/lgg_brain_mri.json", "--minutes", "30", "--folds", "5"),
+            *("--output", "/tmp/medseg_bench/ensemble_lgg", "--target", "0.82"),
+        ),
     ),
     # GPU-sized: 46 runs of 12 s each plus scoring (about 25 min on one GPU, hours on a CPU)
     Entry("architecture_study", "architecture_study.py", ("all", "--minutes", "0.2", "--workers", "3")),

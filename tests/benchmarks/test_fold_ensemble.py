@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -11,23 +10,23 @@ import pytest
 from benchmarks.fold_ensemble import chance_of_target, fold_summaries, oof_dice
 
 
-def test_chance_of_target_matches_the_exact_share_of_subsets():
-    values = [0.9, 0.85, 0.8, 0.6, 0.3, 0.95]
-    exact = np.mean([np.mean(c) >= 0.8 for c in combinations(values, 3)])  # 20 subsets
-    assert 0 < exact < 1
-    assert chance_of_target(values, 3, 0.8, draws=200_000) == pytest.approx(exact, abs=0.01)
-    # the one subset of all six: its mean is 0.7333
-    assert chance_of_target(values, 6, 0.73) == 1.0
-    assert chance_of_target(values, 6, 0.74) == 0.0
-    with pytest.raises(ValueError, match="subsets of 7"):
-        chance_of_target(values, 7, 0.8)
+def test_chance_of_target_matches_the_exact_bootstrap_share():
+    values = [0.9, 0.6, 0.3]
+    # every ordered draw of 2 with replacement is equally likely: 9 pairs, 3 with a mean >= 0.74
+    # (0.9 + 0.9, and 0.9 + 0.6 both ways)
+    assert chance_of_target(values, 2, 0.74, draws=200_000) == pytest.approx(3 / 9, abs=0.01)
+    assert chance_of_target(values, 2, 0.95) == 0.0
+    assert chance_of_target([0.9, 0.91], 6, 0.85) == 1.0
+    with pytest.raises(ValueError, match="test sets of 0 cases"):
+        chance_of_target(values, 0, 0.8)
 
 
-def test_oof_dice_takes_the_first_foreground_class(tmp_path: Path):
+def test_oof_dice_reads_the_asked_class(tmp_path: Path):
     (tmp_path / "metrics.csv").write_text(
         "case,class_id,class_name,dice\na,1,tumour,0.5\na,2,oedema,0.9\nb,1,tumour,0.25\n"
     )
-    assert oof_dice(tmp_path) == {"a": 0.5, "b": 0.25}
+    assert oof_dice(tmp_path, 1) == {"a": 0.5, "b": 0.25}
+    assert oof_dice(tmp_path, 2) == {"a": 0.9}
 
 
 def test_fold_summaries_read_steps_and_best_validation(tmp_path: Path):
@@ -53,5 +52,5 @@ def test_oof_dice_after_the_chosen_postprocessing(tmp_path: Path):
         (tmp_path / folder).mkdir(parents=True)
         write_volume(Volume(array, np.diag([2.0, 2.0, 3.0, 1.0])), tmp_path / folder / "a.nii.gz")
     keep = {"per_class": {"1": {"keep_largest": True}}}
-    assert oof_dice_postprocessed(tmp_path, None) == {"a": pytest.approx(2 * 75 / (83 + 75))}
-    assert oof_dice_postprocessed(tmp_path, keep) == {"a": 1.0}
+    assert oof_dice_postprocessed(tmp_path, None, 1) == {"a": pytest.approx(2 * 75 / (83 + 75))}
+    assert oof_dice_postprocessed(tmp_path, keep, 1) == {"a": 1.0}
