@@ -130,7 +130,7 @@ def main() -> None:
     oof = oof_dice(run / "crossval" / "evaluation", label)
     oof_post = oof_dice_postprocessed(run, (cv.get("postprocessing") or {}).get("options"), label)
     test = held_out(run, Path(args.manifest), args.data_root, out / "test", args.device)
-    values = list(oof_post.values())  # what medseg predict -m RUN would give them
+    values = list(oof_post.values())  # post-processed as medseg predict -m RUN post-processes
     result = {
         "benchmark": "fold_ensemble",
         "manifest": args.manifest,
