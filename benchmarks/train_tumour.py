@@ -127,6 +127,11 @@ def predict_and_score(
         "missing_channel": missing,
         "seconds_per_case": round(float(np.mean(seconds)), 3),
         "dice_pooled": pooled_dice(tmp, labels),
+        "per_case": {
+            f"{r.case} {labels[r.class_id]}": round(float(r.dice), 4)
+            for r in result.rows
+            if r.class_id in labels
+        },
         **_summary(result, labels),
     }
 
