@@ -49,9 +49,10 @@ def _medseg(*args: str, log: Path) -> None:
 
 
 def oof_dice(evaluation: Path, label: int) -> dict[str, float]:
-    """Dice per case of class ``label``, from ``medseg evaluate``'s metrics.csv."""
-    with (evaluation / "metrics.csv").open() as f:
-        return {r["case"]: float(r["dice"]) for r in csv.DictReader(f) if int(r["class_id"]) == label}
+    """Dice per case of class ``label``, from a ``medseg evaluate`` folder."""
+    from medseg.evaluation.results import load_evaluation
+
+    return {r.case: r.dice for r in load_evaluation(evaluation).rows if r.class_id == label}
 
 
 def oof_dice_postprocessed(run: Path, options: dict[str, Any] | None, label: int) -> dict[str, float]:
@@ -156,7 +157,7 @@ def main() -> None:
         "target": args.target,
         "chance_of_target": {
             "subset_size": test["cases"],
-            "share": round(chance_of_target(values, test["cases"], args.target), 4),
+            "share": chance_of_target(values, test["cases"], args.target),
         },
         "machine": machine(),
         "command": shlex.join(["python", *sys.argv]),

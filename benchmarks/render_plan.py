@@ -168,7 +168,7 @@ def fold_ensemble(r: R) -> str:
     folds = ", ".join(f"{f['steps']} ({_f(f['best_val_dice'])})" for f in x["folds_trained"])
     oof, held, chance = x["oof"], x["held_out"], x["chance_of_target"]
     name = next(iter(held["dice_mean"]))
-    per_case = ", ".join(f"{k.split()[0]} {_f(v)}" for k, v in sorted((held.get("per_case") or {}).items()))
+    per_case = ", ".join(f"{k} {_f(v)}" for k, v in sorted(_per_case(held.get("per_case")).items()))
     raw = oof.get("before_postprocessing")
     return (
         f"{x['folds']} folds of {_f(x['minutes_per_fold'], 1)} minutes ({_f(x['budget_minutes'], 0)} "
@@ -349,7 +349,7 @@ def _choice_note(x: dict[str, Any]) -> str:
     n_oof = max(c["n_cases"] for c in x["candidates"])
     n_held = x["held_out"]["2d"]["cases"]
     per_case = "; ".join(
-        f"{k}: " + ", ".join(f"{c.split()[0]} {_f(v)}" for c, v in sorted(cases.items()))
+        f"{k}: " + ", ".join(f"{c} {_f(v)}" for c, v in sorted(_per_case(cases).items()))
         for k in ("2d", "3d")
         if (cases := x["held_out"][k].get("per_case"))
     )

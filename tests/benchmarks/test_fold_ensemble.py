@@ -22,8 +22,12 @@ def test_chance_of_target_matches_the_exact_bootstrap_share():
 
 
 def test_oof_dice_reads_the_asked_class(tmp_path: Path):
+    from medseg.evaluation.results import CSV_COLUMNS
+
+    rows = [("a", 1, "tumour", 0.5), ("a", 2, "oedema", 0.9), ("b", 1, "tumour", 0.25)]
+    blank = "," * (len(CSV_COLUMNS) - 4)  # the other metrics and paths left empty
     (tmp_path / "metrics.csv").write_text(
-        "case,class_id,class_name,dice\na,1,tumour,0.5\na,2,oedema,0.9\nb,1,tumour,0.25\n"
+        ",".join(CSV_COLUMNS) + "\n" + "".join(f"{c},{k},{n},{d}{blank}\n" for c, k, n, d in rows)
     )
     assert oof_dice(tmp_path, 1) == {"a": 0.5, "b": 0.25}
     assert oof_dice(tmp_path, 2) == {"a": 0.9}
